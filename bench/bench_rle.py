@@ -1,0 +1,137 @@
+"""RLE encode/decode speed against the NumPy Kaggle codecs and pycocotools, on realistic masks.
+
+Realistic masks: filled polygons and ellipses like the Severstal annotations, at coverages spread log-uniformly over
+0.1 %-25 %, plus the real Kaggle masks when ../shared is present.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import mask2rle, rle2mask, shared_data_dir, speedup
+
+from steelfast import rle
+
+pycoco = pytest.importorskip("pycocotools.mask")
+
+
+def polygon_mask(rng: np.random.Generator, coverage: float) -> np.ndarray:
+    mask = np.zeros((256, 1600), np.uint8)
+    while mask.mean() < coverage:
+        center = (int(rng.integers(0, 1600)), int(rng.integers(0, 256)))
+        axes = (int(rng.integers(5, 120)), int(rng.integers(3, 60)))
+        cv2.ellipse(mask, center, axes, float(rng.integers(0, 180)), 0, 360, 1, -1)
+    return mask
+
+
+def synthetic_set(n: int = 48, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coverages = np.exp(rng.uniform(np.log(0.001), np.log(0.25), n))
+    return np.stack([polygon_mask(rng, c) for c in coverages])
+
+
+def real_set(n: int = 256) -> list[str]:
+    path = shared_data_dir() / "train_partial.csv"
+    if not path.is_file():
+        pytest.skip(f"real data absent ({path})")
+    texts = pd.read_csv(path)["EncodedPixels"].tolist()
+    return texts[:: max(1, len(texts) // n)][:n]
+
+
+@pytest.fixture(scope="module")
+def masks() -> np.ndarray:
+    return synthetic_set()
+
+
+@pytest.fixture(scope="module")
+def texts(masks) -> list[str]:
+    return [mask2rle(m) for m in masks]
+
+
+# ---- encode ---------------------------------------------------------------------------------------
+
+def test_encode_reference_numpy(timed, masks, texts):
+    assert timed("encode", "numpy", lambda: [mask2rle(m) for m in masks]) == texts
+
+
+def test_encode_reference_pycocotools(timed, masks, texts):
+    fortran = np.asfortranarray(masks.transpose(1, 2, 0))  # the layout pycocotools requires, made outside the timing
+    encoded = timed("encode", "pycocotools", lambda: pycoco.encode(fortran))
+    assert [rle.from_coco(e) for e in encoded[:8]] == texts[:8]
+
+
+def test_encode_reference_count_nonzero(timed, masks):
+    timed("encode", "count_nonzero", lambda: [np.count_nonzero(m) for m in masks])
+
+
+def test_encode_steelfast(timed, masks, texts):
+    assert timed("encode", "steelfast", lambda: [rle.encode(m) for m in masks]) == texts
+
+
+def test_encode_goals():
+    assert speedup("encode", "steelfast", "numpy") >= 15
+    assert speedup("encode", "steelfast", "pycocotools") >= 4
+    assert speedup("encode", "steelfast", "count_nonzero") >= 0.5  # within 2x of the memory-read limit
+
+
+# ---- decode ---------------------------------------------------------------------------------------
+
+def test_decode_reference_numpy(timed, masks, texts):
+    out = timed("decode", "numpy", lambda: [rle2mask(t) for t in texts])
+    np.testing.assert_array_equal(np.stack(out), masks)
+
+
+def test_decode_steelfast(timed, masks, texts):
+    out = timed("decode", "steelfast", lambda: [rle.decode(t) for t in texts])
+    np.testing.assert_array_equal(np.stack(out), masks)
+
+
+def test_decode_goals():
+    assert speedup("decode", "steelfast", "numpy") >= 15
+
+
+# ---- real Kaggle masks ----------------------------------------------------------------------------
+
+def test_real_decode_reference_numpy(timed):
+    real = real_set()
+    out = timed("real-decode", "numpy", lambda: [rle2mask(t) for t in real])
+    assert [mask2rle(m) for m in out[:16]] == real[:16]
+
+
+def test_real_decode_steelfast(timed):
+    real = real_set()
+    out = timed("real-decode", "steelfast", lambda: rle.decode_batch(real, threads=1))
+    assert rle.encode_batch(out) == real
+
+
+def test_real_encode_reference_numpy(timed):
+    real = real_set()
+    masks = rle.decode_batch(real)
+    assert timed("real-encode", "numpy", lambda: [mask2rle(m) for m in masks]) == real
+
+
+def test_real_encode_steelfast(timed):
+    real = real_set()
+    masks = rle.decode_batch(real)
+    assert timed("real-encode", "steelfast", lambda: rle.encode_batch(masks, threads=1)) == real
+
+
+def test_real_goals():
+    assert speedup("real-decode", "steelfast", "numpy") >= 15
+    assert speedup("real-encode", "steelfast", "numpy") >= 15
+
+
+# ---- threads --------------------------------------------------------------------------------------
+
+def test_encode_batch_one_thread(timed, masks, texts):
+    assert timed("encode_batch", "1-thread", lambda: rle.encode_batch(masks, threads=1)) == texts
+
+
+def test_encode_batch_two_threads(timed, masks, texts):
+    assert timed("encode_batch", "2-threads", lambda: rle.encode_batch(masks, threads=2)) == texts
+
+
+def test_encode_batch_goals():
+    assert speedup("encode_batch", "2-threads", "1-thread") >= 1.7

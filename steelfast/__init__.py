@@ -1,0 +1,28 @@
+"""steelfast: fast surface-defect segmentation for steel sheets (Kaggle Severstal layout).
+
+The compiled core (:mod:`steelfast._core`) does RLE encoding/decoding, Dice and fused post-processing;
+the modules on top of it read labels, make synthetic data, train a small U-Net and run it over folders.
+"""
+
+from __future__ import annotations
+
+from steelfast._version import __version__
+from steelfast import metrics, rle
+from steelfast.metrics import dice, dice_batch, dice_rle, kaggle_score, kaggle_score_report
+from steelfast.rle import decode, decode_batch, encode, encode_batch, encode_probs
+
+__all__ = [
+    "__version__",
+    "decode",
+    "decode_batch",
+    "dice",
+    "dice_batch",
+    "dice_rle",
+    "encode",
+    "encode_batch",
+    "encode_probs",
+    "kaggle_score",
+    "kaggle_score_report",
+    "metrics",
+    "rle",
+]

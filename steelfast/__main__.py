@@ -1,0 +1,5 @@
+"""``python -m steelfast`` runs the ``steelfast`` CLI."""
+
+from steelfast.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""Input validation shared by the public facades: one helper per kind of input.
+
+Each helper accepts NumPy arrays, array-likes and (CPU or CUDA) torch tensors, checks ndim, shape and dtype once,
+and raises ``TypeError``/``ValueError`` quoting what it received. It copies only when the compiled core cannot read
+the memory as it is (strides that are not whole elements, a dtype the kernel lacks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_mask_array",
+    "as_prob_array",
+    "as_rle_text",
+    "as_rle_texts",
+    "as_shape",
+    "as_threads",
+    "per_class",
+]
+
+
+def _to_numpy(obj: Any) -> np.ndarray:
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch.Tensor without importing torch
+        tensor = obj.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+            tensor = tensor.float()
+        return tensor.numpy()
+    return np.asarray(obj)
+
+
+def _whole_element_strides(array: np.ndarray) -> np.ndarray:
+    if any(stride % array.itemsize for stride in array.strides):
+        return np.ascontiguousarray(array)
+    return array
+
+
+def as_mask_array(obj: Any, name: str, ndims: tuple[int, ...]) -> np.ndarray:
+    """Return ``obj`` as a bool or integer array with one of ``ndims`` dimensions (nonzero = defect).
+
+    Raises:
+        TypeError: for a non-numeric, float or complex dtype.
+        ValueError: for a wrong number of dimensions.
+    """
+    array = _to_numpy(obj)
+    if array.dtype.kind not in "biu":
+        raise TypeError(
+            f"{name} must be a bool or integer mask (nonzero = defect), got dtype {array.dtype}; "
+            "threshold probabilities first (e.g. probs > 0.5) or use encode_probs"
+        )
+    if array.ndim not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{name} must be {want}, got shape {array.shape}")
+    return _whole_element_strides(array)
+
+
+def as_prob_array(obj: Any, name: str = "probs") -> np.ndarray:
+    """Return ``obj`` as a float32 or float16 array of shape (N, C, H, W)."""
+    array = _to_numpy(obj)
+    if array.dtype not in (np.float32, np.float16):
+        raise TypeError(
+            f"{name} must be float32 or float16 probabilities, got dtype {array.dtype}; "
+            f"convert with {name}.astype(np.float32)"
+        )
+    if array.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {array.shape}")
+    return _whole_element_strides(array)
+
+
+def as_shape(shape: Any) -> tuple[int, int]:
+    """Return ``shape`` as ``(height, width)`` of positive ints."""
+    try:
+        height, width = (int(v) for v in shape)
+        ok = all(int(v) == v for v in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"shape must be (height, width), got {shape!r}") from None
+    if not ok or height < 1 or width < 1:
+        raise ValueError(f"shape must be two positive integers (height, width), got {shape!r}")
+    return height, width
+
+
+def as_threads(threads: int | None) -> int:
+    """Return the worker thread count for the core: 0 means one per hardware thread."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return int(threads)
+
+
+def as_rle_text(value: Any, name: str = "rle") -> str:
+    """Return RLE text; ``None``, NaN and ``""`` mean an empty mask."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    raise TypeError(f"{name} must be a str (or None/NaN for an empty mask), got {type(value).__name__}: {value!r}")
+
+
+def as_rle_texts(values: Any, name: str = "rles") -> list[str]:
+    """Return a list of RLE texts from any iterable of str/None/NaN."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of RLE strings, got a single {type(values).__name__}")
+    return [as_rle_text(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def per_class(value: Any, classes: int, name: str, kind: type) -> list:
+    """Broadcast a scalar or check a per-class sequence of length ``classes``."""
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+        values = list(np.asarray(value).ravel())
+        if len(values) != classes:
+            raise ValueError(f"{name} needs one value per class ({classes}), got {len(values)}: {value!r}")
+    else:
+        values = [value] * classes
+    try:
+        return [kind(v) for v in values]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numbers, got {value!r}") from None

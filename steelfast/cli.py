@@ -1,0 +1,201 @@
+"""Command-line interface: ``steelfast`` (sub-commands), ``steelfast-segment`` and ``steelfast-train``.
+
+The CLI only parses arguments, calls the library and prints. A domain error (``ValueError``,
+``FileNotFoundError``, ``OSError``) becomes a one-line message on stderr and exit code 1, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+import typer
+
+__all__ = ["app", "main", "segment_main", "train_main"]
+
+app = typer.Typer(
+    name="steelfast",
+    help="Fast surface-defect segmentation for steel sheets (Severstal layout).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def domain_errors(func: F) -> F:
+    """Turn domain exceptions into a one-line error and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, OSError, RuntimeError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---- section: data (synth, eda, overlay) ------------------------------------------------------
+
+
+@app.command("synth")
+@domain_errors
+def synth_cmd(
+    out: Path = typer.Argument(..., help="Output folder; gets train_images/, test_images/, train.csv, ..."),
+    train: int = typer.Option(800, "--train", help="Number of training images."),
+    test: int = typer.Option(100, "--test", help="Number of test images."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
+    quality: int = typer.Option(90, "--quality", help="JPEG quality, 1..100."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in OUT."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Write a synthetic Severstal-like dataset in the Kaggle layout."""
+    from steelfast.synth import make_dataset
+
+    path = make_dataset(out, train, test, seed, progress, quality=quality, overwrite=overwrite)
+    typer.echo(f"wrote {train} train and {test} test images to {path}")
+
+
+@app.command("eda")
+@domain_errors
+def eda_cmd(
+    labels: Path = typer.Argument(..., help="Labels CSV (Kaggle train.csv, old or new format)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder, for the sample overlays."),
+    out: Path = typer.Option(Path("eda"), "--out", help="Output folder for the tables, plots and report.html."),
+    image_list: Optional[Path] = typer.Option(
+        None,
+        "--image-list",
+        help="All images of the set (CSV with an ImageId column, or one name a line); "
+        "default: the images in --images plus those in LABELS.",
+    ),
+    samples: int = typer.Option(6, "--samples", help="Number of sample overlays (0 = none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample choice."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Exploratory analysis of a labels file: counts, area statistics, plots and report.html."""
+    from steelfast.eda import eda_report, read_image_list
+
+    ids = read_image_list(image_list) if image_list is not None else None
+    report = eda_report(
+        labels, out, image_ids=ids, images_dir=images, n_samples=samples, seed=seed, progress=progress
+    )
+    typer.echo(f"report: {report}")
+
+
+@app.command("overlay")
+@domain_errors
+def overlay_cmd(
+    image: Path = typer.Argument(..., help="Image file; its name is the ImageId looked up in the tables."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Truth: labels CSV (train.csv format)."),
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Prediction: submission CSV."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output PNG; default <image stem>_overlay.png here."),
+    alpha: float = typer.Option(0.35, "--alpha", help="Opacity of the mask shading, 0..1."),
+) -> None:
+    """Draw an image with its true and/or predicted masks (viridis class colours) as a PNG."""
+    from steelfast.overlay import overlay_file
+
+    target = out if out is not None else Path(f"{image.stem}_overlay.png")
+    path = overlay_file(image, target, labels=labels, pred=pred, alpha=alpha)
+    typer.echo(f"wrote {path}")
+
+
+# ---- end section: data ------------------------------------------------------------------------
+
+# ---- section: model (train) -------------------------------------------------------------------
+
+
+@app.command()
+@domain_errors
+def train(
+    data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
+    out: Path = typer.Option(..., "--out", help="Run folder for best.*, last.*, history.csv and history.png."),
+    epochs: int = typer.Option(30, "--epochs", help="Number of epochs."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process under torchrun)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    crop_width: int = typer.Option(
+        0, "--crop-width", help="Train on random crops this wide (multiple of 32); 0 = full width."
+    ),
+    only_defects: bool = typer.Option(
+        True, "--only-defects/--all-images",
+        help="Train on defective images only (the baseline) or on all; validation always uses all.",
+    ),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of images held out for validation."),
+    flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
+    seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
+    in_channels: int = typer.Option(3, "--channels", help="Input channels of the model (grey replicated)."),
+    amp: str = typer.Option("auto", "--amp", help="Autocast: auto (bf16 on CPU, fp16 on CUDA), bf16, fp16 or off."),
+    channels_last: bool = typer.Option(
+        True, "--channels-last/--no-channels-last", help="Channels-last memory format (faster on CPU)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", help="Stop training after this many seconds, leaving time to validate."
+    ),
+    tune: bool = typer.Option(
+        True, "--tune/--no-tune", help="Tune per-class threshold and minimum area on the validation set."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue from a checkpoint (e.g. RUN/last.safetensors) and its .state.pt."
+    ),
+    max_train_images: Optional[int] = typer.Option(
+        None, "--max-train-images", help="Use only the first N training images (quick runs)."
+    ),
+    max_val_images: Optional[int] = typer.Option(
+        None, "--max-val-images", help="Use only the first N validation images (quick runs)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train the U-Net, validate and tune post-processing every epoch, save the best checkpoint."""
+    from steelfast.train import TrainConfig
+    from steelfast.train import train as run_training
+
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, crop_width=crop_width or None,
+        only_defects=only_defects, val_fraction=val_fraction, flips=flips, seed=seed,
+        architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp,
+        channels_last=channels_last, device=device, threads=threads, num_workers=workers,
+        time_budget_s=time_budget, tune=tune, max_train_images=max_train_images,
+        max_val_images=max_val_images, progress=progress,
+    )
+    try:
+        result = run_training(data_dir, out, config, resume=resume)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: saved {out / 'last.safetensors'}; continue with --resume", err=True)
+        raise typer.Exit(code=130) from None
+    if result.final is None:  # a non-zero rank under torchrun
+        return
+    post = result.postprocess
+    typer.echo(
+        f"best epoch {result.best_epoch}: validation score {result.final['score']:.4f} "
+        f"(thresholds {post['thresholds']}, min areas {post['min_areas']}), "
+        f"{result.images_per_s:.1f} train images/s"
+    )
+    typer.echo(f"checkpoint: {result.best_path}")
+
+# ---- end section: model -----------------------------------------------------------------------
+
+# ---- section: inference (export, segment) -----------------------------------------------------
+# ---- end section: inference -------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point of ``steelfast``."""
+    app()
+
+
+def segment_main() -> None:
+    """Entry point of ``steelfast-segment`` (the same as ``steelfast segment``)."""
+    typer.run(segment)  # noqa: F821 - defined in the inference section
+
+
+def train_main() -> None:
+    """Entry point of ``steelfast-train`` (the same as ``steelfast train``)."""
+    typer.run(train)  # noqa: F821 - defined in the model section

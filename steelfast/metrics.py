@@ -1,0 +1,154 @@
+"""Sørensen–Dice and the Kaggle Severstal score, computed by the compiled core.
+
+Dice of two binary masks X, Y is ``2|X ∩ Y| / (|X| + |Y|)`` and 1.0 when both are empty. The competition score is
+the mean Dice over every (ImageId, ClassId) pair of the test set, defect-free pairs included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from steelfast._compiled import core
+from steelfast._validate import as_mask_array, as_rle_text, as_shape, as_threads
+from steelfast.labels import CLASS_IDS, read_labels
+from steelfast.rle import DEFAULT_SHAPE
+
+__all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "kaggle_score", "kaggle_score_report"]
+
+
+def _same_bytes(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
+    if pred.itemsize != truth.itemsize:  # the kernel reads both with one element size
+        pred, truth = pred != 0, truth != 0
+    return np.ascontiguousarray(pred), np.ascontiguousarray(truth)
+
+
+def dice(pred: Any, truth: Any) -> float:
+    """Dice of two (H, W) masks of any bool or integer dtype (nonzero = defect); 1.0 when both are empty."""
+    a, b = _same_bytes(as_mask_array(pred, "pred", (2,)), as_mask_array(truth, "truth", (2,)))
+    return float(core.dice_many(a, b, 1, 1)[0])
+
+
+def dice_batch(pred: Any, truth: Any, threads: int | None = None) -> np.ndarray:
+    """Dice of each mask pair over the last two axes.
+
+    Args:
+        pred: (N, C, H, W) (or (N, H, W)) bool or integer masks.
+        truth: the same shape.
+        threads: worker threads (None = one per CPU).
+
+    Returns:
+        float64 array of the leading shape, (N, C) for 4-D input.
+    """
+    a, b = _same_bytes(as_mask_array(pred, "pred", (3, 4)), as_mask_array(truth, "truth", (3, 4)))
+    lead = a.shape[:-2]
+    pairs = int(np.prod(lead))
+    if pairs == 0:
+        return np.zeros(lead, dtype=np.float64)
+    return core.dice_many(a, b, pairs, as_threads(threads)).reshape(lead)
+
+
+def dice_rle(a: str | None, b: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> float:
+    """Dice of two RLE texts computed on their runs, without decoding; 1.0 when both are empty."""
+    height, width = as_shape(shape)
+    return float(core.dice_rle(as_rle_text(a, "a"), as_rle_text(b, "b"), height * width))
+
+
+def dice_rle_batch(
+    a: Iterable[str | None], b: Iterable[str | None], shape: tuple[int, int] = DEFAULT_SHAPE, threads: int | None = None
+) -> np.ndarray:
+    """:func:`dice_rle` elementwise over two equally long sequences: float64 array (N,)."""
+    height, width = as_shape(shape)
+    texts_a = [as_rle_text(v, f"a[{i}]") for i, v in enumerate(a)]
+    texts_b = [as_rle_text(v, f"b[{i}]") for i, v in enumerate(b)]
+    if len(texts_a) != len(texts_b):
+        raise ValueError(f"a and b must have the same length, got {len(texts_a)} and {len(texts_b)}")
+    return np.asarray(core.dice_rle_many(texts_a, texts_b, height * width, as_threads(threads)), dtype=np.float64)
+
+
+def _pair_table(
+    submission: pd.DataFrame | str | PathLike, truth: pd.DataFrame | str | PathLike, images: Iterable[str] | None,
+    shape: tuple[int, int],
+) -> pd.DataFrame:
+    sub = read_labels(submission, shape=shape)
+    ref = read_labels(truth, shape=shape)
+    seen = set(sub["ImageId"]) | set(ref["ImageId"])
+    if images is not None:
+        image_set = {str(i) for i in images}
+        extra = sorted(seen - image_set)
+        if extra:
+            raise ValueError(
+                f"{len(extra)} image(s) in the label files are not in `images`, e.g. {extra[:3]}"
+            )
+    else:
+        image_set = seen
+    grid = pd.MultiIndex.from_product([sorted(image_set), list(CLASS_IDS)], names=["ImageId", "ClassId"])
+    table = pd.DataFrame(index=grid)
+    table["pred"] = sub.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
+    table["truth"] = ref.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
+    table["dice"] = dice_rle_batch(table["pred"].tolist(), table["truth"].tolist(), shape)
+    return table.reset_index()
+
+
+def kaggle_score(
+    submission: pd.DataFrame | str | PathLike,
+    truth: pd.DataFrame | str | PathLike,
+    images: Iterable[str] | None = None,
+    shape: tuple[int, int] = DEFAULT_SHAPE,
+) -> float:
+    """Mean Dice over all (ImageId, ClassId) pairs, as the competition scored it.
+
+    Args:
+        submission: DataFrame or CSV path in either Kaggle label format (old ``ImageId_ClassId,EncodedPixels`` or
+            new ``ImageId,ClassId,EncodedPixels``).
+        truth: the same for the ground truth.
+        images: the full image set when the files alone don't name it (the new format omits defect-free images).
+        shape: (H, W) of the masks.
+
+    Returns:
+        The score in [0, 1]. A pair missing from a file counts as empty.
+    """
+    table = _pair_table(submission, truth, images, shape)
+    return float(table["dice"].mean()) if len(table) else 1.0
+
+
+def kaggle_score_report(
+    submission: pd.DataFrame | str | PathLike,
+    truth: pd.DataFrame | str | PathLike,
+    images: Iterable[str] | None = None,
+    shape: tuple[int, int] = DEFAULT_SHAPE,
+) -> pd.DataFrame:
+    """Per-class breakdown of :func:`kaggle_score`.
+
+    Returns:
+        DataFrame indexed by ClassId (1..4 and "all") with columns ``pairs``, ``truth_defects``, ``pred_defects``,
+        ``dice`` (mean over all pairs of the class) and ``dice_defects`` (mean over pairs whose truth has a defect,
+        NaN if none).
+    """
+    table = _pair_table(submission, truth, images, shape)
+    table["truth_has"] = table["truth"] != ""
+    table["pred_has"] = table["pred"] != ""
+
+    def summarize(group: pd.DataFrame) -> pd.Series:
+        defects = group.loc[group["truth_has"], "dice"]
+        return pd.Series(
+            {
+                "pairs": len(group),
+                "truth_defects": int(group["truth_has"].sum()),
+                "pred_defects": int(group["pred_has"].sum()),
+                "dice": float(group["dice"].mean()) if len(group) else float("nan"),
+                "dice_defects": float(defects.mean()) if len(defects) else float("nan"),
+            }
+        )
+
+    rows = {class_id: summarize(group) for class_id, group in table.groupby("ClassId")}
+    rows["all"] = summarize(table)
+    report = pd.DataFrame(rows).T
+    report.index.name = "ClassId"
+    return report.astype({"pairs": int, "truth_defects": int, "pred_defects": int})

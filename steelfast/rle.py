@@ -1,0 +1,286 @@
+"""Kaggle run-length encoding (RLE) of binary masks, backed by the compiled core.
+
+The format, exactly: a mask of H x W pixels is numbered 1..H*W **top-to-bottom, then left-to-right**
+(column-major, ``order="F"``; ``order="C"`` numbers left-to-right then top-to-bottom, for row-major datasets).
+Its RLE text is ``"start length start length ..."``: ASCII decimal integers separated by single spaces, each
+``start`` the 1-indexed number of the first pixel of a run of defect pixels and ``length >= 1`` its pixel count.
+Runs are sorted, inside ``[1, H*W]`` and do not overlap; the encoder also never emits touching runs. An empty mask
+is the empty string; ``None`` and NaN (what pandas reads for an empty CSV cell) decode as empty too.
+The Severstal masks are 256 x 1600 (H x W), the default ``shape``.
+
+Example:
+    >>> import numpy as np
+    >>> mask = np.zeros((4, 3), np.uint8); mask[1:3, 0] = 1; mask[0, 1] = 1
+    >>> encode(mask)
+    '2 2 5 1'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from steelfast._compiled import core
+from steelfast._validate import (
+    as_mask_array,
+    as_prob_array,
+    as_rle_text,
+    as_rle_texts,
+    as_shape,
+    as_threads,
+    per_class,
+)
+
+__all__ = [
+    "DEFAULT_SHAPE",
+    "RLEError",
+    "area",
+    "area_batch",
+    "decode",
+    "decode_batch",
+    "encode",
+    "encode_batch",
+    "encode_probs",
+    "from_coco",
+    "runs",
+    "to_coco",
+]
+
+DEFAULT_SHAPE: tuple[int, int] = (256, 1600)
+
+#: Raised for malformed RLE text; a subclass of ``ValueError`` whose message names the token or run.
+RLEError = core.RLEError
+
+
+def _check_order(order: str) -> bool:
+    """Return True for column-major ("F") numbering."""
+    if order not in ("F", "C"):
+        raise ValueError(f"order must be 'F' (Kaggle, column-major) or 'C' (row-major), got {order!r}")
+    return order == "F"
+
+
+def _encode_4d(masks: np.ndarray, order: str, threads: int) -> list[str]:
+    # Row-major numbering of (H, W) is column-major numbering of its (W, H) transpose: a view, never a copy.
+    if not _check_order(order):
+        masks = masks.swapaxes(-1, -2)
+    return core.encode_masks(masks, threads)
+
+
+def encode(mask: Any, order: str = "F") -> str:
+    """Encode one mask as Kaggle RLE text.
+
+    Args:
+        mask: (H, W) array of any bool or integer dtype and any memory order (or a torch tensor); nonzero = defect.
+        order: "F" (Kaggle's column-major numbering) or "C" (row-major).
+
+    Returns:
+        The RLE text, "" for an empty mask.
+    """
+    array = as_mask_array(mask, "mask", (2,))
+    return _encode_4d(array[None, None], order, 1)[0]
+
+
+def encode_batch(masks: Any, threads: int | None = None, order: str = "F") -> list[str] | list[list[str]]:
+    """Encode a batch of masks on worker threads; the output order is the input order.
+
+    Args:
+        masks: (N, H, W) or (N, C, H, W) bool or integer array.
+        threads: worker threads (None = one per CPU).
+        order: "F" or "C", as in :func:`encode`.
+
+    Returns:
+        ``list[str]`` of length N for 3-D input, ``list[list[str]]`` of shape N x C for 4-D input.
+    """
+    array = as_mask_array(masks, "masks", (3, 4))
+    n_threads = as_threads(threads)
+    if array.ndim == 3:
+        return _encode_4d(array[:, None], order, n_threads)
+    flat = _encode_4d(array, order, n_threads)
+    classes = array.shape[1]
+    return [flat[i * classes : (i + 1) * classes] for i in range(array.shape[0])]
+
+
+def _decode_texts(texts: list[str], shape: Any, order: str, threads: int) -> np.ndarray:
+    height, width = as_shape(shape)
+    # Paint runs into zeroed memory laid out in the numbering order, so every run is one memset; np.zeros maps
+    # large buffers lazily, so pages no run touches are never written. Column-major numbering gives a Fortran-ordered
+    # (H, W) view, exactly the layout the classic numpy decoders return.
+    if _check_order(order):
+        out = np.zeros((len(texts), width, height), dtype=np.uint8)
+        core.decode_many(texts, out, height * width, threads)
+        return out.transpose(0, 2, 1)
+    out = np.zeros((len(texts), height, width), dtype=np.uint8)
+    core.decode_many(texts, out, height * width, threads)
+    return out
+
+
+def decode(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE, order: str = "F") -> np.ndarray:
+    """Decode RLE text into a mask.
+
+    Args:
+        rle: RLE text; "", None and NaN give an empty mask.
+        shape: (H, W) of the mask.
+        order: "F" or "C", as in :func:`encode`.
+
+    Returns:
+        uint8 array (H, W), values 0/1; Fortran-ordered for ``order="F"``, C-ordered for ``order="C"``
+        (``np.ascontiguousarray`` gives a C-ordered copy when a library needs one).
+
+    Raises:
+        RLEError: malformed text (odd token count, a non-integer token, start < 1, length < 1, a run past H*W,
+            starts not increasing or runs overlapping); the message names the token.
+    """
+    return _decode_texts([as_rle_text(rle)], shape, order, 1)[0]
+
+
+def decode_batch(
+    rles: Iterable[str | None], shape: tuple[int, int] = DEFAULT_SHAPE, threads: int | None = None, order: str = "F"
+) -> np.ndarray:
+    """Decode many RLE texts on worker threads.
+
+    Returns:
+        uint8 array (N, H, W), each mask laid out as :func:`decode` lays it out. An error names the item index and
+        the token.
+    """
+    return _decode_texts(as_rle_texts(rles), shape, order, as_threads(threads))
+
+
+def area(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> int:
+    """Number of defect pixels of RLE text, from its run lengths (validated, never decoded)."""
+    height, width = as_shape(shape)
+    return int(core.areas_many([as_rle_text(rle)], height * width, 1)[0])
+
+
+def area_batch(
+    rles: Iterable[str | None], shape: tuple[int, int] = DEFAULT_SHAPE, threads: int | None = None
+) -> np.ndarray:
+    """:func:`area` of many texts: int64 array (N,)."""
+    height, width = as_shape(shape)
+    return core.areas_many(as_rle_texts(rles), height * width, as_threads(threads))
+
+
+def runs(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    """Validated runs of RLE text: (starts, lengths), int64 arrays, starts **0-based**."""
+    height, width = as_shape(shape)
+    return core.rle_runs(as_rle_text(rle), height * width)
+
+
+def _half_threshold_bits(thresholds: list[float]) -> list[int]:
+    # The largest float16 <= t: then `p > t` is exactly `p > that half` for any half p.
+    halves = np.array(thresholds, dtype=np.float16)
+    above = halves.astype(np.float64) > np.array(thresholds, dtype=np.float64)
+    halves[above] = np.nextafter(halves[above], np.float16(0))
+    return [int(b) for b in halves.view(np.uint16)]
+
+
+def encode_probs(
+    probs: Any, thresholds: Any = 0.5, min_areas: Any = 0, threads: int | None = None
+) -> list[list[str]]:
+    """Threshold, filter by area and RLE-encode probabilities in one pass of the compiled core.
+
+    A pixel of class c is a defect where ``probs[n, c] > thresholds[c]``; a class mask whose total area is below
+    ``min_areas[c]`` becomes empty. No full mask is ever built in Python.
+
+    Args:
+        probs: (N, C, H, W) float32 or float16 array (any strides, e.g. channels-last) or tensor.
+        thresholds: one float in [0, 1] or one per class.
+        min_areas: one non-negative int or one per class (pixels).
+        threads: worker threads (None = one per CPU).
+
+    Returns:
+        N lists of C RLE texts.
+    """
+    array = as_prob_array(probs)
+    n, classes = array.shape[:2]
+    limits = per_class(thresholds, classes, "thresholds", float)
+    if any(not 0.0 <= t <= 1.0 for t in limits):
+        raise ValueError(f"thresholds must lie in [0, 1], got {thresholds!r}")
+    minimum = per_class(min_areas, classes, "min_areas", float)
+    if any(m < 0 or m != int(m) for m in minimum):
+        raise ValueError(f"min_areas must be non-negative integers, got {min_areas!r}")
+    if n == 0:
+        return []
+    flat = core.encode_probs(
+        array, limits, _half_threshold_bits(limits), [int(m) for m in minimum], as_threads(threads)
+    )
+    return [flat[i * classes : (i + 1) * classes] for i in range(n)]
+
+
+def to_coco(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> dict:
+    """Convert Kaggle RLE to COCO's uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
+
+    COCO numbers pixels column-major too; its counts alternate background and defect run lengths, starting with
+    background (possibly 0) and covering all H*W pixels, as ``pycocotools.mask.frPyObjects`` expects.
+    """
+    height, width = as_shape(shape)
+    starts, lengths = runs(rle, (height, width))
+    ends = starts + lengths
+    gaps = starts - np.concatenate(([0], ends[:-1]))
+    counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    counts[0:-1:2] = gaps
+    counts[1::2] = lengths
+    counts[-1] = height * width - (ends[-1] if len(ends) else 0)
+    if counts[-1] == 0 and len(counts) > 1:
+        counts = counts[:-1]
+    return {"size": [height, width], "counts": counts.tolist()}
+
+
+def _coco_string_counts(text: bytes) -> list[int]:
+    # COCO's compressed counts: 5-bit groups offset by 48, 0x20 = more groups follow, 0x10 in the last group = sign;
+    # from the third count on, each is stored as a difference to the count two places before.
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise ValueError(f"COCO counts string ends inside a number at byte {pos}")
+            group = text[pos] - 48
+            if not 0 <= group < 64:
+                raise ValueError(f"COCO counts string has an invalid byte {text[pos]!r} at {pos}")
+            value |= (group & 0x1F) << shift
+            more = bool(group & 0x20)
+            pos += 1
+            shift += 5
+            if not more and group & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def from_coco(obj: dict) -> str:
+    """Convert a COCO RLE (``{"size": [H, W], "counts": list | str | bytes}``) to Kaggle RLE text.
+
+    Both the uncompressed (list) and the compressed (string) COCO forms are accepted.
+
+    Raises:
+        ValueError: missing keys, negative counts, or counts that do not add up to H*W.
+    """
+    if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
+        raise ValueError(f"COCO RLE must be a dict with 'size' and 'counts', got {obj!r:.80}")
+    height, width = as_shape(obj["size"])
+    counts_in = obj["counts"]
+    if isinstance(counts_in, (str, bytes)):
+        counts_in = _coco_string_counts(counts_in.encode() if isinstance(counts_in, str) else counts_in)
+    counts = np.asarray(counts_in, dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError(f"COCO counts must be non-negative integers, got {obj['counts']!r:.80}")
+    if counts.sum() != height * width:
+        raise ValueError(f"COCO counts add up to {int(counts.sum())} pixels, but size {height}x{width} has {height * width}")
+    bounds = np.cumsum(counts)
+    starts = bounds[0::2][: len(counts[1::2])]
+    lengths = counts[1::2]
+    keep = lengths > 0
+    merged_starts: list[int] = []
+    merged_lengths: list[int] = []
+    for start, length in zip(starts[keep].tolist(), lengths[keep].tolist()):
+        if merged_starts and merged_starts[-1] + merged_lengths[-1] == start:  # zero-length gap: one run
+            merged_lengths[-1] += length
+        else:
+            merged_starts.append(start)
+            merged_lengths.append(length)
+    return " ".join(f"{s + 1} {n}" for s, n in zip(merged_starts, merged_lengths))

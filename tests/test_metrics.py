@@ -1,0 +1,128 @@
+"""steelfast.metrics against the NumPy oracle: Dice semantics, batches, RLE Dice, the Kaggle score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import random_mask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from oracles import dice_reference, mask2rle
+
+from steelfast import metrics, rle
+
+pairs = st.integers(1, 30).flatmap(
+    lambda h: st.integers(1, 30).flatmap(
+        lambda w: st.tuples(
+            hnp.arrays(np.uint8, (h, w), elements=st.integers(0, 1)),
+            hnp.arrays(np.uint8, (h, w), elements=st.integers(0, 1)),
+        )
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs)
+def test_dice_matches_oracle_on_masks_and_runs(pair):
+    a, b = pair
+    expected = dice_reference(a, b)
+    assert metrics.dice(a, b) == pytest.approx(expected, abs=1e-12)
+    assert metrics.dice_rle(mask2rle(a), mask2rle(b), a.shape) == pytest.approx(expected, abs=1e-12)
+
+
+def test_dice_semantics():
+    empty = np.zeros((4, 4), np.uint8)
+    full = np.ones((4, 4), np.uint8)
+    assert metrics.dice(empty, empty) == 1.0
+    assert metrics.dice(empty, full) == 0.0
+    assert metrics.dice(full, full) == 1.0
+    assert metrics.dice_rle("", None, (4, 4)) == 1.0
+    assert metrics.dice_rle("1 16", "", (4, 4)) == 0.0
+    assert metrics.dice_rle("1 8", "5 8", (4, 4)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtypes", [(np.uint8, np.uint8), (np.bool_, np.uint8), (np.int32, np.int32), (np.int64, np.bool_)])
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_dice_batch_matches_loop(rng, dtypes, threads):
+    pred = np.stack([random_mask(rng, (40, 70), c) for c in (0, 0, 0.1, 0.3, 0.02, 0.5, 0.2, 0)]).reshape(2, 4, 40, 70)
+    truth = np.stack([random_mask(rng, (40, 70), c) for c in (0, 0.1, 0.1, 0.3, 0, 0.5, 0.25, 0)]).reshape(2, 4, 40, 70)
+    pred, truth = (pred * 3).astype(dtypes[0]), truth.astype(dtypes[1])
+    expected = np.array([[dice_reference(p, t) for p, t in zip(ps, ts)] for ps, ts in zip(pred, truth)])
+    got = metrics.dice_batch(pred, truth, threads=threads)
+    assert got.shape == (2, 4) and got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(metrics.dice_batch(pred[:, 1:3], truth[:, 1:3]), expected[:, 1:3])  # non-contiguous
+
+
+def test_dice_batch_large_masks_exercise_the_lane_counters(rng):
+    pred = random_mask(rng, (256, 1600), 0.4)[None, None]
+    truth = random_mask(rng, (256, 1600), 0.3)[None, None]
+    assert metrics.dice_batch(pred, truth)[0, 0] == pytest.approx(dice_reference(pred, truth), abs=1e-12)
+
+
+def test_dice_rle_batch(rng):
+    masks = [random_mask(rng, (20, 30), c) for c in (0, 0.1, 0.3)]
+    texts = [mask2rle(m) for m in masks]
+    got = metrics.dice_rle_batch(texts, texts[::-1], (20, 30))
+    np.testing.assert_allclose(got, [dice_reference(a, b) for a, b in zip(masks, masks[::-1])])
+
+
+def test_kaggle_score_formats_and_missing_pairs(tmp_path):
+    shape = (4, 5)
+    truth = pd.DataFrame({"ImageId": ["a.jpg", "b.jpg"], "ClassId": [1, 3], "EncodedPixels": ["1 4", "3 2"]})
+    # old format, four rows per image, including a defect-free image "c.jpg"
+    rows = []
+    for image in ("a.jpg", "b.jpg", "c.jpg"):
+        for class_id in range(1, 5):
+            text = {"a.jpg_1": "1 2", "b.jpg_3": "3 2", "c.jpg_2": "1 1"}.get(f"{image}_{class_id}", "")
+            rows.append((f"{image}_{class_id}", text))
+    old = pd.DataFrame(rows, columns=["ImageId_ClassId", "EncodedPixels"])
+    path = tmp_path / "sub.csv"
+    old.to_csv(path, index=False)
+    # pairs: 12; a_1 = 2*2/(2+4) = 2/3, c_2 = 0, the other 10 = 1
+    expected = (10 + 2 / 3) / 12
+    assert metrics.kaggle_score(path, truth, shape=shape) == pytest.approx(expected)
+    assert metrics.kaggle_score(old, truth, shape=shape) == pytest.approx(expected)
+    # an all-empty submission scored on an explicit image list
+    empty = pd.DataFrame({"ImageId": [], "ClassId": [], "EncodedPixels": []})
+    images = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert metrics.kaggle_score(empty, truth, images=images, shape=shape) == pytest.approx(14 / 16)
+    report = metrics.kaggle_score_report(path, truth, shape=shape)
+    assert report.loc["all", "dice"] == pytest.approx(expected)
+    assert report.loc[1, "dice_defects"] == pytest.approx(2 / 3)
+    assert report.loc[2, "truth_defects"] == 0 and report.loc[2, "pred_defects"] == 1
+    assert list(report.index) == [1, 2, 3, 4, "all"]
+
+
+def test_kaggle_score_rejects_images_outside_the_list():
+    truth = pd.DataFrame({"ImageId": ["a.jpg"], "ClassId": [1], "EncodedPixels": ["1 1"]})
+    with pytest.raises(ValueError, match=r"not in `images`, e.g. \['a.jpg'\]"):
+        metrics.kaggle_score(truth, truth, images=["b.jpg"], shape=(4, 5))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: metrics.dice(np.zeros((2, 2)), np.zeros((2, 2))), TypeError, "bool or integer"),
+        (lambda: metrics.dice(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8)), ValueError, "same shape"),
+        (lambda: metrics.dice_batch(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)), ValueError, "3-D or 4-D"),
+        (lambda: metrics.dice_rle("1 2 3", "", (4, 5)), ValueError, "odd number of tokens"),
+        (lambda: metrics.dice_rle_batch(["1 1"], [], (4, 5)), ValueError, "same length"),
+        (lambda: metrics.dice_rle_batch(["1 1", "x"], ["", ""], (4, 5)), ValueError, "item 1"),
+    ],
+)
+def test_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_real_labels_score_themselves_perfectly_and_empty_scores_the_defect_free_share(real_data):
+    truth = real_data / "train_partial.csv"
+    images = pd.read_csv(real_data / "train_partial_images.csv").iloc[:, 0].astype(str).tolist()
+    assert metrics.kaggle_score(truth, truth, images=images) == 1.0
+    frame = pd.read_csv(truth)
+    empty = pd.DataFrame({"ImageId": [], "ClassId": [], "EncodedPixels": []})
+    expected = 1 - len(frame) / (4 * len(images))
+    assert metrics.kaggle_score(empty, truth, images=images) == pytest.approx(expected)

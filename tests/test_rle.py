@@ -1,0 +1,301 @@
+"""steelfast.rle against the NumPy oracles: round trips, layouts, dtypes, batches, COCO, bad input, real data."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import random_mask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from oracles import mask2rle, rle2mask
+
+from steelfast import rle
+
+SHAPES = [(1, 1), (1, 7), (7, 1), (3, 5), (16, 24), (256, 1600)]
+DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+
+small_masks = hnp.arrays(
+    dtype=st.sampled_from([np.uint8, np.bool_, np.int32]),
+    shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+    elements=st.integers(0, 1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_masks)
+def test_encode_matches_oracle_and_round_trips(mask):
+    text = rle.encode(mask)
+    assert text == mask2rle(mask)
+    np.testing.assert_array_equal(rle.decode(text, mask.shape), mask.astype(np.uint8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_masks)
+def test_row_major_order_equals_transposed_column_major(mask):
+    text = rle.encode(mask, order="C")
+    assert text == mask2rle(mask.T)
+    np.testing.assert_array_equal(rle.decode(text, mask.shape, order="C"), mask.astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("coverage", [0.0, 0.01, 0.25, 1.0])
+def test_encode_decode_shapes_and_coverage(rng, shape, coverage):
+    mask = random_mask(rng, shape, coverage) if coverage < 1 else np.ones(shape, np.uint8)
+    text = rle.encode(mask)
+    assert text == mask2rle(mask)
+    np.testing.assert_array_equal(rle.decode(text, shape), rle2mask(text, shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_integer_dtype_nonzero_is_defect(rng, dtype):
+    mask = random_mask(rng, (32, 48), 0.2)
+    values = (mask * rng.integers(1, 100, mask.shape)).astype(dtype)
+    assert rle.encode(values) == mask2rle(mask)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda m: np.ascontiguousarray(m),
+        lambda m: np.asfortranarray(m),
+        lambda m: m[::2, ::3],
+        lambda m: m[::-1, :],
+        lambda m: m[:, ::-1],
+        lambda m: np.ascontiguousarray(m.T).T,
+        lambda m: np.ascontiguousarray(np.stack([m, m], -1))[..., 1],
+    ],
+    ids=["C", "F", "strided", "flipped-rows", "flipped-cols", "transposed", "interleaved"],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_any_memory_layout(rng, layout, dtype):
+    mask = layout(random_mask(rng, (64, 96), 0.15).astype(dtype))
+    assert rle.encode(mask) == mask2rle(mask)
+
+
+def test_uint8_values_that_differ_but_are_both_defects():
+    mask = np.zeros((128, 3), np.uint8)
+    mask[:, 1] = np.arange(128) % 7 + 1  # every byte nonzero but differing from its neighbour
+    assert rle.encode(mask) == "129 128"
+
+
+def test_decode_empty_inputs():
+    for value in ("", None, float("nan"), "   "):
+        assert not rle.decode(value, (4, 5)).any()
+    assert rle.decode("", (4, 5)).shape == (4, 5)
+    assert rle.encode(np.zeros((4, 5), np.uint8)) == ""
+
+
+def test_decode_layout_and_dtype():
+    out = rle.decode("1 3", (2, 3))
+    assert out.dtype == np.uint8 and out.shape == (2, 3)
+    np.testing.assert_array_equal(out, [[1, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(rle.decode("1 3", (2, 3), order="C"), [[1, 1, 1], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2, 5])
+def test_batches_equal_singles(rng, threads):
+    masks = np.stack([random_mask(rng, (32, 64), c) for c in (0, 0.01, 0.1, 0.3, 0.5, 0.05)])
+    texts = rle.encode_batch(masks, threads=threads)
+    assert texts == [mask2rle(m) for m in masks]
+    np.testing.assert_array_equal(rle.decode_batch(texts, (32, 64), threads=threads), masks)
+    by_class = rle.encode_batch(masks.reshape(2, 3, 32, 64), threads=threads)
+    assert by_class == [texts[0:3], texts[3:6]]
+    np.testing.assert_array_equal(rle.area_batch(texts, (32, 64), threads=threads), masks.sum(axis=(1, 2)))
+
+
+def test_batch_of_nothing():
+    assert rle.encode_batch(np.zeros((0, 4, 5), np.uint8)) == []
+    assert rle.decode_batch([], (4, 5)).shape == (0, 4, 5)
+
+
+def test_torch_tensors_are_accepted(rng):
+    torch = pytest.importorskip("torch")
+    mask = random_mask(rng, (16, 32), 0.2)
+    assert rle.encode(torch.from_numpy(mask).bool()) == mask2rle(mask)
+
+
+def test_area_and_runs():
+    assert rle.area("1 3 10 2", (4, 5)) == 5
+    assert rle.area(None) == 0
+    starts, lengths = rle.runs("1 3 10 2", (4, 5))
+    assert starts.tolist() == [0, 9] and lengths.tolist() == [3, 2]
+
+
+def test_kernels_release_the_gil_and_run_concurrently(rng):
+    masks = np.stack([random_mask(rng, (256, 1600), 0.05) for _ in range(8)])
+    expected = [mask2rle(m) for m in masks]
+    results: dict[int, list[str]] = {}
+
+    def work(k):
+        results[k] = rle.encode_batch(masks, threads=1)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(results[k] == expected for k in range(4))
+
+
+# ---- encode_probs -------------------------------------------------------------------------------
+
+
+def _reference_probs(probs, thresholds, min_areas):
+    out = []
+    for image in probs:
+        row = []
+        for c, plane in enumerate(image):
+            mask = plane.astype(np.float64) > thresholds[c]
+            row.append(mask2rle(mask) if mask.sum() >= max(min_areas[c], 1) else "")
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_encode_probs_matches_reference(rng, dtype, layout):
+    probs = rng.random((3, 4, 32, 64)).astype(dtype) ** 3
+    if layout == "nhwc":  # what a channels_last model returns
+        probs = np.ascontiguousarray(probs.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    thresholds, min_areas = [0.5, 0.3, 0.7, 0.1], [0, 100, 50, 1500]
+    assert rle.encode_probs(probs, thresholds, min_areas, threads=2) == _reference_probs(probs, thresholds, min_areas)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.3333, 0.5, 0.7001, 0.99, 1.0])
+def test_encode_probs_half_threshold_is_exact(threshold):
+    values = np.arange(0, 0x3C01, dtype=np.uint16).view(np.float16)  # every half in [0, 1]
+    probs = np.resize(values, (1, 1, 32, values.size // 32 + 1)).astype(np.float16)
+    expected = mask2rle(probs[0, 0].astype(np.float64) > threshold)
+    assert rle.encode_probs(probs, threshold)[0][0] == expected
+    assert rle.encode_probs(probs.astype(np.float32), threshold)[0][0] == expected
+
+
+def test_encode_probs_ignores_nan_and_negative():
+    probs = np.array([np.nan, -0.0, -1.0, np.inf, 0.9, 0.2], np.float32).reshape(1, 1, 2, 3)
+    expected = mask2rle(probs[0, 0] > 0.5)
+    assert rle.encode_probs(probs)[0][0] == expected
+    assert rle.encode_probs(probs.astype(np.float16))[0][0] == expected
+
+
+def test_encode_probs_noise_makes_long_strings_fast_enough_to_finish(rng):
+    probs = rng.random((1, 1, 256, 1600)).astype(np.float32)
+    text = rle.encode_probs(probs)[0][0]
+    assert text == mask2rle(probs[0, 0] > 0.5) and len(text) > 500_000
+
+
+def test_encode_probs_empty_batch():
+    assert rle.encode_probs(np.zeros((0, 4, 32, 32), np.float32)) == []
+
+
+# ---- COCO ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_masks)
+def test_coco_round_trip(mask):
+    text = rle.encode(mask)
+    coco = rle.to_coco(text, mask.shape)
+    assert sum(coco["counts"]) == mask.size and coco["size"] == list(mask.shape)
+    assert rle.from_coco(coco) == text
+
+
+# pycocotools' own decode trips a NumPy 2 deprecation inside its Cython code, not ours.
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_coco_matches_pycocotools(rng):
+    mask_api = pytest.importorskip("pycocotools.mask")
+    mask = random_mask(rng, (64, 80), 0.2)
+    text = rle.encode(mask)
+    theirs = mask_api.frPyObjects(rle.to_coco(text, mask.shape), *mask.shape)
+    np.testing.assert_array_equal(mask_api.decode(theirs), mask)
+    compressed = mask_api.encode(np.asfortranarray(mask))
+    assert rle.from_coco(compressed) == text
+    assert rle.from_coco({"size": compressed["size"], "counts": compressed["counts"].decode()}) == text
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1 2 3", r"odd number of tokens \(3\)"),
+        ("1 2 x 4", r"token 2 'x' is not a non-negative integer"),
+        ("1 2 -5 4", r"token 2 '-5' is not a non-negative integer"),
+        ("1.5 2", r"token 0 '1.5'"),
+        ("0 3", r"run 0 \(tokens 0-1\): start 0 is < 1"),
+        ("1 0", r"length 0 is < 1"),
+        ("19 3", r"runs past the mask's 20 pixels"),
+        ("5 3 2 1", r"start 2 is not after the previous run's end 7"),
+        ("5 3 7 1", r"start 7 is not after the previous run's end 7"),
+        ("1 99999999999999999999999", r"token 1 .* is too large"),
+    ],
+)
+def test_malformed_rle_names_the_problem(text, message):
+    with pytest.raises(rle.RLEError, match=message):
+        rle.decode(text, (4, 5))
+    with pytest.raises(ValueError, match=message):
+        rle.area(text, (4, 5))
+
+
+def test_batch_error_names_the_item():
+    with pytest.raises(rle.RLEError, match=r"item 2: .*token 0 'oops'"):
+        rle.decode_batch(["1 1", "", "oops 1"], (4, 5))
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (np.zeros((4, 5), np.float32), TypeError, "bool or integer mask.*float32"),
+        (np.array([["a", "b"]]), TypeError, "bool or integer mask.*<U1"),
+        (np.zeros(5, np.uint8), ValueError, r"must be 2-D, got shape \(5,\)"),
+        (np.zeros((2, 4, 5), np.uint8), ValueError, r"must be 2-D, got shape \(2, 4, 5\)"),
+    ],
+)
+def test_bad_masks(value, error, message):
+    with pytest.raises(error, match=message):
+        rle.encode(value)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: rle.decode("1 1", (0, 5)), ValueError, "two positive integers"),
+        (lambda: rle.decode("1 1", 5), TypeError, r"shape must be \(height, width\)"),
+        (lambda: rle.decode(123, (4, 5)), TypeError, "rle must be a str"),
+        (lambda: rle.decode("1 1", (4, 5), order="K"), ValueError, "order must be 'F'"),
+        (lambda: rle.decode_batch("1 1", (4, 5)), TypeError, "sequence of RLE strings"),
+        (lambda: rle.encode_batch(np.zeros((4, 5), np.uint8)), ValueError, "3-D or 4-D"),
+        (lambda: rle.encode_batch(np.zeros((1, 4, 5), np.uint8), threads=0), ValueError, "threads must be"),
+        (lambda: rle.encode_probs(np.zeros((1, 4, 8, 8))), TypeError, "float32 or float16.*float64"),
+        (lambda: rle.encode_probs(np.zeros((4, 8, 8), np.float32)), ValueError, "4-D"),
+        (lambda: rle.encode_probs(np.zeros((1, 4, 8, 8), np.float32), [0.5, 0.5]), ValueError, "one value per class"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 8, 8), np.float32), 1.5), ValueError, r"in \[0, 1\]"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 8, 8), np.float32), 0.5, -1), ValueError, "non-negative"),
+        (lambda: rle.from_coco({"size": [2, 2], "counts": [1, 2]}), ValueError, "add up to 3 pixels"),
+        (lambda: rle.from_coco({"counts": [4]}), ValueError, "'size' and 'counts'"),
+        (lambda: rle.from_coco({"size": [2, 2], "counts": "~~"}), ValueError, "invalid byte|ends inside"),
+    ],
+)
+def test_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ---- real data ----------------------------------------------------------------------------------
+
+
+def test_real_kaggle_encodings_round_trip_exactly(real_data):
+    frame = pd.read_csv(real_data / "train_partial.csv")
+    texts = frame["EncodedPixels"].tolist()
+    assert len(texts) == 3689
+    masks = rle.decode_batch(texts)
+    assert rle.encode_batch(masks) == texts
+    lengths = [sum(int(n) for n in t.split()[1::2]) for t in texts]
+    np.testing.assert_array_equal(rle.area_batch(texts), lengths)
+    np.testing.assert_array_equal(masks.sum(axis=(1, 2)), lengths)
+    for k in range(0, len(texts), 97):  # the oracle is slow; a spread sample suffices
+        np.testing.assert_array_equal(masks[k], rle2mask(texts[k]))
