@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bench_rle import synthetic_set
-from conftest import mask2rle, rle2mask, speedup
+from harness import mask2rle, rle2mask, speedup
 
 from steelfast import metrics
 

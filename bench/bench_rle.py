@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mask2rle, rle2mask, shared_data_dir, speedup
+from harness import mask2rle, rle2mask, shared_data_dir, speedup
 
 from steelfast import rle
 

@@ -170,7 +170,7 @@ def train(
     except KeyboardInterrupt:
         typer.echo(f"interrupted: saved {out / 'last.safetensors'}; continue with --resume", err=True)
         raise typer.Exit(code=130) from None
-    if result.final is None:  # a non-zero rank under torchrun
+    if result.rank != 0 or result.final is None:  # other torchrun ranks stay quiet
         return
     post = result.postprocess
     typer.echo(
@@ -183,6 +183,71 @@ def train(
 # ---- end section: model -----------------------------------------------------------------------
 
 # ---- section: inference (export, segment) -----------------------------------------------------
+
+
+@app.command()
+@domain_errors
+def export(
+    checkpoint: Optional[Path] = typer.Argument(
+        None, help="Checkpoint (.safetensors or .json); default: the shipped model."
+    ),
+    onnx: Path = typer.Option(..., "--onnx", help="Output ONNX file (dynamic batch, probabilities output)."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version (>= 17)."),
+    tensorrt: bool = typer.Option(
+        False, "--tensorrt/--no-tensorrt", help="Also build (or find cached) an FP16 TensorRT engine; needs a GPU."
+    ),
+    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimization profile."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="TensorRT engine cache folder (default ~/.cache/steelfast/tensorrt)."
+    ),
+) -> None:
+    """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
+    from steelfast.export import build_tensorrt_engine, export_onnx
+    from steelfast.segment import resolve_model
+
+    path = export_onnx(resolve_model(checkpoint), onnx, opset=opset)
+    typer.echo(f"wrote {path}")
+    if tensorrt:
+        engine = build_tensorrt_engine(path, cache_dir=cache_dir, batch=(1, min(8, max_batch), max_batch))
+        typer.echo(f"TensorRT engine: {engine}")
+
+
+@app.command()
+@domain_errors
+def segment(
+    input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
+    output: Path = typer.Option(
+        Path("submission.csv"), "-o", "--output", help="Submission file (.csv, .xlsx or .parquet), written atomically."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Checkpoint (.safetensors/.json) or ONNX file; default: the shipped model."
+    ),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Images per forward pass (default: 1 on CPU, 8 on GPU)."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="csv, xlsx or parquet (default: from the output suffix)."
+    ),
+    overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for PNG overlays of the predicted masks."),
+    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (3 passes: image, h-flip, v-flip)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: keep the images already done."),
+    workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Segment a folder of steel images into a Kaggle submission file."""
+    from steelfast.backends import resolve_backend
+    from steelfast.segment import resolve_model, segment_to_file
+
+    resolve_backend(backend)  # an unknown name fails before any work
+    summary = segment_to_file(
+        input_dir, output, resolve_model(model), format=fmt, resume=resume, overlays=overlays,
+        progress=progress, workers=workers, backend=backend, batch_size=batch_size, tta=tta,
+    )
+    for name, message in summary.failures.items():
+        typer.echo(f"failed: {name}: {message}", err=True)
+    typer.echo(summary.line())
+
 # ---- end section: inference -------------------------------------------------------------------
 
 

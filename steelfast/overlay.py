@@ -1,0 +1,241 @@
+"""Overlays: a steel image with its defect masks drawn in the colours of the capstone analysis.
+
+The colours are points of matplotlib's viridis colormap (see :data:`CLASS_COLORS`): class 1 green,
+2 light blue, 3 dark blue, 4 yellow. Each mask is shaded (alpha blend) and outlined. With both a truth
+and a prediction, the two panels are stacked (truth first) with a caption on each.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "CLASS_COLORS",
+    "VIRIDIS_POSITIONS",
+    "draw_overlay",
+    "overlay_file",
+    "overlay_pair",
+    "save_overlay",
+    "save_png",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Position of each class on the viridis colormap (0..1).
+VIRIDIS_POSITIONS = {1: 0.7, 2: 0.4, 3: 0.15, 4: 1.0}
+
+#: RGB colour of each class: ``matplotlib.colormaps["viridis"](VIRIDIS_POSITIONS[c])`` in 0..255
+#: (kept as constants so drawing does not import matplotlib; a test checks them).
+CLASS_COLORS: dict[int, tuple[int, int, int]] = {
+    1: (68, 191, 112),  # green
+    2: (42, 120, 142),  # light blue
+    3: (70, 52, 128),  # dark blue
+    4: (253, 231, 37),  # yellow
+}
+
+
+def _check_gray(gray: np.ndarray) -> np.ndarray:
+    arr = np.asarray(gray)
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise ValueError(f"image must be uint8 (H, W), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _check_masks(masks: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
+    m = np.asarray(masks)
+    if m.ndim != 3 or m.shape[0] != 4 or m.shape[1:] != shape:
+        raise ValueError(f"{name} masks must be (4, {shape[0]}, {shape[1]}), got {m.shape}")
+    return m.astype(bool, copy=False) if m.dtype != bool else m
+
+
+def draw_overlay(
+    gray: np.ndarray,
+    masks: np.ndarray,
+    *,
+    alpha: float = 0.35,
+    outline: int = 2,
+    caption: str | None = None,
+) -> np.ndarray:
+    """Draw the masks of one image over it.
+
+    Args:
+        gray: uint8 (H, W) image.
+        masks: (4, H, W) masks, any dtype, non-zero = defect; channel c is ClassId c+1.
+        alpha: Opacity of the shading inside each mask (0 = outline only).
+        outline: Outline thickness in pixels (0 = none).
+        caption: Text written in the top-left corner.
+
+    Returns:
+        np.ndarray: uint8 (H, W, 3) RGB.
+
+    Raises:
+        ValueError: wrong shapes or dtypes, ``alpha`` outside [0, 1].
+    """
+    g = _check_gray(gray)
+    m = _check_masks(masks, g.shape, "the")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    rgb = cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+    out = rgb.astype(np.float32)
+    for c in range(4):
+        if not m[c].any():
+            continue
+        color = np.array(CLASS_COLORS[c + 1], dtype=np.float32)
+        out[m[c]] = (1.0 - alpha) * out[m[c]] + alpha * color
+    out8 = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if outline > 0:
+        for c in range(4):
+            if m[c].any():
+                contours, _ = cv2.findContours(
+                    m[c].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+                )
+                cv2.drawContours(out8, contours, -1, CLASS_COLORS[c + 1], int(outline))
+    if caption:
+        cv2.putText(
+            out8, caption, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA
+        )
+        cv2.putText(
+            out8, caption, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA
+        )
+    return out8
+
+
+def overlay_pair(
+    gray: np.ndarray,
+    truth: np.ndarray | None = None,
+    pred: np.ndarray | None = None,
+    *,
+    alpha: float = 0.35,
+    gap: int = 6,
+) -> np.ndarray:
+    """Truth and prediction overlays of one image, stacked, truth first.
+
+    Args:
+        gray: uint8 (H, W) image.
+        truth: (4, H, W) true masks or None.
+        pred: (4, H, W) predicted masks or None.
+        alpha: Shading opacity (see :func:`draw_overlay`).
+        gap: White rows between the panels.
+
+    Returns:
+        np.ndarray: uint8 RGB, (H, W, 3) with one of truth/pred (or neither: the bare image),
+        (2H + gap, W, 3) with both.
+    """
+    g = _check_gray(gray)
+    empty = np.zeros((4, *g.shape), dtype=bool)
+    if truth is None and pred is None:
+        return draw_overlay(g, empty)
+    if pred is None:
+        return draw_overlay(g, truth, alpha=alpha)  # type: ignore[arg-type]
+    if truth is None:
+        return draw_overlay(g, pred, alpha=alpha)
+    top = draw_overlay(g, truth, alpha=alpha, caption="truth")
+    bottom = draw_overlay(g, pred, alpha=alpha, caption="prediction")
+    sep = np.full((int(gap), g.shape[1], 3), 255, dtype=np.uint8)
+    return np.concatenate([top, sep, bottom], axis=0)
+
+
+def save_png(path: PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB image as PNG, atomically (temporary file + rename).
+
+    Args:
+        path: Output file; its folder is created.
+        rgb: uint8 (H, W, 3) RGB or (H, W) grey.
+
+    Returns:
+        Path: ``path``.
+    """
+    p = Path(path)
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {arr.dtype} {arr.shape}")
+    bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:  # pragma: no cover - only on allocation failure
+        raise RuntimeError(f"PNG encoding failed for {p}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def save_overlay(
+    path: PathLike,
+    gray: np.ndarray,
+    truth: np.ndarray | None = None,
+    pred: np.ndarray | None = None,
+    *,
+    alpha: float = 0.35,
+) -> Path:
+    """Draw :func:`overlay_pair` and save it as a PNG.
+
+    Args:
+        path: Output ``.png`` file.
+        gray: uint8 (H, W) image.
+        truth: (4, H, W) true masks or None.
+        pred: (4, H, W) predicted masks or None.
+        alpha: Shading opacity.
+
+    Returns:
+        Path: ``path``.
+
+    Raises:
+        ValueError: ``path`` does not end in .png, or bad shapes.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise ValueError(f"overlay output must be a .png file, got {p}")
+    return save_png(p, overlay_pair(gray, truth, pred, alpha=alpha))
+
+
+def overlay_file(
+    image: PathLike,
+    out: PathLike,
+    *,
+    labels: pd.DataFrame | PathLike | None = None,
+    pred: pd.DataFrame | PathLike | None = None,
+    alpha: float = 0.35,
+) -> Path:
+    """Read an image, look up its masks by file name in label/prediction tables, save the overlay.
+
+    Args:
+        image: Image file; its name (e.g. ``0002cc93b.jpg``) is the ImageId looked up.
+        out: Output ``.png`` file.
+        labels: Truth: a labels frame or a CSV/XLSX/Parquet file (any format
+            :func:`steelfast.labels.read_labels` reads), or None.
+        pred: Prediction: a submission frame or file in the same formats, or None.
+        alpha: Shading opacity.
+
+    Returns:
+        Path: ``out``.
+
+    Raises:
+        FileNotFoundError: ``image`` or a table is missing.
+        ImageReadError: ``image`` cannot be decoded.
+    """
+    from steelfast.images import read_gray
+    from steelfast.labels import build_masks, read_labels
+
+    gray = read_gray(image)
+    iid = Path(image).name
+    masks = []
+    for table in (labels, pred):
+        if table is None:
+            masks.append(None)
+            continue
+        frame = table if isinstance(table, pd.DataFrame) else read_labels(table)
+        masks.append(build_masks(frame, iid, gray.shape))
+    return save_overlay(out, gray, masks[0], masks[1], alpha=alpha)
