@@ -145,5 +145,5 @@ PYBIND11_MODULE(_core, m) {
       py::arg("probs").noconvert(), py::arg("thresholds"), py::arg("half_thresholds"), py::arg("min_areas"),
       py::arg("threads"));
 
-  m.def("retain_freed_memory", &retain_freed_memory, py::arg("mmap_threshold"), py::arg("trim_threshold"));
+  m.def("retain_freed_memory", &retain_freed_memory, py::arg("trim_threshold"));
 }

@@ -62,10 +62,17 @@ std::vector<int64_t> flips_by_rows(const MaskView& m) {
   return flips.sorted();
 }
 
-// Columns contiguous (stride_h == 1): compare each column with itself shifted by one pixel.
+// Columns contiguous (stride_h == 1): compare each column with itself shifted by one pixel. When the columns are
+// also adjacent (a Fortran-ordered mask) memory order is pixel order, so the whole mask is one shifted comparison.
 template <class T>
 std::vector<int64_t> flips_by_columns(const MaskView& m) {
   std::vector<int64_t> flips;
+  const T* first = element<T>(m, 0, 0);
+  if (m.stride_w == m.height) {
+    if (*first != 0) flips.push_back(0);
+    detail::for_each_flip(first + 1, first, m.height * m.width - 1, [&](int64_t k) { flips.push_back(k + 1); });
+    return flips;
+  }
   for (int64_t x = 0; x < m.width; ++x) {
     bool before = x > 0 && nonzero<T>(m, m.height - 1, x - 1);
     const int64_t base = x * m.height;

@@ -12,6 +12,7 @@ from steelfast.metrics import dice, dice_batch, dice_rle, kaggle_score, kaggle_s
 from steelfast.rle import decode, decode_batch, encode, encode_batch, encode_probs
 
 __all__ = [
+    "Segmenter",
     "__version__",
     "decode",
     "decode_batch",
@@ -25,4 +26,15 @@ __all__ = [
     "kaggle_score_report",
     "metrics",
     "rle",
+    "segment_folder",
+    "iter_segment_folder",
 ]
+
+
+def __getattr__(name: str):
+    # The inference facade imports torch; load it on first use so `import steelfast` stays light.
+    if name in ("Segmenter", "segment_folder", "iter_segment_folder"):
+        from steelfast import segment
+
+        return getattr(segment, name)
+    raise AttributeError(f"module 'steelfast' has no attribute {name!r}")

@@ -1,0 +1,337 @@
+"""Tests for steelfast.train (and the ``train`` CLI command) on a tiny on-the-fly dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import steelfast.train as train_mod
+from steelfast.checkpoint import load_checkpoint, load_training_state, read_metadata
+from steelfast.rle import encode
+from steelfast.train import TrainConfig, evaluate, load_data, train
+from steelfast.tune import tune_postprocess
+
+H, W = 32, 128
+TINY_ARCH = {"in_channels": 3, "widths": [4, 8], "decoder_widths": [8, 4], "bottleneck": 8}
+
+
+def _write_dataset(root: Path, n: int = 16, seed: int = 0) -> Path:
+    """Kaggle layout, n small grey images: bright class-1 and dark class-3 boxes, some empty."""
+    rng = np.random.default_rng(seed)
+    (root / "train_images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        image = rng.normal(120, 10, (H, W)).clip(0, 255).astype(np.uint8)
+        for cls, value in ((1, 230), (3, 20)):
+            if rng.random() < 0.5:
+                r, c = int(rng.integers(0, H - 10)), int(rng.integers(0, W - 30))
+                mask = np.zeros((H, W), np.uint8)
+                mask[r : r + 10, c : c + 30] = 1
+                image[mask > 0] = value
+                rows.append((f"img{i:03d}.png", cls, encode(mask)))
+        cv2.imwrite(str(root / "train_images" / f"img{i:03d}.png"), image)
+    pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]).to_csv(
+        root / "train.csv", index=False
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("steel"))
+
+
+def _config(**kw) -> TrainConfig:
+    base = {
+        "epochs": 1,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "only_defects": False,
+        "val_fraction": 0.25,
+        "architecture": dict(TINY_ARCH),
+        "progress": False,
+        "threads": 1,
+        "tune_min_areas": (0, 2000),
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_writes_checkpoints_history_and_plot(data_dir: Path, tmp_path: Path) -> None:
+    result = train(data_dir, tmp_path / "run", _config(epochs=2))
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == [
+        "best.json",
+        "best.safetensors",
+        "history.csv",
+        "history.png",
+        "last.json",
+        "last.safetensors",
+        "last.state.pt",
+    ]
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    for column in [
+        "train_loss",
+        "val_loss",
+        "train_dice",
+        "val_dice",
+        "val_score",
+        "val_score_tuned",
+        *[f"val_score_c{c}" for c in range(1, 5)],
+        "train_images_per_s",
+    ]:
+        assert history[column].notna().all(), column
+    assert history["train_loss"].between(0, 2).all() and history["val_loss"].between(0, 2).all()
+    assert (history["val_score_tuned"] >= history["val_score"] - 1e-12).all()
+    assert (tmp_path / "run" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    model, meta = load_checkpoint(result.best_path)
+    assert meta["architecture"] == model.config and meta["architecture"]["widths"] == [4, 8]
+    assert meta["input"] == {"height": H, "width": W, "channels": 3}
+    assert meta["postprocess"] == result.postprocess
+    assert (
+        len(meta["postprocess"]["thresholds"]) == 4 and len(meta["postprocess"]["min_areas"]) == 4
+    )
+    assert set(meta["normalization"]) == {"mean", "std"}
+    training = meta["training"]
+    assert training["data"]["train_images"] + training["data"]["val_images"] == 16
+    assert training["validation"]["score"] == pytest.approx(result.final["score"])
+    assert result.best_epoch == int(history.loc[history["val_score_tuned"].idxmax(), "epoch"])
+    assert 0 <= result.final["score"] <= 1 and result.images_per_s > 0
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_fixed_seed_gives_identical_weights(data_dir: Path, tmp_path: Path) -> None:
+    a = train(data_dir, tmp_path / "a", _config(seed=3, crop_width=64, flips=True))
+    b = train(data_dir, tmp_path / "b", _config(seed=3, crop_width=64, flips=True))
+    c = train(data_dir, tmp_path / "c", _config(seed=4, crop_width=64, flips=True))
+    wa, wb, wc = _weights(a.last_path), _weights(b.last_path), _weights(c.last_path)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+
+
+def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
+    straight = train(data_dir, tmp_path / "straight", _config(epochs=2, seed=1))
+    train(data_dir, tmp_path / "split", _config(epochs=1, seed=1))
+    resumed = train(
+        data_dir,
+        tmp_path / "split",
+        _config(epochs=2, seed=1),
+        resume=tmp_path / "split" / "last.safetensors",
+    )
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    ws, wr = _weights(straight.last_path), _weights(resumed.last_path)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws)
+    assert (
+        load_training_state(tmp_path / "split" / "last.state.pt", restore_rng=False)["epoch"] == 2
+    )
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = train_mod.bce_dice_loss
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # second step of the second epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "bce_dice_loss", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, tmp_path / "run", _config(epochs=3))
+    meta = read_metadata(tmp_path / "run" / "last.json")
+    assert "interrupted" in meta["training"]["note"]
+    state = load_training_state(tmp_path / "run" / "last.state.pt", restore_rng=False)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    monkeypatch.setattr(train_mod, "bce_dice_loss", real)
+    result = train(
+        data_dir, tmp_path / "run", _config(epochs=2), resume=tmp_path / "run" / "last.safetensors"
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_time_budget_stops_training_early(data_dir: Path, tmp_path: Path) -> None:
+    result = train(data_dir, tmp_path / "run", _config(epochs=50, batch_size=2, time_budget_s=0.01))
+    assert len(result.history) == 1
+    assert result.history[0]["stopped_early"] is True
+    assert result.history[0]["train_images"] == 2  # one step, then the budget check stops it
+    assert result.best_path is not None and result.best_path.is_file()
+
+
+def test_evaluate_rle_score_matches_tuning_counts(data_dir: Path) -> None:
+    cfg = _config()
+    data = load_data(data_dir, cfg)
+    torch.manual_seed(0)
+    from steelfast.models import build_model
+
+    model = build_model(dict(TINY_ARCH))
+    ev = evaluate(
+        model,
+        data.val,
+        data.val_truth,
+        data.val_ids,
+        batch_size=3,
+        amp="off",
+        stats_thresholds=(0.3, 0.5, 0.7),
+    )
+    tuned = tune_postprocess(stats=ev.stats, min_areas=(0,))
+    # compiled RLE + kaggle_score path == counting path at threshold 0.5, no minimum area
+    assert ev.score == pytest.approx(tuned.default_score, abs=1e-12)
+    assert ev.images == len(data.val_ids) == 4
+    assert list(ev.report.index) == [1, 2, 3, 4, "all"]
+
+
+def test_only_defects_filters_training_images(data_dir: Path) -> None:
+    all_images = load_data(data_dir, _config(only_defects=False)).summary
+    defects = load_data(data_dir, _config(only_defects=True)).summary
+    assert defects["train_defect_free_images"] == 0
+    assert (
+        defects["train_images"]
+        == all_images["train_images"] - all_images["train_defect_free_images"]
+    )
+    assert defects["val_images"] == all_images["val_images"]
+
+
+def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: Path) -> None:
+    result = train(data_dir, tmp_path / "run", _config(amp="off", channels_last=False))
+    assert read_metadata(result.best_path)["training"]["autocast"] == "float32"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs must be a positive int, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be a positive int, got 2.5"),
+        ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
+        ({"crop_width": 100}, "crop_width must be a positive multiple of 32 or None, got 100"),
+        ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\), got 1.5"),
+        ({"amp": "fp8"}, "amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"),
+        ({"time_budget_s": 0}, "time_budget_s must be a positive number or None, got 0"),
+        ({"device": "tpu"}, "device must be"),
+        ({"amp": "fp16", "device": "cpu"}, "amp='fp16' needs a CUDA device"),
+    ],
+)
+def test_bad_options_are_rejected(
+    data_dir: Path, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        train(data_dir, tmp_path / "run", _config(**overrides))
+
+
+def test_missing_data_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        train(tmp_path / "nope", tmp_path / "run", _config())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="train.csv"):
+        train(tmp_path / "empty", tmp_path / "run", _config())
+
+
+def test_cli_train(data_dir: Path, tmp_path: Path) -> None:
+    from steelfast.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--all-images",
+            "--val-fraction",
+            "0.25",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--crop-width",
+            "64",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "best epoch 1: validation score" in result.output
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    meta = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert meta["training"]["config"]["crop_width"] == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "error: epochs must be a positive int, got 0"),
+        (["--crop-width", "50"], "error: crop_width must be a positive multiple of 32"),
+    ],
+)
+def test_cli_train_errors_are_one_line(
+    data_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    from steelfast.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", str(data_dir), "--out", str(tmp_path / "run"), *args]
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    result = train(data_dir, out, _config(epochs=2, batch_size=2, device="cpu"))
+    summary = {
+        "rank": result.rank,
+        "best_epoch": result.best_epoch,
+        "post": result.postprocess,
+        "epochs": [r["epoch"] for r in result.history],
+        "score": result.final["score"],
+    }
+    (Path(out).parent / f"rank{rank}.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_on_two_cpu_processes(data_dir: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "run"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(data_dir), str(out)), nprocs=2, join=True)
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    meta = read_metadata(out / "best.json")
+    assert meta["training"]["world_size"] == 2
+    # 12 training images over 2 ranks: each sees 6 per epoch
+    assert int(history["train_images"].iloc[0]) == 6
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert (r0.pop("rank"), r1.pop("rank")) == (0, 1)
+    assert r0 == r1 and r0["epochs"] == [1, 2]
