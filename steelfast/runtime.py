@@ -2,8 +2,8 @@
 
 :func:`retain_freed_memory` makes glibc keep freed memory for reuse instead of returning it to the kernel. Without
 it, every new mask or activation buffer above glibc's mmap threshold page-faults each 4 KiB page again, which on
-virtual machines costs about a microsecond per page: measured here, eager fp32 batch-8 inference went from 5.3 to
-9.0 images/s and bf16 from 22 to 34 with it, and decoding 256 real masks one by one from 81 to 14 us a mask.
+virtual machines costs about a microsecond per page: in ``bench/bench_inference.py`` plain eager fp32 inference
+of one 256x1600 image goes from 12.1 to 14.9 images/s with it.
 The inference backends turn it on (``STEELFAST_TUNE_MALLOC=0`` opts out); it changes the allocator of the whole
 process, and the process keeps its peak heap.
 """

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 import pandas as pd
 
+from steelfast._validate import per_class
 from steelfast.backends import Backend, make_backend
 
 __all__ = [
@@ -163,8 +164,8 @@ class Segmenter:
         self.mean, self.std = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
         self.channels = int(meta.get("input", {}).get("channels", 3))
         post = meta.get("postprocess", {})
-        self.thresholds = _per_class(thresholds if thresholds is not None else post.get("thresholds", 0.5), self.classes, "thresholds")
-        self.min_areas = [int(a) for a in _per_class(min_areas if min_areas is not None else post.get("min_areas", 0), self.classes, "min_areas")]
+        self.thresholds = per_class(thresholds if thresholds is not None else post.get("thresholds", 0.5), self.classes, "thresholds", float)
+        self.min_areas = per_class(min_areas if min_areas is not None else post.get("min_areas", 0), self.classes, "min_areas", int)
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds must lie in [0, 1], got {thresholds!r}")
         if any(a < 0 for a in self.min_areas):
@@ -291,15 +292,6 @@ class Segmenter:
         if len(ids) != len(encoded):
             raise ValueError(f"got {len(ids)} image_ids for {len(encoded)} images")
         return _frame(zip(ids, encoded), self.classes)
-
-
-def _per_class(value: Any, classes: int, name: str) -> list[float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [float(value)] * classes
-    values = list(value)
-    if len(values) != classes:
-        raise ValueError(f"{name} must be one number or {classes} (one per class), got {value!r}")
-    return [float(v) for v in values]
 
 
 def _frame(items: Iterable[tuple[str, Sequence[str]]], classes: int = 4) -> pd.DataFrame:

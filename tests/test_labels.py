@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +113,11 @@ def test_real_labels(real_data):
     assert len(old) == 7204 and old.groupby("ImageId").size().eq(4).all()
     with pytest.raises(labels.LabelError, match=r"sample_submission.csv, line 2: ClassId '0'"):
         labels.read_labels(real_data / "sample_submission.csv")  # the later Kaggle file uses ClassId 0 placeholders
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    frame = pd.DataFrame({"ImageId": ["a.jpg"], "ClassId": [1], "EncodedPixels": ["1 2"]})
+    path = labels.write_submission(frame, tmp_path / "sub.csv")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

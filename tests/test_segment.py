@@ -135,7 +135,7 @@ def test_predict_rejects_bad_images(backend: TorchBackend, arg: object, error: t
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"batch_size": 0}, "batch_size must be a positive int, got 0"),
-     ({"thresholds": [0.5, 0.5]}, "thresholds must be one number or 4"),
+     ({"thresholds": [0.5, 0.5]}, r"thresholds needs one value per class \(4\)"),
      ({"thresholds": 1.5}, r"thresholds must lie in \[0, 1\], got 1.5"),
      ({"min_areas": -1}, "min_areas must be >= 0, got -1")],
 )
