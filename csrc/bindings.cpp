@@ -25,7 +25,8 @@ int64_t elements(const py::array& array, py::ssize_t axis) { return array.stride
 
 py::array_t<int64_t> to_array(const std::vector<int64_t>& values) {
   py::array_t<int64_t> out(static_cast<py::ssize_t>(values.size()));
-  std::memcpy(out.mutable_data(), values.data(), values.size() * sizeof(int64_t));
+  // An empty vector's data() may be null, and memcpy from null is undefined even for 0 bytes.
+  if (!values.empty()) std::memcpy(out.mutable_data(), values.data(), values.size() * sizeof(int64_t));
   return out;
 }
 

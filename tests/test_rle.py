@@ -123,6 +123,9 @@ def test_area_and_runs():
     assert rle.area(None) == 0
     starts, lengths = rle.runs("1 3 10 2", (4, 5))
     assert starts.tolist() == [0, 9] and lengths.tolist() == [3, 2]
+    starts, lengths = rle.runs("", (4, 5))  # empty runs: the binding must not memcpy from a null pointer
+    assert starts.shape == lengths.shape == (0,) and starts.dtype == np.int64
+    assert rle.to_coco("", (4, 5)) == {"size": [4, 5], "counts": [20]}
 
 
 def test_kernels_release_the_gil_and_run_concurrently(rng):
