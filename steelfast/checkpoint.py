@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from steelfast._atomic import atomic_write_bytes
 from steelfast._version import __version__
 from steelfast.models import UNet, build_model
 
@@ -216,21 +216,7 @@ def _validate_metadata(meta: Mapping[str, Any], where: str) -> None:
         )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
 
 
 def save_checkpoint(
@@ -282,8 +268,8 @@ def save_checkpoint(
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     # Weights first, metadata last: the hash in the JSON pairs them, so a crash between the two
     # replaces is detected on load rather than silently mixing two saves.
-    _atomic_write(weights_path, blob)
-    _atomic_write(meta_path, (text + "\n").encode("utf-8"))
+    atomic_write_bytes(weights_path, blob, fsync=True)
+    atomic_write_bytes(meta_path, (text + "\n").encode("utf-8"), fsync=True)
     return weights_path
 
 
@@ -415,7 +401,7 @@ def save_training_state(path: str | os.PathLike[str], state: Mapping[str, Any]) 
     buf = io.BytesIO()
     torch.save(payload, buf)
     p.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(p, buf.getvalue())
+    atomic_write_bytes(p, buf.getvalue(), fsync=True)
     return p
 
 

@@ -8,13 +8,14 @@ and a prediction, the two panels are stacked (truth first) with a caption on eac
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Union
 
 import cv2
 import numpy as np
 import pandas as pd
+
+from steelfast._atomic import atomic_write_bytes
 
 __all__ = [
     "CLASS_COLORS",
@@ -160,16 +161,7 @@ def save_png(path: PathLike, rgb: np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", bgr)
     if not ok:  # pragma: no cover - only on allocation failure
         raise RuntimeError(f"PNG encoding failed for {p}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_bytes(p, buf.tobytes())
 
 
 def save_overlay(

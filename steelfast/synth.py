@@ -33,7 +33,6 @@ Every image depends only on ``(seed, split, index)``: the same seed gives identi
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -41,6 +40,8 @@ from typing import Union
 import cv2
 import numpy as np
 import pandas as pd
+
+from steelfast._atomic import atomic_write_bytes
 
 __all__ = [
     "HEIGHT",
@@ -493,19 +494,11 @@ def _image_id(rng: np.random.Generator, taken: set[str]) -> str:
             return iid
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    _write_atomic(path, df.to_csv(index=False, lineterminator="\n").encode())
+    atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode())
 
 
 def _encode_jpeg(gray: np.ndarray, quality: int) -> bytes:
@@ -592,7 +585,7 @@ def make_dataset(
                 )
                 iid = _image_id(rng, taken)
                 gray, masks = synth_image(rng)
-                _write_atomic(dirs[split] / iid, _encode_jpeg(gray, int(quality)))
+                atomic_write_bytes(dirs[split] / iid, _encode_jpeg(gray, int(quality)))
                 for c in range(4):
                     if masks[c].any():
                         rows[split].append((iid, c + 1, rle.encode(masks[c])))
