@@ -15,6 +15,7 @@
 #include "metrics.hpp"
 #include "postprocess.hpp"
 #include "rle.hpp"
+#include "simd.hpp"
 
 namespace py = pybind11;
 using namespace steelfast;
@@ -147,4 +148,5 @@ PYBIND11_MODULE(_core, m) {
       py::arg("threads"));
 
   m.def("retain_freed_memory", &retain_freed_memory, py::arg("trim_threshold"));
+  m.def("simd_kernels", &simd_kernels);
 }

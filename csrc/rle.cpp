@@ -1,6 +1,7 @@
 #include "rle.hpp"
 
 #include <charconv>
+#include <cstdint>
 #include <string>
 
 #include "flips.hpp"
@@ -18,23 +19,36 @@ std::string quote_token(std::string_view token) {
   return "'" + shown + "'";
 }
 
-// Reads the next whitespace-separated token as a non-negative integer; returns false at the end of the text.
-bool next_number(std::string_view text, size_t& pos, int64_t token_index, int64_t& value) {
-  while (pos < text.size() && is_space(text[pos])) ++pos;
-  if (pos == text.size()) return false;
-  size_t end = pos;
+// Rejects the token at `begin` with the message std::from_chars would lead to: "too large" for a number beyond int64
+// (signed or not), "not a non-negative integer" for anything else. Only reached on malformed text.
+[[noreturn]] void bad_token(std::string_view text, size_t begin, int64_t token_index) {
+  size_t end = begin;
   while (end < text.size() && !is_space(text[end])) ++end;
-  std::string_view token = text.substr(pos, end - pos);
-  const char* first = token.data();
-  const char* last = first + token.size();
-  auto result = std::from_chars(first, last, value);
-  bool digits_only = !token.empty() && token[0] != '-' && token[0] != '+';
-  if (result.ec == std::errc::result_out_of_range)
-    throw RleError("token " + std::to_string(token_index) + " " + quote_token(token) + " is too large");
-  if (result.ec != std::errc() || result.ptr != last || !digits_only)
-    throw RleError("token " + std::to_string(token_index) + " " + quote_token(token) +
-                   " is not a non-negative integer");
-  pos = end;
+  const std::string_view token = text.substr(begin, end - begin);
+  int64_t ignored = 0;
+  const bool too_large =
+      std::from_chars(token.data(), token.data() + token.size(), ignored).ec == std::errc::result_out_of_range;
+  throw RleError("token " + std::to_string(token_index) + " " + quote_token(token) +
+                 (too_large ? " is too large" : " is not a non-negative integer"));
+}
+
+// Reads the next whitespace-separated token as a non-negative integer; returns false at the end of the text.
+// Digits are accumulated in the same pass that finds the token's end: a second pass through std::from_chars cost
+// about as much as the rest of decoding.
+bool next_number(std::string_view text, size_t& pos, int64_t token_index, int64_t& value) {
+  const size_t size = text.size();
+  while (pos < size && is_space(text[pos])) ++pos;
+  if (pos == size) return false;
+  const size_t begin = pos;
+  uint64_t v = 0;
+  for (; pos < size; ++pos) {
+    const unsigned digit = static_cast<unsigned char>(text[pos]) - static_cast<unsigned>('0');
+    if (digit > 9) break;
+    if (v > (static_cast<uint64_t>(INT64_MAX) - digit) / 10) bad_token(text, begin, token_index);
+    v = v * 10 + digit;
+  }
+  if (pos == begin || (pos < size && !is_space(text[pos]))) bad_token(text, begin, token_index);
+  value = static_cast<int64_t>(v);
   return true;
 }
 
@@ -70,7 +84,7 @@ std::vector<int64_t> flips_by_columns(const MaskView& m) {
   const T* first = element<T>(m, 0, 0);
   if (m.stride_w == m.height) {
     if (*first != 0) flips.push_back(0);
-    detail::for_each_flip(first + 1, first, m.height * m.width - 1, [&](int64_t k) { flips.push_back(k + 1); });
+    detail::for_each_flip_along(first, m.height * m.width, [&](int64_t k) { flips.push_back(k); });
     return flips;
   }
   for (int64_t x = 0; x < m.width; ++x) {
@@ -78,7 +92,7 @@ std::vector<int64_t> flips_by_columns(const MaskView& m) {
     const int64_t base = x * m.height;
     if (nonzero<T>(m, 0, x) != before) flips.push_back(base);
     const T* column = element<T>(m, 0, x);
-    detail::for_each_flip(column + 1, column, m.height - 1, [&](int64_t k) { flips.push_back(base + k + 1); });
+    detail::for_each_flip_along(column, m.height, [&](int64_t k) { flips.push_back(base + k); });
   }
   return flips;
 }
@@ -106,7 +120,11 @@ std::vector<int64_t> flips_typed(const MaskView& m) {
   return flips_strided<T>(m);
 }
 
-char* write_number(char* out, int64_t value) { return std::to_chars(out, out + 20, value).ptr; }
+char* write_number(char* out, char* end, int64_t value) {
+  const auto result = std::to_chars(out, end, value);
+  if (result.ec != std::errc()) throw std::logic_error("format_flips: flips outside [0, total)");
+  return result.ptr;
+}
 
 }  // namespace
 
@@ -150,15 +168,20 @@ int64_t rle_area(std::string_view text, int64_t total) {
 std::string format_flips(const std::vector<int64_t>& flips, int64_t total) {
   std::string out;
   if (flips.empty()) return out;
-  out.resize(flips.size() * 21 + 21);  // each number has at most 19 digits, plus a separator
+  // Every number is at most `total`, so it has at most digits(total) digits; sizing by that instead of the
+  // 19 digits of any int64 keeps the zero-filled scratch close to the final length.
+  size_t digits = 1;
+  for (int64_t rest = total; rest >= 10; rest /= 10) ++digits;
+  out.resize((flips.size() + 1) * (digits + 1));
   char* cursor = out.data();
+  char* const limit = out.data() + out.size() - 1;  // room for the separator after a number
   for (size_t i = 0; i < flips.size(); i += 2) {
     const int64_t begin = flips[i];
     const int64_t end = i + 1 < flips.size() ? flips[i + 1] : total;
     if (i > 0) *cursor++ = ' ';
-    cursor = write_number(cursor, begin + 1);
+    cursor = write_number(cursor, limit, begin + 1);
     *cursor++ = ' ';
-    cursor = write_number(cursor, end - begin);
+    cursor = write_number(cursor, limit, end - begin);
   }
   out.resize(static_cast<size_t>(cursor - out.data()));
   return out;

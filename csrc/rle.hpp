@@ -2,8 +2,8 @@
 //
 // Format: "start length start length ...", starts 1-indexed, pixels numbered top-to-bottom then left-to-right
 // (column-major) over an H x W mask. Internally a Run holds a 0-based start. Encoding finds the pixels where the
-// defect state flips (see flips.hpp) and formats the numbers with std::to_chars; decoding parses with
-// std::from_chars and validates every run before touching memory.
+// defect state flips (see flips.hpp) and formats the numbers with std::to_chars; decoding parses digits in one pass
+// and validates every run before touching memory.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +43,8 @@ std::vector<Run> parse_rle(std::string_view text, int64_t total);
 int64_t rle_area(std::string_view text, int64_t total);
 
 // Formats sorted flip positions (0-based; even entries start a run, odd entries end one, a missing final end
-// means the run reaches `total`) as RLE text.
+// means the run reaches `total`) as RLE text. Positions must be increasing and in [0, total); std::logic_error
+// otherwise, when a number does not fit the scratch buffer sized for that.
 std::string format_flips(const std::vector<int64_t>& flips, int64_t total);
 
 // Sorted flip positions of the nonzero pixels of `mask` in column-major order.

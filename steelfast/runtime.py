@@ -14,7 +14,7 @@ import os
 
 from steelfast._compiled import core
 
-__all__ = ["retain_freed_memory"]
+__all__ = ["retain_freed_memory", "simd_kernels"]
 
 _TRIM_THRESHOLD = 1 << 30
 _retained = False
@@ -36,3 +36,12 @@ def retain_freed_memory() -> bool:
         return False
     _retained = bool(core.retain_freed_memory(_TRIM_THRESHOLD))
     return _retained
+
+
+def simd_kernels() -> str:
+    """The block-comparison kernels the compiled core chose for this CPU: ``"avx2"`` or ``"portable"``.
+
+    Chosen once per process; ``STEELFAST_DISABLE_AVX2=1`` in the environment before the first encode forces
+    ``"portable"`` (results are identical, only slower).
+    """
+    return str(core.simd_kernels())

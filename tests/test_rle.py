@@ -76,6 +76,27 @@ def test_any_memory_layout(rng, layout, dtype):
     assert rle.encode(mask) == mask2rle(mask)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_flips_at_block_and_chunk_edges(order, dtype):
+    # The scanner compares 64-byte blocks, 256 blocks per call: put runs that start or end on either side of
+    # those edges, in pixel order (F) and in row order (C), for 1-, 2- and 8-byte elements.
+    flat = np.zeros(256 * 1600, np.uint8)
+    itemsize = np.dtype(dtype).itemsize
+    for edge in (64 // itemsize, 16384 // itemsize, 3 * 16384 // itemsize, 1600):
+        for k in (1, 5, 40):
+            if (k + 3) * edge + 2 >= flat.size:
+                continue
+            flat[k * edge - 1 : k * edge + 1] = 1
+            flat[k * edge + 2] = 1
+            flat[(k + 1) * edge : (k + 1) * edge + 3 * edge // 2] = 1  # a long run from exactly an edge ...
+            flat[(k + 3) * edge - 2 * edge : (k + 3) * edge] = 1  # ... and one ending exactly at an edge
+    flat[-1] = 1
+    mask = (flat.reshape(1600, 256).T if order == "F" else flat.reshape(256, 1600)).astype(dtype)
+    mask = np.asfortranarray(mask) if order == "F" else np.ascontiguousarray(mask)
+    assert rle.encode(mask) == mask2rle(mask)
+
+
 def test_uint8_values_that_differ_but_are_both_defects():
     mask = np.zeros((128, 3), np.uint8)
     mask[:, 1] = np.arange(128) % 7 + 1  # every byte nonzero but differing from its neighbour
@@ -235,6 +256,10 @@ def test_coco_matches_pycocotools(rng):
         ("5 3 2 1", r"start 2 is not after the previous run's end 7"),
         ("5 3 7 1", r"start 7 is not after the previous run's end 7"),
         ("1 99999999999999999999999", r"token 1 .* is too large"),
+        ("1 -99999999999999999999999", r"token 1 .* is too large"),
+        ("1 9223372036854775808", r"token 1 .* is too large"),
+        ("1 0021", r"run 0 \(tokens 0-1\): start 1 length 21 runs past"),  # leading zeros are digits
+        ("1 9223372036854775807", r"start 1 length 9223372036854775807 runs past"),  # INT64_MAX still parses
     ],
 )
 def test_malformed_rle_names_the_problem(text, message):
@@ -302,3 +327,25 @@ def test_real_kaggle_encodings_round_trip_exactly(real_data):
     np.testing.assert_array_equal(masks.sum(axis=(1, 2)), lengths)
     for k in range(0, len(texts), 97):  # the oracle is slow; a spread sample suffices
         np.testing.assert_array_equal(masks[k], rle2mask(texts[k]))
+
+
+def test_portable_kernels_give_the_same_encodings(tmp_path) -> None:
+    # The AVX2 kernels are picked at run time; run the layout and edge tests again on the portable ones.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "STEELFAST_DISABLE_AVX2": "1"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "from steelfast.runtime import simd_kernels; print(simd_kernels())"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert probe.stdout.strip() == "portable"
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(root / "pyproject.toml"),
+         "--rootdir", str(root), str(Path(__file__)), "-k", "edges or layout or coverage or oracle"],
+        env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False,
+    )
+    assert tests.returncode == 0, tests.stdout[-2000:] + tests.stderr[-2000:]

@@ -1,0 +1,157 @@
+#include "simd.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define STEELFAST_X86_DISPATCH 1
+#endif
+
+namespace steelfast {
+namespace detail {
+namespace {
+
+using DifferingBlocks = int64_t (*)(const unsigned char*, const unsigned char*, int64_t, int32_t*);
+using NonuniformBlocks = int64_t (*)(const unsigned char*, int64_t, int, bool, int32_t*);
+
+template <int kElem>
+int64_t nonuniform_blocks_portable_t(const unsigned char* data, int64_t nblocks, bool has_before, int32_t* out) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const unsigned char* block = data + k * 64;
+    const unsigned char* before = k > 0 || has_before ? block - kElem : block;
+    unsigned char acc = 0;
+    for (int i = 0; i < 64; ++i) acc |= static_cast<unsigned char>(block[i] ^ before[i % kElem]);
+    out[count] = static_cast<int32_t>(k);
+    count += acc != 0;
+  }
+  return count;
+}
+
+int64_t nonuniform_blocks_portable(const unsigned char* data, int64_t nblocks, int elem_size, bool has_before,
+                                   int32_t* out) {
+  switch (elem_size) {
+    case 1: return nonuniform_blocks_portable_t<1>(data, nblocks, has_before, out);
+    case 2: return nonuniform_blocks_portable_t<2>(data, nblocks, has_before, out);
+    case 4: return nonuniform_blocks_portable_t<4>(data, nblocks, has_before, out);
+    default: return nonuniform_blocks_portable_t<8>(data, nblocks, has_before, out);
+  }
+}
+
+int64_t differing_blocks_portable(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const unsigned char* pa = a + k * 64;
+    const unsigned char* pb = b + k * 64;
+    unsigned char acc = 0;
+    for (int i = 0; i < 64; ++i) acc |= static_cast<unsigned char>(pa[i] ^ pb[i]);  // vectorized by the compiler
+    out[count] = static_cast<int32_t>(k);  // branch-free: written always, kept only when the block differs
+    count += acc != 0;
+  }
+  return count;
+}
+
+#ifdef STEELFAST_X86_DISPATCH
+__attribute__((target("avx2"))) int64_t differing_blocks_avx2(const unsigned char* a, const unsigned char* b,
+                                                               int64_t nblocks, int32_t* out) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const auto* pa = reinterpret_cast<const __m256i*>(a + k * 64);
+    const auto* pb = reinterpret_cast<const __m256i*>(b + k * 64);
+    const __m256i low = _mm256_xor_si256(_mm256_loadu_si256(pa), _mm256_loadu_si256(pb));
+    const __m256i high = _mm256_xor_si256(_mm256_loadu_si256(pa + 1), _mm256_loadu_si256(pb + 1));
+    const __m256i any = _mm256_or_si256(low, high);
+    out[count] = static_cast<int32_t>(k);
+    count += !_mm256_testz_si256(any, any);
+  }
+  return count;
+}
+
+template <int kElem>
+__attribute__((target("avx2"))) inline __m256i broadcast_element(const unsigned char* p) {
+  if constexpr (kElem == 1) {
+    return _mm256_set1_epi8(static_cast<char>(*p));
+  } else if constexpr (kElem == 2) {
+    int16_t v;
+    std::memcpy(&v, p, 2);
+    return _mm256_set1_epi16(v);
+  } else if constexpr (kElem == 4) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+  } else {
+    long long v;
+    std::memcpy(&v, p, 8);
+    return _mm256_set1_epi64x(v);
+  }
+}
+
+// Each byte loaded once, at offsets that are multiples of 32 from the array start: comparing data with itself
+// shifted by one element instead loads every byte twice and splits every other 32-byte load across two cache lines.
+template <int kElem>
+__attribute__((target("avx2"))) int64_t nonuniform_blocks_avx2_t(const unsigned char* data, int64_t nblocks,
+                                                                  bool has_before, int32_t* out) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const unsigned char* block = data + k * 64;
+    const __m256i pattern = broadcast_element<kElem>(k > 0 || has_before ? block - kElem : block);
+    const auto* p = reinterpret_cast<const __m256i*>(block);
+    const __m256i low = _mm256_cmpeq_epi8(_mm256_loadu_si256(p), pattern);
+    const __m256i high = _mm256_cmpeq_epi8(_mm256_loadu_si256(p + 1), pattern);
+    out[count] = static_cast<int32_t>(k);
+    count += _mm256_movemask_epi8(_mm256_and_si256(low, high)) != -1;
+  }
+  return count;
+}
+
+__attribute__((target("avx2"))) int64_t nonuniform_blocks_avx2(const unsigned char* data, int64_t nblocks,
+                                                                int elem_size, bool has_before, int32_t* out) {
+  switch (elem_size) {
+    case 1: return nonuniform_blocks_avx2_t<1>(data, nblocks, has_before, out);
+    case 2: return nonuniform_blocks_avx2_t<2>(data, nblocks, has_before, out);
+    case 4: return nonuniform_blocks_avx2_t<4>(data, nblocks, has_before, out);
+    default: return nonuniform_blocks_avx2_t<8>(data, nblocks, has_before, out);
+  }
+}
+
+#endif
+
+// Both kernels and their name, chosen together, once. STEELFAST_DISABLE_AVX2=1 forces the portable ones (the tests
+// run them that way too), like numpy's NPY_DISABLE_CPU_FEATURES.
+struct Kernels {
+  DifferingBlocks differing;
+  NonuniformBlocks nonuniform;
+  const char* name;
+};
+
+Kernels choose() {
+#ifdef STEELFAST_X86_DISPATCH
+  const char* off = std::getenv("STEELFAST_DISABLE_AVX2");
+  const bool disabled = off != nullptr && off[0] != '\0' && off[0] != '0';
+  __builtin_cpu_init();  // may run from a static initializer, before libgcc's own
+  if (!disabled && __builtin_cpu_supports("avx2")) return {differing_blocks_avx2, nonuniform_blocks_avx2, "avx2"};
+#endif
+  return {differing_blocks_portable, nonuniform_blocks_portable, "portable"};
+}
+
+const Kernels& kernels() {
+  static const Kernels chosen = choose();  // thread-safe one-time initialisation (C++11 magic static)
+  return chosen;
+}
+
+}  // namespace
+
+int64_t nonuniform_blocks(const unsigned char* data, int64_t nblocks, int elem_size, bool has_before, int32_t* out) {
+  return kernels().nonuniform(data, nblocks, elem_size, has_before, out);
+}
+
+int64_t differing_blocks(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out) {
+  return kernels().differing(a, b, nblocks, out);
+}
+
+}  // namespace detail
+
+const char* simd_kernels() { return detail::kernels().name; }
+
+}  // namespace steelfast

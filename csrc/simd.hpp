@@ -1,0 +1,30 @@
+// Block comparison with the widest vectors the CPU has, chosen at run time.
+//
+// The wheel is built for baseline x86-64 (SSE2), where comparing two 64-byte blocks costs a horizontal reduction
+// per block; with AVX2 it is two 32-byte XORs and one VPTEST. The AVX2 variant is compiled with a target attribute
+// and picked once, after asking the CPU, so the same binary runs everywhere. STEELFAST_DISABLE_AVX2=1 in the
+// environment forces the portable variants.
+#pragma once
+
+#include <cstdint>
+
+namespace steelfast {
+namespace detail {
+
+// Writes to `out` the index of every 64-byte block k in [0, nblocks) where a and b differ, in increasing order, and
+// returns how many there are. `out` must have room for nblocks entries.
+int64_t differing_blocks(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out);
+
+// Writes to `out` the index of every 64-byte block k in [0, nblocks) of `data` whose bytes are not all copies of the
+// `elem_size`-byte element just before the block, in increasing order, and returns how many there are. Only such
+// blocks can hold a change of value along `data`. For k = 0 that element is data[-elem_size..-1] when `has_before`
+// (the caller's buffer continues before `data`), else the block's own first element. elem_size is 1, 2, 4 or 8;
+// `out` must have room for nblocks entries.
+int64_t nonuniform_blocks(const unsigned char* data, int64_t nblocks, int elem_size, bool has_before, int32_t* out);
+
+}  // namespace detail
+
+// "avx2" or "portable": the block kernels this process uses.
+const char* simd_kernels();
+
+}  // namespace steelfast
