@@ -7,7 +7,8 @@ seeded random weights (the speed does not depend on the weights). Input: one syn
 * Reference: plain eager float32 PyTorch at batch 1 (``torch.sigmoid(model(x))`` under
   ``torch.no_grad``), timed first, before anything in this process tunes the allocator.
 * Ours: the ``torch`` backend as ``backend="auto"`` builds it on this CPU (bfloat16,
-  channels-last, ``torch.compile``, glibc allocator tuned), batch 1. Also recorded for the
+  channels-last, :func:`steelfast.models.inference_graph`, ``torch.compile``, glibc allocator
+  tuned), batch 1. Also recorded for the
   report: eager bfloat16, ONNX Runtime, and the reference again with the tuned allocator.
 * Goal 1: ours >= 4x the reference's images/s, with bfloat16 outputs close to float32 in the
   sense of :func:`assert_bf16_close`: mean |dp| <= 1e-3, 99.9th percentile <= 0.05 (measured 0.031), and at most
@@ -16,6 +17,10 @@ seeded random weights (the speed does not depend on the weights). Input: one syn
   rounded to 8 mantissa bits), so a max-difference bound would be meaningless.
 * Goal 2: :func:`steelfast.segment_folder` over 200 synthetic JPEGs end to end (decode, model,
   post-processing, RLE) >= 85 % of the pure-model images/s of the same backend.
+* images/s is the sustained rate, rounds over their total time (``stat="mean"``), each
+  implementation timed for the same 30 rounds. Plain eager fp32 is bimodal: most rounds
+  page-fault through fresh activation buffers (~115 ms), a few find them mapped (~85 ms), so its
+  best round overstates its rate; the best-round ratio is printed beside the goal's.
 
 Run alone (the reference must see an untuned allocator):
 ``python -m pytest bench/bench_inference.py -p no:cacheprovider --benchmark-enable -s``
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harness import _TIMES, make_timed, speedup
+from harness import _MEANS, _TIMES, make_timed, speedup
 
 from steelfast import runtime
 from steelfast.backends import OnnxRuntimeBackend, TorchBackend, tune_allocator
@@ -46,6 +51,7 @@ BF16_MASK_FLIPS = 5e-4
 FP32_ATOL = 1e-4
 N_FOLDER = 200
 GROUP = "unet-cpu-256x1600"
+ROUNDS = 30  # the same for every implementation in GROUP
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +108,19 @@ def test_reference_eager_fp32_batch1(benchmark, model_and_meta: tuple, x1: np.nd
     if runtime._retained and not benchmark.disabled:  # untimed runs still check the result
         pytest.skip("the allocator is already tuned in this process; run this file on its own")
     model, _ = model_and_meta
-    out = make_timed(benchmark)(GROUP, "eager_fp32_b1", lambda: _eager_fp32(model, x1))
+    out = make_timed(benchmark, ROUNDS)(GROUP, "eager_fp32_b1", lambda: _eager_fp32(model, x1))
     np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
 
 
 def test_best_backend_batch1(benchmark, best: TorchBackend, x1: np.ndarray, reference_out: np.ndarray) -> None:
-    out = make_timed(benchmark)(GROUP, "best_b1", lambda: best.predict_proba(x1))
+    out = make_timed(benchmark, ROUNDS)(GROUP, "best_b1", lambda: best.predict_proba(x1))
     assert_bf16_close(out, reference_out)
 
 
 def test_eager_bf16_batch1(benchmark, model_and_meta: tuple, x1: np.ndarray, reference_out: np.ndarray) -> None:
     model, meta = model_and_meta
     eager = TorchBackend(model, meta, device="cpu", compile=False)
-    out = make_timed(benchmark)(GROUP, "eager_bf16_cl_b1", lambda: eager.predict_proba(x1))
+    out = make_timed(benchmark, ROUNDS)(GROUP, "eager_bf16_cl_b1", lambda: eager.predict_proba(x1))
     assert_bf16_close(out, reference_out)
 
 
@@ -122,24 +128,25 @@ def test_onnxruntime_batch1(benchmark, model_and_meta: tuple, x1: np.ndarray, re
                             tmp_path: Path) -> None:
     model, meta = model_and_meta
     session = OnnxRuntimeBackend(export_onnx(model, tmp_path / "m.onnx", metadata=meta))
-    out = make_timed(benchmark)(GROUP, "onnxruntime_fp32_b1", lambda: session.predict_proba(x1))
+    out = make_timed(benchmark, ROUNDS)(GROUP, "onnxruntime_fp32_b1", lambda: session.predict_proba(x1))
     np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
 
 
 def test_reference_with_tuned_allocator(benchmark, model_and_meta: tuple, x1: np.ndarray, reference_out: np.ndarray) -> None:
     tune_allocator()  # already done by the torch backend; the reference now gets the same help
     model, _ = model_and_meta
-    out = make_timed(benchmark)(GROUP, "eager_fp32_b1_tuned_malloc", lambda: _eager_fp32(model, x1))
+    out = make_timed(benchmark, ROUNDS)(GROUP, "eager_fp32_b1_tuned_malloc", lambda: _eager_fp32(model, x1))
     np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
 
 
 def test_goal_best_backend_4x_eager() -> None:
-    ratio = speedup(GROUP, "best_b1", "eager_fp32_b1")
-    rates = {name: 1.0 / t for (g, name), t in _TIMES.items() if g == GROUP}
-    print("\nimages/s: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(rates.items())))
+    ratio = speedup(GROUP, "best_b1", "eager_fp32_b1", stat="mean")
+    rates = {name: 1.0 / t for (g, name), t in _MEANS.items() if g == GROUP}
+    print("\nimages/s (mean of the rounds): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(rates.items())))
     if "eager_fp32_b1_tuned_malloc" in rates:
         print(f"best / eager fp32 with the tuned allocator: {rates['best_b1'] / rates['eager_fp32_b1_tuned_malloc']:.2f}x")
-    print(f"best / plain eager fp32: {ratio:.2f}x")
+    print(f"best / plain eager fp32: {ratio:.2f}x (best round against best round: "
+          f"{speedup(GROUP, 'best_b1', 'eager_fp32_b1'):.2f}x)")
     assert ratio >= 4.0, f"best backend only {ratio:.2f}x plain eager fp32 (goal 4x)"
 
 
@@ -154,11 +161,12 @@ def test_segment_folder_200_jpegs(benchmark, best: TorchBackend, jpeg_folder: Pa
     frame = benchmark.pedantic(lambda: segment_folder(jpeg_folder, segmenter=segmenter), rounds=2, iterations=1, warmup_rounds=0)
     if benchmark.stats is not None and not benchmark.disabled:
         _TIMES[(GROUP, "segment_folder_200")] = benchmark.stats.stats.min / N_FOLDER
+        _MEANS[(GROUP, "segment_folder_200")] = benchmark.stats.stats.mean / N_FOLDER
     assert len(frame) == 4 * N_FOLDER and not frame.attrs["failures"]
     assert frame.groupby("ImageId").size().eq(4).all()
 
 
 def test_goal_segment_folder_85_percent_of_model() -> None:
-    share = speedup(GROUP, "segment_folder_200", "best_b1")
+    share = speedup(GROUP, "segment_folder_200", "best_b1", stat="mean")
     print(f"\nsegment_folder / pure model images/s: {share:.1%}")
     assert share >= 0.85, f"segment_folder reaches only {share:.1%} of the model's images/s (goal 85 %)"

@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Nu
 
 from oracles import mask2rle, rle2mask  # noqa: E402  (re-exported for the bench modules)
 
-__all__ = ["make_timed", "mask2rle", "rle2mask", "shared_data_dir", "speedup"]
+__all__ = ["assert_goals", "make_timed", "mask2rle", "rle2mask", "shared_data_dir", "speedup"]
 
-_TIMES: dict[tuple[str, str], float] = {}
+_TIMES: dict[tuple[str, str], float] = {}  # best round time
+_MEANS: dict[tuple[str, str], float] = {}  # mean round time: the sustained rate of a throughput benchmark
 
 
 def shared_data_dir() -> Path:
@@ -28,22 +29,46 @@ def shared_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"
 
 
-def make_timed(benchmark):
-    """Return ``run(group, name, fn)``: benchmark ``fn`` and remember its best round time."""
+def make_timed(benchmark, rounds: int | None = None):
+    """Return ``run(group, name, fn)``: benchmark ``fn`` and remember its best round time.
+
+    ``rounds`` fixes the number of timed rounds (after one warm-up round) so that a slow reference gets as many
+    chances at its best time as a fast implementation; by default pytest-benchmark's calibration decides.
+    """
 
     def run(group: str, name: str, fn):
         benchmark.group = group
         benchmark.extra_info["impl"] = name
-        result = benchmark(fn)
+        if rounds is None:
+            result = benchmark(fn)
+        else:
+            result = benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
         if benchmark.stats is not None and not benchmark.disabled:
             _TIMES[(group, name)] = benchmark.stats.stats.min
+            _MEANS[(group, name)] = benchmark.stats.stats.mean
         return result
 
     return run
 
 
-def speedup(group: str, ours: str, reference: str) -> float:
-    """Best reference time over best time of ours, both from this run; skips when timing was disabled."""
-    if (group, ours) not in _TIMES or (group, reference) not in _TIMES:
+def speedup(group: str, ours: str, reference: str, stat: str = "min") -> float:
+    """Reference time over our time, both from this run; skips when timing was disabled.
+
+    ``stat="min"`` compares best round times (kernels: noise only ever adds time); ``stat="mean"`` compares
+    sustained rates (throughput benchmarks whose reference is slow in most rounds, not by chance).
+    """
+    times = {"min": _TIMES, "mean": _MEANS}[stat]
+    if (group, ours) not in times or (group, reference) not in times:
         pytest.skip(f"no timings for {group!r} in this run (benchmarks disabled or filtered)")
-    return _TIMES[(group, reference)] / _TIMES[(group, ours)]
+    return times[(group, reference)] / times[(group, ours)]
+
+
+def assert_goals(goals: dict[str, tuple[float, float]]) -> None:
+    """Print every ``name: (ratio, minimum)`` and then fail listing all that are below their minimum.
+
+    Several goals of one area are checked together so that one missed goal does not hide the others' figures.
+    """
+    for name, (ratio, minimum) in goals.items():
+        print(f"\n{name}: {ratio:.2f}x (goal >= {minimum}x)", end="")
+    missed = [f"{name} {ratio:.2f}x < {minimum}x" for name, (ratio, minimum) in goals.items() if ratio < minimum]
+    assert not missed, "missed: " + "; ".join(missed)

@@ -47,7 +47,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from steelfast.runtime import retain_freed_memory
 from steelfast.export import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -57,6 +56,8 @@ from steelfast.export import (
     load_model,
     read_onnx_metadata,
 )
+from steelfast.models import UNet, inference_graph
+from steelfast.runtime import retain_freed_memory
 
 __all__ = [
     "BACKENDS",
@@ -241,16 +242,22 @@ class TorchBackend(Backend):
         if tune_malloc:
             # On CUDA too: the host-side input and output buffers are large fresh blocks.
             tune_allocator()
+        if compile == "auto":
+            compile = device == "cpu" and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+        self.compiled = bool(compile)
         # A copy: converting dtype and memory format in place would change the caller's model.
-        net = ProbabilityModel(copy.deepcopy(model)).eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        # Compiled on the CPU, the rewritten graph (split skip concatenations, exp-based ELU)
+        # runs about 10 % faster (bench/bench_inference.py); eagerly it would only add kernels.
+        fast = self.compiled and device == "cpu" and isinstance(model, UNet)
+        net = inference_graph(model) if fast else copy.deepcopy(model)
+        net = ProbabilityModel(net).eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
         for p in net.parameters():
             p.requires_grad_(False)
         # float16 output only where the model computes in float16: inductor refuses to mix
         # bfloat16 and float16 in one kernel, and NumPy has no bfloat16.
-        self._eager = _OutputModel(net, torch.float16 if self.dtype == torch.float16 else torch.float32)
-        if compile == "auto":
-            compile = device == "cpu" and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
-        self.compiled = bool(compile)
+        self._eager = _OutputModel(
+            net, self.dtype, self.memory_format, torch.float16 if self.dtype == torch.float16 else torch.float32
+        )
         self._forward: Any = self._eager
         if self.compiled:
             with _quiet_torch():
@@ -271,7 +278,6 @@ class TorchBackend(Backend):
         n = x.shape[0]
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self.device, non_blocking=True)
-            t = t.to(dtype=self.dtype, memory_format=self.memory_format)
             if self.compiled:
                 t = self._pad_batch(t)
                 try:
@@ -300,14 +306,21 @@ def _quiet_torch() -> Any:
 
 
 class _OutputModel(nn.Module):
-    """Probabilities as a contiguous (N, classes, H, W) tensor of ``out_dtype``."""
+    """Float32 NCHW input in, probabilities out as a contiguous (N, classes, H, W) ``out_dtype`` tensor.
 
-    def __init__(self, net: nn.Module, out_dtype: torch.dtype) -> None:
+    The input conversion is part of the module so that a compiled graph fuses it into one kernel.
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format,
+                 out_dtype: torch.dtype) -> None:
         super().__init__()
         self.net = net
+        self.dtype = dtype
+        self.memory_format = memory_format
         self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(dtype=self.dtype, memory_format=self.memory_format)
         return self.net(x).to(self.out_dtype).contiguous()
 
 

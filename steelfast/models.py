@@ -18,13 +18,14 @@ are not counted).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "UNet", "build_model", "count_parameters", "required_multiple"]
+__all__ = ["ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "required_multiple"]
 
 #: Activation names accepted by :class:`UNet`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -249,3 +250,75 @@ def count_parameters(model: nn.Module) -> int:
 def required_multiple(model: nn.Module) -> int:
     """The number height and width must be divisible by (32 for the baseline)."""
     return int(getattr(model, "multiple", 32))
+
+
+class _ExpELU(nn.Module):
+    """ELU as ``where(x > 0, x, exp(min(x, 0)) - 1)``.
+
+    The same function as :class:`torch.nn.ELU` (alpha 1); in float32 the two differ by at most
+    about 1e-7 near zero. Compiled CPU kernels evaluate ``exp`` about twice as fast as ``expm1``,
+    and the activations of the full-resolution levels are bound by that evaluation.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > 0, x, torch.exp(torch.clamp(x, max=0)) - 1)
+
+
+class _SplitUp(nn.Module):
+    """:class:`_Up` with the concatenation folded into the first convolution.
+
+    ``conv(cat([u, s]), W) == conv(u, W_u) + conv(s, W_s)``: summing two convolutions avoids
+    writing and re-reading the concatenated tensor, whose channels-last copy is the slowest
+    kernel of the compiled CPU graph at full resolution.
+    """
+
+    def __init__(self, up: _Up) -> None:
+        super().__init__()
+        first = up.conv[0]
+        cu = up.up.out_channels
+        self.up = up.up
+        self.from_up = nn.Conv2d(cu, first.out_channels, 3, padding=1)
+        self.from_skip = nn.Conv2d(first.in_channels - cu, first.out_channels, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.from_up.weight.copy_(first.weight[:, :cu])
+            self.from_up.bias.copy_(first.bias)
+            self.from_skip.weight.copy_(first.weight[:, cu:])
+        self.rest = nn.Sequential(*list(up.conv)[1:])
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.from_up(self.up(x)) + self.from_skip(skip))
+
+
+def _swap_elu(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.ELU and child.alpha == 1.0:
+            setattr(module, name, _ExpELU())
+        else:
+            _swap_elu(child)
+
+
+def inference_graph(model: UNet) -> UNet:
+    """An inference-only copy of ``model`` that computes the same function faster on the CPU.
+
+    Two rewrites: each decoder level's skip concatenation becomes a sum of two convolutions
+    (:class:`_SplitUp`), and ELU is evaluated through ``exp`` instead of ``expm1``
+    (:class:`_ExpELU`). Outputs equal the original's to float32 rounding (measured max |Δlogit|
+    ~1e-5 on the default model); :class:`steelfast.backends.TorchBackend` uses it before
+    ``torch.compile`` on the CPU. The copy shares no parameters with ``model`` and cannot be
+    trained back into a checkpoint (its state-dict keys differ).
+
+    Args:
+        model: A :class:`UNet`.
+
+    Returns:
+        A new module in eval mode with the same ``config``, input check and output shape.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`UNet`.
+    """
+    if not isinstance(model, UNet):
+        raise TypeError(f"inference_graph expects a steelfast UNet, got {type(model).__name__}")
+    fast = copy.deepcopy(model).eval()
+    fast.decoder = nn.ModuleList(_SplitUp(up) for up in fast.decoder)
+    _swap_elu(fast)
+    return fast

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from steelfast.models import UNet, build_model, count_parameters
+from steelfast.models import UNet, build_model, count_parameters, inference_graph
 
 
 def _conv_macs(cin: int, cout: int, k: int, h: int, w: int) -> int:
@@ -162,3 +162,26 @@ def test_onnx_export_with_dynamic_batch(tmp_path) -> None:
         ref = model(x3).numpy()
     assert out.shape == (3, 4, 32, 64)
     assert abs(out - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("activation", ["elu", "relu"])
+@pytest.mark.parametrize("shape", [(2, 3, 64, 96), (1, 3, 32, 32)])
+def test_inference_graph_computes_the_same_logits(activation: str, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = UNet(activation=activation).eval()
+    for p in model.parameters():  # larger weights than Glorot's: activations reach ELU's negative tail
+        p.data.mul_(3.0)
+    fast = inference_graph(model)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        ref, out = model(x), fast(x)
+    assert out.shape == ref.shape
+    scale = float(ref.abs().max())
+    torch.testing.assert_close(out, ref, atol=1e-5 * max(scale, 1.0), rtol=1e-5)
+    assert not any(isinstance(m, torch.nn.ELU) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.ELU) for m in model.modules()) == (activation == "elu")  # the original is untouched
+
+
+def test_inference_graph_rejects_other_modules() -> None:
+    with pytest.raises(TypeError, match="expects a steelfast UNet, got Conv2d"):
+        inference_graph(torch.nn.Conv2d(3, 4, 3))
