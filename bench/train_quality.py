@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         crop_width=args.crop_width or None,
         only_defects=args.only_defects,
         dice_mode=args.dice_mode,
+        class_balance=args.class_balance,
         lr_schedule=args.lr_schedule,
         val_fraction=val_fraction,
         flips=args.flips,
@@ -322,6 +323,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Train on defective images only (the Kaggle baseline).",
     )
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="Learning-rate schedule.")
+    p.add_argument(
+        "--class-balance", type=float, default=0.0,
+        help="Sampling power of steelfast.dataset.balanced_weights (0 = uniform, 0.5 = square-root).",
+    )
     p.add_argument("--dice-mode", default="global", choices=["global", "class", "pair"], help="Soft Dice pooling of the loss.")
     p.add_argument(
         "--flips", action=argparse.BooleanOptionalAction, default=True, help="Random flips."

@@ -125,6 +125,12 @@ def train(
         True, "--only-defects/--all-images",
         help="Train on defective images only (the baseline) or on all; validation always uses all.",
     ),
+    class_balance: float = typer.Option(
+        0.0, "--class-balance",
+        help="Draw rare classes more often: 0 = each image once per epoch, 0.5 = square-root, 1 = equal.",
+    ),
+    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant or cosine (decay to zero)."),
+    dice_mode: str = typer.Option("global", "--dice-mode", help="Soft Dice pooling of the loss: global, class or pair."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of images held out for validation."),
     flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
     seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
@@ -159,7 +165,8 @@ def train(
 
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, crop_width=crop_width or None,
-        only_defects=only_defects, val_fraction=val_fraction, flips=flips, seed=seed,
+        only_defects=only_defects, class_balance=class_balance, lr_schedule=lr_schedule, dice_mode=dice_mode,
+        val_fraction=val_fraction, flips=flips, seed=seed,
         architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp,
         channels_last=channels_last, device=device, threads=threads, num_workers=workers,
         time_budget_s=time_budget, tune=tune, max_train_images=max_train_images,

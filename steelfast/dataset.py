@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_STD",
     "EpochSampler",
     "SteelDataset",
+    "balanced_weights",
     "class_presence",
     "make_loader",
     "train_val_split",
@@ -74,6 +75,36 @@ def class_presence(labels: pd.DataFrame, image_ids: Sequence[str]) -> np.ndarray
         if k is not None:
             out[k, c - 1] = True
     return out
+
+
+def balanced_weights(presence: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Sampling weights that draw images of rare classes more often.
+
+    Each image's weight is ``max(frequency of each category it has) ** -power``, the categories being
+    the four classes and "no defect", the frequency a category's share of the images. ``power=0`` is
+    uniform sampling, ``1`` draws every category about equally often, ``0.5`` (square-root
+    balancing) lies between.
+
+    Args:
+        presence: bool (N, 4) from :func:`class_presence`.
+        power: Exponent >= 0.
+
+    Returns:
+        np.ndarray: float64 (N,), summing to 1.
+
+    Raises:
+        ValueError: ``presence`` is not (N, 4) with N >= 1, or ``power`` is negative.
+    """
+    presence = np.asarray(presence, dtype=bool)
+    if presence.ndim != 2 or presence.shape[1] != 4 or presence.shape[0] == 0:
+        raise ValueError(f"presence must be bool (N, 4) with N >= 1, got shape {presence.shape}")
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 0:
+        raise ValueError(f"power must be a number >= 0, got {power!r}")
+    has = np.column_stack([presence, ~presence.any(axis=1)])  # (N, 5): classes, then "no defect"
+    freq = has.mean(axis=0)
+    inverse = np.where(has, np.where(freq > 0, freq, 1.0) ** -float(power), 0.0)
+    weights = inverse.max(axis=1)
+    return weights / weights.sum()
 
 
 def with_defects(labels: pd.DataFrame, image_ids: Sequence[str]) -> list[str]:
@@ -149,8 +180,9 @@ class SteelDataset(Dataset):
         mean: Normalization mean in 0..1 units.
         std: Normalization std in 0..1 units.
         seed: Seed of the augmentations.
-        prefer_defects: Probability that a crop is placed over a defect column (when the image has
-            a defect); otherwise the crop is uniform.
+        prefer_defects: Probability that a crop is placed over a defect (when the image has one):
+            over a column of one of its classes, each class equally likely; otherwise the crop is
+            uniform.
 
     Indexing with ``i`` or ``(i, epoch)`` returns ``(image, mask)``: image torch.float32
     (channels, H, W') and mask torch.float32 (4, H, W') of 0/1, W' = crop_width or the image width.
@@ -238,8 +270,12 @@ class SteelDataset(Dataset):
     def _crop_x(self, rng: np.random.Generator, masks: np.ndarray, width: int) -> int:
         cw = self.crop_width or width
         if rng.random() < self.prefer_defects:
-            cols = np.flatnonzero(masks.any(axis=(0, 1)))
-            if cols.size:
+            # A class first, then one of its columns: small defects of a rare class would
+            # otherwise almost never be cropped next to the large ones of a frequent class.
+            present = np.flatnonzero(masks.any(axis=(1, 2)))
+            if present.size:
+                c = int(present[rng.integers(present.size)])
+                cols = np.flatnonzero(masks[c].any(axis=0))
                 xc = int(cols[rng.integers(cols.size)])
                 lo, hi = max(0, xc - cw + 1), min(xc, width - cw)
                 return int(rng.integers(lo, hi + 1))
@@ -276,13 +312,16 @@ class EpochSampler(Sampler):
 
     The epoch counter advances each time the sampler is iterated, i.e. once per epoch of a
     DataLoader, which lets :class:`SteelDataset` vary its augmentations deterministically.
+    With ``weights`` (e.g. :func:`balanced_weights`), each epoch draws ``n`` indices with
+    replacement in proportion to them instead of a permutation.
     """
 
-    def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0, weights: np.ndarray | None = None) -> None:
         self.n = int(n)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
+        self.weights = None if weights is None else _check_weights(weights, self.n)
 
     def __len__(self) -> int:
         return self.n
@@ -290,11 +329,23 @@ class EpochSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         self.epoch += 1
-        if self.shuffle:
-            order = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+        rng = np.random.default_rng((self.seed, epoch))
+        if self.weights is not None:
+            order = rng.choice(self.n, size=self.n, replace=True, p=self.weights)
+        elif self.shuffle:
+            order = rng.permutation(self.n)
         else:
             order = np.arange(self.n)
         return iter([(int(i), epoch) for i in order])
+
+
+def _check_weights(weights: np.ndarray, n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(
+            f"weights must be {n} finite non-negative numbers with a positive sum, got shape {w.shape}"
+        )
+    return w / w.sum()
 
 
 class _PlainSampler(EpochSampler):
@@ -311,6 +362,7 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     drop_last: bool = False,
+    weights: np.ndarray | None = None,
 ) -> DataLoader:
     """A DataLoader that reshuffles every epoch, deterministically for a seed.
 
@@ -321,12 +373,14 @@ def make_loader(
         num_workers: Worker processes (0 = load in the main process).
         seed: Seed of the order (the augmentations use the dataset's own seed).
         drop_last: Drop the last incomplete batch.
+        weights: Per-sample weights (N,): draw with replacement in proportion to them (see
+            :func:`balanced_weights`); None = a permutation.
 
     Returns:
         DataLoader: yields ``(images float32 (B, C, H, W), masks float32 (B, 4, H, W))``.
 
     Raises:
-        ValueError: ``batch_size`` < 1 or ``num_workers`` < 0.
+        ValueError: ``batch_size`` < 1, ``num_workers`` < 0, or ``weights`` not N non-negative numbers.
     """
     if (
         isinstance(batch_size, bool)
@@ -341,7 +395,7 @@ def make_loader(
     ):
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     cls = EpochSampler if isinstance(dataset, SteelDataset) else _PlainSampler
-    sampler = cls(len(dataset), shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    sampler = cls(len(dataset), shuffle=shuffle, seed=seed, weights=weights)  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=int(batch_size),

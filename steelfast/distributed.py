@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
@@ -92,8 +94,20 @@ class EpochDistributedSampler(DistributedSampler):
 
     :class:`steelfast.dataset.SteelDataset` derives each sample's augmentation from the epoch it
     receives, so augmentations vary per epoch and are the same whatever the number of processes.
+    With ``weights``, every rank draws the same ``total_size`` indices with replacement (seeded by
+    ``seed`` and the epoch) and keeps every ``num_replicas``-th one from its rank on.
     """
+
+    def __init__(self, dataset: Any, *args: Any, weights: np.ndarray | None = None, **kwargs: Any) -> None:
+        super().__init__(dataset, *args, **kwargs)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        if self.weights is not None and self.weights.shape != (len(dataset),):
+            raise ValueError(f"weights must have one entry per sample ({len(dataset)}), got shape {self.weights.shape}")
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = int(self.epoch)
-        return iter([(int(i), epoch) for i in super().__iter__()])
+        if self.weights is None:
+            return iter([(int(i), epoch) for i in super().__iter__()])
+        rng = np.random.default_rng((self.seed, epoch))
+        drawn = rng.choice(len(self.weights), size=self.total_size, replace=True, p=self.weights)
+        return iter([(int(i), epoch) for i in drawn[self.rank : self.total_size : self.num_replicas]])

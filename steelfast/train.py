@@ -96,6 +96,9 @@ class TrainConfig:
         crop_width: Train on random crops this wide (multiple of 32, biased towards defects), or
             None for full-width images. Validation always uses full images.
         only_defects: Train only on images with at least one defect (validation keeps all).
+        class_balance: Draw training images with replacement, rare classes more often: the
+            ``power`` of :func:`steelfast.dataset.balanced_weights` (0 = every image once per
+            epoch, the baseline; 0.5 = square-root balancing).
         lr_schedule: ``"constant"`` (the baseline) or ``"cosine"``: the learning rate decays from ``lr`` to
             zero along a half cosine over the run, measured in epochs, or in wall-clock time when
             ``time_budget_s`` is set (then the run is not bit-reproducible across machines).
@@ -128,6 +131,7 @@ class TrainConfig:
     lr: float = 1e-3
     crop_width: int | None = None
     only_defects: bool = True
+    class_balance: float = 0.0
     dice_mode: str = "global"
     lr_schedule: str = "constant"
     val_fraction: float = 0.15
@@ -188,6 +192,10 @@ class TrainConfig:
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if isinstance(self.class_balance, bool) or not isinstance(self.class_balance, (int, float)) or not (
+            0 <= self.class_balance <= 4
+        ):
+            raise ValueError(f"class_balance must be a number in [0, 4], got {self.class_balance!r}")
         if self.dice_mode not in ("global", "class", "pair"):
             raise ValueError(f"dice_mode must be 'global', 'class' or 'pair', got {self.dice_mode!r}")
         if self.time_budget_s is not None and not (
@@ -216,6 +224,7 @@ class TrainData:
         val_truth: Labels of the validation images (ImageId, ClassId, EncodedPixels, hasMask).
         val_ids: Validation image ids.
         summary: JSON-ready description of the data (stored in the checkpoint).
+        train_weights: Sampling weights of the training images (``class_balance`` > 0), or None.
     """
 
     train: Any
@@ -223,6 +232,7 @@ class TrainData:
     val_truth: pd.DataFrame
     val_ids: list[str]
     summary: dict[str, Any]
+    train_weights: np.ndarray | None = None
 
 
 @dataclass
@@ -375,6 +385,7 @@ def load_data(
         DEFAULT_MEAN,
         DEFAULT_STD,
         SteelDataset,
+        balanced_weights,
         class_presence,
         train_val_split,
         with_defects,
@@ -435,9 +446,11 @@ def load_data(
         "val_images_per_class": {str(c): int(val_presence[:, c - 1].sum()) for c in CLASSES},
         "val_defect_free_images": int((~val_presence.any(axis=1)).sum()),
         "normalization": {"mean": mean, "std": std},
+        "class_balance": config.class_balance,
     }
     val_truth = labels[labels["ImageId"].isin(set(val_ids))].reset_index(drop=True)
-    return TrainData(train_ds, val_ds, val_truth, list(val_ids), summary)
+    weights = balanced_weights(presence, config.class_balance) if config.class_balance > 0 else None
+    return TrainData(train_ds, val_ds, val_truth, list(val_ids), summary, weights)
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -594,29 +607,31 @@ def _plot_history(path: Path, frame: pd.DataFrame) -> None:
 # ---- training ---------------------------------------------------------------------------------
 
 
-def _make_train_loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> Any:
+def _make_train_loader(data: TrainData, cfg: TrainConfig, info: DistInfo) -> Any:
     from torch.utils.data import DataLoader
 
     from steelfast.dataset import make_loader
 
     if not info.distributed:
         return make_loader(
-            dataset,
+            data.train,
             batch_size=cfg.batch_size,
             shuffle=True,
             num_workers=cfg.num_workers,
             seed=cfg.seed,
+            weights=data.train_weights,
         )
     sampler = EpochDistributedSampler(
-        dataset,
+        data.train,
         num_replicas=info.world_size,
         rank=info.rank,
         shuffle=True,
         seed=cfg.seed,
         drop_last=False,
+        weights=data.train_weights,
     )
     return DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers
+        data.train, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers
     )
 
 
@@ -743,7 +758,7 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    loader = _make_train_loader(data.train, cfg, info)
+    loader = _make_train_loader(data, cfg, info)
     val_bs = cfg.val_batch_size or cfg.batch_size
     sample_image, _ = data.val[0]
     val_shape = (int(sample_image.shape[1]), int(sample_image.shape[2]))

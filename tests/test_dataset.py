@@ -12,7 +12,9 @@ import torch
 from steelfast.dataset import (
     DEFAULT_MEAN,
     DEFAULT_STD,
+    EpochSampler,
     SteelDataset,
+    balanced_weights,
     class_presence,
     make_loader,
     train_val_split,
@@ -264,3 +266,66 @@ def test_loader_plain_dataset_and_bad_args() -> None:
         make_loader(tds, batch_size=0)
     with pytest.raises(ValueError, match="num_workers must be an int >= 0, got -1"):
         make_loader(tds, num_workers=-1)
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_balanced_weights_even_out_categories(power: float) -> None:
+    labels, ids = _synthetic_labels(1000)
+    presence = class_presence(labels, ids)
+    w = balanced_weights(presence, power)
+    assert w.shape == (1000,) and w.sum() == pytest.approx(1.0) and (w > 0).all()
+    none = ~presence.any(axis=1)
+    only2 = presence[:, 1] & (presence.sum(axis=1) == 1)
+    share_none, share_2 = w[none].sum(), w[only2].sum()
+    if power == 0:
+        np.testing.assert_allclose(w, 1 / 1000)
+    elif power == 1:  # each single-category set gets the same mass: n_c * (n_c / N)**-1 = N
+        assert share_2 == pytest.approx(share_none)
+    else:
+        assert only2.mean() < share_2 < share_none < none.mean()
+
+
+@pytest.mark.parametrize(
+    ("presence", "power", "match"),
+    [
+        (np.zeros((3, 3), bool), 0.5, r"presence must be bool \(N, 4\) with N >= 1, got shape \(3, 3\)"),
+        (np.zeros((0, 4), bool), 0.5, r"got shape \(0, 4\)"),
+        (np.zeros((3, 4), bool), -1, "power must be a number >= 0, got -1"),
+        (np.zeros((3, 4), bool), "1", "power must be a number >= 0, got '1'"),
+    ],
+)
+def test_balanced_weights_bad_input(presence, power, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        balanced_weights(presence, power)
+
+
+def test_weighted_sampler_draws_in_proportion_and_deterministically() -> None:
+    weights = np.array([1.0, 0.0, 3.0, 0.0])
+    sampler = EpochSampler(4, seed=5, weights=weights)
+    epochs = [list(sampler) for _ in range(500)]
+    assert all(len(e) == 4 and e[0][1] == k for k, e in enumerate(epochs))
+    drawn = np.array([i for e in epochs for i, _ in e])
+    assert set(drawn.tolist()) == {0, 2}
+    assert abs((drawn == 2).mean() - 0.75) < 0.03
+    assert list(EpochSampler(4, seed=5, weights=weights)) == epochs[0]
+    with pytest.raises(ValueError, match=r"weights must be 4 finite non-negative numbers .* got shape \(3,\)"):
+        EpochSampler(4, weights=np.ones(3))
+    with pytest.raises(ValueError, match="weights must be 4 finite non-negative"):
+        EpochSampler(4, weights=np.array([1.0, -1.0, 1.0, 1.0]))
+
+
+def test_crops_pick_a_class_before_a_column(tmp_path: Path) -> None:
+    # A wide class-3 defect and a narrow class-1 one: picking a defect column uniformly would land on class 1 in
+    # about 1 % of the crops, picking the class first in about half.
+    import cv2
+
+    from steelfast.rle import encode
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((256, 1600), 128, np.uint8))
+    wide, narrow = np.zeros((256, 1600), np.uint8), np.zeros((256, 1600), np.uint8)
+    wide[:, :1200] = 1
+    narrow[100:110, 1500:1510] = 1
+    labels = pd.DataFrame({"ImageId": ["a.png", "a.png"], "ClassId": [3, 1], "EncodedPixels": [encode(wide), encode(narrow)]})
+    ds = SteelDataset(tmp_path, labels, ["a.png"], crop_width=128, prefer_defects=1.0, seed=1)
+    hits = [ds[(0, epoch)][1][0].sum().item() > 0 for epoch in range(200)]
+    assert 0.35 < np.mean(hits) < 0.65

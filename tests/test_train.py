@@ -209,6 +209,40 @@ def test_only_defects_filters_training_images(data_dir: Path) -> None:
     assert defects["val_images"] == all_images["val_images"]
 
 
+def test_class_balance_weights_rare_classes_and_trains(data_dir: Path, tmp_path: Path) -> None:
+    from steelfast.dataset import balanced_weights, class_presence
+
+    data = load_data(data_dir, _config(class_balance=1.0))
+    assert load_data(data_dir, _config()).train_weights is None
+    presence = class_presence(pd.read_csv(data_dir / "train.csv"), data.train.image_ids)
+    w = data.train_weights
+    assert w.shape == (len(data.train),) and w.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w, balanced_weights(presence, 1.0))  # weights of the training images, in their order
+    assert not np.allclose(w, 1 / len(w))
+    result = train(data_dir, tmp_path / "run", _config(class_balance=0.5))
+    assert read_metadata(result.best_path)["training"]["data"]["class_balance"] == 0.5
+
+
+def test_distributed_sampler_ranks_share_one_weighted_draw() -> None:
+    from steelfast.distributed import EpochDistributedSampler
+
+    weights = np.array([0.0, 1.0, 3.0, 0.0, 1.0])
+    ranks = [
+        EpochDistributedSampler(list(range(5)), num_replicas=2, rank=r, seed=4, weights=weights) for r in (0, 1)
+    ]
+    for s in ranks:
+        s.set_epoch(2)
+    draws = [list(s) for s in ranks]
+    assert len(draws[0]) == len(draws[1]) == 3 and all(e == 2 for d in draws for _, e in d)
+    drawn = [i for d in draws for i, _ in d]
+    assert set(drawn) <= {1, 2, 4}  # zero weight: never drawn
+    again = EpochDistributedSampler(list(range(5)), num_replicas=2, rank=0, seed=4, weights=weights)
+    again.set_epoch(2)
+    assert list(again) == draws[0]
+    with pytest.raises(ValueError, match=r"one entry per sample \(5\), got shape \(2,\)"):
+        EpochDistributedSampler(list(range(5)), num_replicas=1, rank=0, weights=np.ones(2))
+
+
 def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: Path) -> None:
     result = train(data_dir, tmp_path / "run", _config(amp="off", channels_last=False))
     assert read_metadata(result.best_path)["training"]["autocast"] == "float32"
@@ -224,6 +258,7 @@ def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: 
         ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\), got 1.5"),
         ({"amp": "fp8"}, "amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"),
         ({"time_budget_s": 0}, "time_budget_s must be a positive number or None, got 0"),
+        ({"class_balance": -0.5}, r"class_balance must be a number in \[0, 4\], got -0.5"),
         ({"device": "tpu"}, "device must be"),
         ({"amp": "fp16", "device": "cpu"}, "amp='fp16' needs a CUDA device"),
     ],
