@@ -12,7 +12,9 @@ A checkpoint is two files with the same stem:
   - ``"classes"``: class ids in channel order, ``[1, 2, 3, 4]``;
   - ``"input"``: ``{"height", "width", "channels"}`` the model was trained/validated at;
   - ``"normalization"``: ``{"mean", "std"}`` in 0..1 units (``(x/255 − mean)/std``);
-  - ``"postprocess"``: ``{"thresholds": [4 floats], "min_areas": [4 ints]}`` used by inference;
+  - ``"postprocess"``: ``{"thresholds": [4 floats], "min_areas": [4 ints]}`` used by inference,
+    optionally ``"tta": true`` when they were tuned on flip-averaged probabilities (inference then
+    averages flips by default);
   - ``"training"``: free-form summary (data, epochs, scores, ...);
   - ``"weights_sha256"``: hash of the weights file, checked on load so that a weights file and a
     metadata file from different saves are never paired silently.
@@ -197,6 +199,8 @@ def _validate_metadata(meta: Mapping[str, Any], where: str) -> None:
         raise CheckpointError(
             f"{where}: postprocess min_areas must be ints >= 0, got {min_areas!r}"
         )
+    if not isinstance(post.get("tta", False), bool):
+        raise CheckpointError(f"{where}: postprocess tta must be true or false, got {post['tta']!r}")
     norm = meta["normalization"]
     if (
         not isinstance(norm, Mapping)

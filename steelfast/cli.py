@@ -237,7 +237,10 @@ def segment(
         None, "--format", help="csv, xlsx or parquet (default: from the output suffix)."
     ),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for PNG overlays of the predicted masks."),
-    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (3 passes: image, h-flip, v-flip)."),
+    tta: Optional[bool] = typer.Option(
+        None, "--tta/--no-tta",
+        help="Flip test-time augmentation (3 passes: image, h-flip, v-flip); default: as the checkpoint was tuned.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: keep the images already done."),
     workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

@@ -126,7 +126,9 @@ class Segmenter:
         batch_size: Images per forward pass (default: the backend's preferred size: 1 on the
             CPU, 8 on a GPU).
         tta: Average the probabilities of the image and its horizontal and vertical flips
-            (three forward passes).
+            (three forward passes). None (the default) follows the checkpoint: True when its
+            post-processing was tuned on flip-averaged probabilities (``postprocess.tta`` in the
+            metadata, written by :func:`steelfast.tune.tune_on_images`), else False.
         thresholds: Per-class probability thresholds (one float or one per class); default from
             the checkpoint metadata.
         min_areas: Per-class minimum areas in pixels; default from the checkpoint metadata.
@@ -144,7 +146,7 @@ class Segmenter:
         model: Any = None,
         backend: str | Backend = "auto",
         batch_size: int | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         *,
         thresholds: float | Sequence[float] | None = None,
         min_areas: int | Sequence[int] | None = None,
@@ -171,7 +173,7 @@ class Segmenter:
         if any(a < 0 for a in self.min_areas):
             raise ValueError(f"min_areas must be >= 0, got {min_areas!r}")
         self.batch_size = batch_size or self.backend.preferred_batch_size
-        self.tta = bool(tta)
+        self.tta = bool(post.get("tta", False)) if tta is None else bool(tta)
         self.threads = threads
 
     def __repr__(self) -> str:
@@ -320,7 +322,7 @@ def iter_segment_folder(
     segmenter: Segmenter | None = None,
     backend: str = "auto",
     batch_size: int | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     workers: int = 2,
     skip: Iterable[str] = (),
     **options: Any,

@@ -14,8 +14,10 @@ competition scores it: Dice ``2|A∩B| / (|A| + |B|)`` per (image, class) pair, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "TuneResult",
     "pair_dice",
     "scaled_min_areas",
+    "tune_on_images",
     "tune_postprocess",
 ]
 
@@ -273,3 +276,63 @@ def tune_postprocess(
         grid_thresholds=[float(t) for t in grid_t],
         grid_min_areas=[int(a) for a in grid_a],
     )
+
+
+def tune_on_images(
+    segmenter: Any,
+    image_dir: str | os.PathLike[str],
+    labels: Any,
+    image_ids: Sequence[str],
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    min_areas: Sequence[int] | None = None,
+    progress: bool = False,
+) -> TuneResult:
+    """Tune post-processing on images exactly as a :class:`~steelfast.segment.Segmenter` will see them.
+
+    The probabilities come from ``segmenter.predict_proba``, so its backend, precision and flip
+    TTA are the ones the parameters are tuned for (the trainer tunes on plain validation
+    probabilities instead). Store the result with ``"tta": segmenter.tta`` in the checkpoint's
+    ``postprocess`` so that inference uses the same setting.
+
+    Args:
+        segmenter: A :class:`~steelfast.segment.Segmenter`.
+        image_dir: Folder holding ``image_ids``.
+        labels: Labels table (:func:`steelfast.labels.read_labels`) with those images' defects.
+        image_ids: Images to tune on, all of one size (H, W).
+        thresholds: Threshold grid.
+        min_areas: Minimum-area grid; default :data:`DEFAULT_MIN_AREAS` scaled to the image size.
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`TuneResult`.
+
+    Raises:
+        ValueError: No images, images of different sizes, or a bad grid.
+        steelfast.images.ImageReadError: An image cannot be read (named in the message).
+    """
+    from tqdm import tqdm
+
+    from steelfast.images import read_gray
+    from steelfast.labels import build_masks
+
+    ids = list(image_ids)
+    if not ids:
+        raise ValueError("image_ids is empty: there is nothing to tune on")
+    stats = ThresholdStats(thresholds)
+    shape: tuple[int, int] | None = None
+    step = max(1, int(segmenter.batch_size))
+    for start in tqdm(range(0, len(ids), step), disable=not progress, desc="tune", unit="batch", leave=False):
+        chunk = ids[start : start + step]
+        grays = [read_gray(Path(image_dir) / image_id) for image_id in chunk]
+        for idx, probs in segmenter.predict_proba(grays):
+            for k, i in enumerate(idx):
+                h, w = grays[i].shape
+                if shape is None:
+                    shape = (h, w)
+                elif shape != (h, w):
+                    raise ValueError(f"tune_on_images needs images of one size: {chunk[i]} is {h}x{w}, not {shape[0]}x{shape[1]}")
+                truth = build_masks(labels, chunk[i], (h, w))
+                stats.update(np.asarray(probs[k : k + 1, :, :h, :w], dtype=np.float32), truth[None])
+    assert shape is not None
+    return tune_postprocess(stats=stats, min_areas=scaled_min_areas(shape) if min_areas is None else min_areas)

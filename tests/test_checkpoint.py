@@ -160,6 +160,7 @@ def test_training_state_round_trip_restores_rng(tmp_path) -> None:
         ({"postprocess": {"thresholds": [1.5] * 4}}, r"thresholds must be in \[0, 1\)"),
         ({"postprocess": {"min_areas": [-1, 0, 0, 0]}}, "min_areas must be ints >= 0"),
         ({"normalization": {"mean": 0.5, "std": 0.0}}, "normalization must be"),
+        ({"postprocess": {"tta": "yes"}}, "postprocess tta must be true or false, got 'yes'"),
     ],
 )
 def test_bad_metadata_is_rejected_on_save(tmp_path, meta: dict, message: str) -> None:

@@ -256,3 +256,13 @@ def test_segmenter_from_checkpoint_path(checkpoint: Path) -> None:
     seg = Segmenter(checkpoint, backend="torch", compile=False)
     assert seg.thresholds == THRESHOLDS and seg.min_areas == MIN_AREAS
     assert len(seg.predict(images(1))[0]) == 4
+
+
+@pytest.mark.parametrize(("recorded", "asked", "expected"), [(None, None, False), (True, None, True), (True, False, False), (False, True, True)])
+def test_tta_default_follows_the_checkpoint(tmp_path: Path, recorded, asked, expected: bool) -> None:
+    post = {"thresholds": THRESHOLDS, "min_areas": MIN_AREAS}
+    if recorded is not None:
+        post["tta"] = recorded
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_unet(), {"postprocess": post})
+    seg = Segmenter(path, backend="torch", compile=False, tta=asked)
+    assert seg.tta is expected

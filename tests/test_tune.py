@@ -12,6 +12,7 @@ from steelfast.tune import (
     ThresholdStats,
     pair_dice,
     scaled_min_areas,
+    tune_on_images,
     tune_postprocess,
 )
 
@@ -165,3 +166,57 @@ def test_bad_calls() -> None:
         ThresholdStats().update(truth, truth)
     with pytest.raises(ValueError, match="shape must be positive"):
         scaled_min_areas((0, 10))
+
+
+class _OracleSegmenter:
+    """Stands in for a Segmenter: returns fixed probabilities per image id, in batches of 3."""
+
+    batch_size = 3
+
+    def __init__(self, probs_by_image: dict, order: list) -> None:
+        self.probs_by_image = probs_by_image
+        self.order = iter(order)
+
+    def predict_proba(self, grays):
+        ids = [next(self.order) for _ in grays]
+        return [(list(range(len(grays))), np.stack([self.probs_by_image[i] for i in ids]))]
+
+
+def test_tune_on_images_equals_tuning_the_same_probabilities(tmp_path) -> None:
+    import cv2
+    import pandas as pd
+
+    from steelfast.rle import encode
+
+    probs, truth = _data(5, n=7)
+    ids = [f"im{i}.png" for i in range(len(probs))]
+    rows = []
+    for i, image_id in enumerate(ids):
+        cv2.imwrite(str(tmp_path / image_id), np.zeros(truth.shape[2:], np.uint8))
+        rows += [(image_id, c + 1, encode(truth[i, c])) for c in range(4) if truth[i, c].any()]
+    labels = pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
+    seg = _OracleSegmenter(dict(zip(ids, probs)), ids)
+    got = tune_on_images(seg, tmp_path, labels, ids, min_areas=(0, 5, 20))
+    want = tune_postprocess(probs, truth, min_areas=(0, 5, 20))
+    assert got.thresholds == want.thresholds and got.min_areas == want.min_areas
+    assert got.score == pytest.approx(want.score, abs=1e-12)
+
+
+def test_tune_on_images_bad_input(tmp_path) -> None:
+    import cv2
+    import pandas as pd
+
+    labels = pd.DataFrame(columns=["ImageId", "ClassId", "EncodedPixels"])
+    with pytest.raises(ValueError, match="image_ids is empty"):
+        tune_on_images(_OracleSegmenter({}, []), tmp_path, labels, [])
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((32, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((32, 96), np.uint8))
+    probs = {"a.png": np.zeros((4, 32, 64), np.float32), "b.png": np.zeros((4, 32, 96), np.float32)}
+
+    class _TwoSizes(_OracleSegmenter):
+        def predict_proba(self, grays):
+            ids = [next(self.order) for _ in grays]
+            return [([k], self.probs_by_image[i][None]) for k, i in enumerate(ids)]
+
+    with pytest.raises(ValueError, match="images of one size: b.png is 32x96, not 32x64"):
+        tune_on_images(_TwoSizes(probs, ["a.png", "b.png"]), tmp_path, labels, ["a.png", "b.png"])
