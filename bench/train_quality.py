@@ -10,6 +10,11 @@ With flip TTA, post-processing re-tuned on flip-averaged validation probabilitie
     python bench/train_quality.py --out runs/quality6 --data runs/quality/data --lr 3e-3 --lr-schedule cosine \\
         --crop-width 256 --batch-size 16 --tta
 
+Score an existing checkpoint on the same held-out images without training (``--tta`` re-tunes on
+flip-averaged validation probabilities first; about 80 s)::
+
+    python bench/train_quality.py --out runs/quality2_tta --data runs/quality/data --evaluate runs/quality2/best.safetensors --tta
+
 A quick check that everything works (about a minute)::
 
     python bench/train_quality.py --out /tmp/q --n-train 32 --n-val 8 --n-test 8 --budget-min 1
@@ -40,6 +45,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -114,8 +120,6 @@ def _tune_and_test_with_tta(
     Returns:
         (postprocess metadata with ``"tta": True``, test evaluation, tuned validation score).
     """
-    from types import SimpleNamespace
-
     from steelfast.metrics import kaggle_score_report
     from steelfast.segment import Segmenter, segment_folder
     from steelfast.tune import tune_on_images
@@ -314,6 +318,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    """Score an existing checkpoint on the held-out images of ``--data`` (no training).
+
+    With ``--tta``, post-processing is first re-tuned on flip-averaged probabilities of the same
+    validation split the training used (``--n-train``, ``--n-val``, ``--seed``). Writes
+    ``<out>/evaluation.json``; the checkpoint itself is not changed.
+    """
+    from steelfast.metrics import kaggle_score_report
+    from steelfast.segment import Segmenter, segment_folder
+
+    data_dir = Path(args.data) if args.data else Path(args.out) / "data"
+    if not (data_dir / "test_labels.csv").is_file():
+        raise FileNotFoundError(f"{data_dir} has no test_labels.csv: generate the data with a training run first")
+    config = TrainConfig(val_fraction=args.n_val / (args.n_train + args.n_val), seed=args.seed, only_defects=False)
+    data = load_data(data_dir, config)
+    test_ids = [p.name for p in list_images(data_dir / "test_images")]
+    truth = read_labels(data_dir / "test_labels.csv", images=test_ids)
+    meta = read_metadata(args.evaluate)
+    shape = (meta["input"]["height"], meta["input"]["width"])
+    results: dict[str, Any] = {"checkpoint": str(args.evaluate), "tta": bool(args.tta)}
+    if args.tta:
+        post, ev, val_score = _tune_and_test_with_tta(Path(args.evaluate), data_dir, data, test_ids, truth, args)
+        results["postprocess"] = {**post, "validation_score": val_score}
+    else:
+        segmenter = Segmenter(args.evaluate, backend="torch", batch_size=8, tta=False)
+        start = time.perf_counter()
+        frame = segment_folder(data_dir / "test_images", segmenter=segmenter, progress=args.progress)
+        report = kaggle_score_report(frame, truth[["ImageId", "ClassId", "EncodedPixels"]], images=test_ids)
+        ev = SimpleNamespace(
+            images=len(test_ids), score=float(report.loc["all", "dice"]), report=report,
+            seconds=time.perf_counter() - start,
+        )
+        results["postprocess"] = meta["postprocess"]
+    results["test"] = _summary(ev, truth, test_ids, shape)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -369,6 +412,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Sampling power of steelfast.dataset.balanced_weights (0 = uniform, 0.5 = square-root).",
     )
     p.add_argument(
+        "--evaluate", default=None, metavar="CHECKPOINT",
+        help="Do not train: score this checkpoint on the held-out images of --data (with --tta: after re-tuning "
+        "post-processing on flip-averaged validation probabilities); writes OUT/evaluation.json.",
+    )
+    p.add_argument(
         "--tta", action="store_true",
         help="After training, re-tune thresholds and minimum areas on flip-averaged validation probabilities "
         "(steelfast.tune.tune_on_images) and score the test images with flip TTA; the checkpoint records tta=true.",
@@ -412,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    results = run(args)
+    results = evaluate_checkpoint(args) if args.evaluate else run(args)
     print(json.dumps(results, indent=2))
     return 0
 
