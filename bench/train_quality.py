@@ -120,8 +120,7 @@ def _tune_and_test_with_tta(
     Returns:
         (postprocess metadata with ``"tta": True``, test evaluation, tuned validation score).
     """
-    from steelfast.metrics import kaggle_score_report
-    from steelfast.segment import Segmenter, segment_folder
+    from steelfast.segment import Segmenter
     from steelfast.tune import tune_on_images
 
     segmenter = Segmenter(checkpoint, backend="torch", batch_size=8, tta=True)
@@ -129,12 +128,21 @@ def _tune_and_test_with_tta(
     tuned = tune_on_images(segmenter, data_dir / "train_images", labels, data.val_ids, progress=args.progress)
     post = {"thresholds": tuned.thresholds, "min_areas": tuned.min_areas, "tta": True}
     segmenter.thresholds, segmenter.min_areas = list(tuned.thresholds), list(tuned.min_areas)
+    return post, _score_test_folder(segmenter, data_dir, truth, test_ids, args), tuned.score
+
+
+def _score_test_folder(
+    segmenter: Any, data_dir: Path, truth: pd.DataFrame, test_ids: list[str], args: argparse.Namespace
+) -> SimpleNamespace:
+    """Segment the test images with ``segmenter``; the result has the fields :func:`_summary` reads."""
+    from steelfast.metrics import kaggle_score_report
+    from steelfast.segment import segment_folder
+
     start = time.perf_counter()
     frame = segment_folder(data_dir / "test_images", segmenter=segmenter, progress=args.progress)
     seconds = time.perf_counter() - start
     report = kaggle_score_report(frame, truth[["ImageId", "ClassId", "EncodedPixels"]], images=test_ids)
-    ev = SimpleNamespace(images=len(test_ids), score=float(report.loc["all", "dice"]), report=report, seconds=seconds)
-    return post, ev, tuned.score
+    return SimpleNamespace(images=len(test_ids), score=float(report.loc["all", "dice"]), report=report, seconds=seconds)
 
 
 def _train_step(
@@ -325,8 +333,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     validation split the training used (``--n-train``, ``--n-val``, ``--seed``). Writes
     ``<out>/evaluation.json``; the checkpoint itself is not changed.
     """
-    from steelfast.metrics import kaggle_score_report
-    from steelfast.segment import Segmenter, segment_folder
+    from steelfast.segment import Segmenter
 
     data_dir = Path(args.data) if args.data else Path(args.out) / "data"
     if not (data_dir / "test_labels.csv").is_file():
@@ -343,13 +350,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         results["postprocess"] = {**post, "validation_score": val_score}
     else:
         segmenter = Segmenter(args.evaluate, backend="torch", batch_size=8, tta=False)
-        start = time.perf_counter()
-        frame = segment_folder(data_dir / "test_images", segmenter=segmenter, progress=args.progress)
-        report = kaggle_score_report(frame, truth[["ImageId", "ClassId", "EncodedPixels"]], images=test_ids)
-        ev = SimpleNamespace(
-            images=len(test_ids), score=float(report.loc["all", "dice"]), report=report,
-            seconds=time.perf_counter() - start,
-        )
+        ev = _score_test_folder(segmenter, data_dir, truth, test_ids, args)
         results["postprocess"] = meta["postprocess"]
     results["test"] = _summary(ev, truth, test_ids, shape)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -33,11 +33,32 @@ inline uint64_t load64(const unsigned char* p) {
   return w;
 }
 
+// Calls on_flip(i + k) for each k in [0, 64 / sizeof(T)) where (a[k] != 0) != (b[k] != 0): one 64-byte block.
+template <class T, class OnFlip>
+inline void block_flips(const T* a, const T* b, int64_t i, OnFlip& on_flip) {
+  if constexpr (sizeof(T) == 1) {
+    // Visit only the bytes whose nonzero-ness differs: one bit per flip, found with count-trailing-zeros.
+    const auto* pa = reinterpret_cast<const unsigned char*>(a);
+    const auto* pb = reinterpret_cast<const unsigned char*>(b);
+    for (int64_t w = 0; w < 64; w += 8) {
+      uint64_t diff = nonzero_bytes(load64(pa + w)) ^ nonzero_bytes(load64(pb + w));
+      while (diff) {
+        on_flip(i + w + (__builtin_ctzll(diff) >> 3));
+        diff &= diff - 1;
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < static_cast<int64_t>(64 / sizeof(T)); ++k)
+      if ((a[k] != 0) != (b[k] != 0)) on_flip(i + k);
+  }
+}
+
+constexpr int64_t kChunk = 256;  // blocks per kernel call: 16 KiB of input, 1 KiB of indices on the stack
+
 // Calls on_flip(i) for each i in [0, n) where (a[i] != 0) != (b[i] != 0), in increasing i; a and b are contiguous.
 template <class T, class OnFlip>
 inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
   constexpr int64_t kBlock = static_cast<int64_t>(64 / sizeof(T));
-  constexpr int64_t kChunk = 256;  // blocks per differing_blocks call: 16 KiB of input, 1 KiB of indices on the stack
   const auto* pa = reinterpret_cast<const unsigned char*>(a);
   const auto* pb = reinterpret_cast<const unsigned char*>(b);
   const int64_t nblocks = n / kBlock;
@@ -46,19 +67,7 @@ inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
     const int64_t count = differing_blocks(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found);
     for (int64_t j = 0; j < count; ++j) {
       const int64_t i = (first + found[j]) * kBlock;
-      if constexpr (sizeof(T) == 1) {
-        // Visit only the bytes whose nonzero-ness differs: one bit per flip, found with count-trailing-zeros.
-        for (int64_t w = 0; w < 64; w += 8) {
-          uint64_t diff = nonzero_bytes(load64(pa + i + w)) ^ nonzero_bytes(load64(pb + i + w));
-          while (diff) {
-            on_flip(i + w + (__builtin_ctzll(diff) >> 3));
-            diff &= diff - 1;
-          }
-        }
-      } else {
-        for (int64_t k = i; k < i + kBlock; ++k)
-          if ((a[k] != 0) != (b[k] != 0)) on_flip(k);
-      }
+      block_flips(a + i, b + i, i, on_flip);
     }
   }
   for (int64_t i = nblocks * kBlock; i < n; ++i)
@@ -69,7 +78,6 @@ inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
 template <class T, class OnFlip>
 inline void for_each_flip_along(const T* x, int64_t n, OnFlip&& on_flip) {
   constexpr int64_t kBlock = static_cast<int64_t>(64 / sizeof(T));
-  constexpr int64_t kChunk = 256;
   const auto* px = reinterpret_cast<const unsigned char*>(x);
   const int64_t nblocks = n / kBlock;
   int32_t found[kChunk];
@@ -79,16 +87,10 @@ inline void for_each_flip_along(const T* x, int64_t n, OnFlip&& on_flip) {
                           found);
     for (int64_t j = 0; j < count; ++j) {
       const int64_t i = (first + found[j]) * kBlock;
-      if (sizeof(T) == 1 && i > 0) {
-        for (int64_t w = 0; w < 64; w += 8) {
-          uint64_t diff = nonzero_bytes(load64(px + i + w)) ^ nonzero_bytes(load64(px + i + w - 1));
-          while (diff) {
-            on_flip(i + w + (__builtin_ctzll(diff) >> 3));
-            diff &= diff - 1;
-          }
-        }
-      } else {
-        for (int64_t k = std::max<int64_t>(i, 1); k < i + kBlock; ++k)
+      if (i > 0) {
+        block_flips(x + i, x + i - 1, i, on_flip);
+      } else {  // the first block has no element before it
+        for (int64_t k = 1; k < kBlock; ++k)
           if ((x[k] != 0) != (x[k - 1] != 0)) on_flip(k);
       }
     }
