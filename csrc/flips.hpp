@@ -63,11 +63,25 @@ inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
   const auto* pb = reinterpret_cast<const unsigned char*>(b);
   const int64_t nblocks = n / kBlock;
   int32_t found[kChunk];
-  for (int64_t first = 0; first < nblocks; first += kChunk) {
-    const int64_t count = differing_blocks(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found);
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t i = (first + found[j]) * kBlock;
-      block_flips(a + i, b + i, i, on_flip);
+  if constexpr (sizeof(T) == 1) {
+    // The kernel hands back each block's flip bits: no second pass over the block's bytes.
+    uint64_t bits[kChunk];
+    for (int64_t first = 0; first < nblocks; first += kChunk) {
+      const int64_t count =
+          flip_masks_u8(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found, bits);
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t i = (first + found[j]) * kBlock;
+        for (uint64_t rest = bits[j]; rest; rest &= rest - 1) on_flip(i + __builtin_ctzll(rest));
+      }
+    }
+  } else {
+    for (int64_t first = 0; first < nblocks; first += kChunk) {
+      const int64_t count =
+          differing_blocks(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found);
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t i = (first + found[j]) * kBlock;
+        block_flips(a + i, b + i, i, on_flip);
+      }
     }
   }
   for (int64_t i = nblocks * kBlock; i < n; ++i)
@@ -81,6 +95,20 @@ inline void for_each_flip_along(const T* x, int64_t n, OnFlip&& on_flip) {
   const auto* px = reinterpret_cast<const unsigned char*>(x);
   const int64_t nblocks = n / kBlock;
   int32_t found[kChunk];
+  if constexpr (sizeof(T) == 1) {
+    uint64_t bits[kChunk];
+    for (int64_t first = 0; first < nblocks; first += kChunk) {
+      const int64_t count =
+          flip_masks_along_u8(px + first * 64, std::min(kChunk, nblocks - first), first > 0, found, bits);
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t i = (first + found[j]) * kBlock;
+        for (uint64_t rest = bits[j]; rest; rest &= rest - 1) on_flip(i + __builtin_ctzll(rest));
+      }
+    }
+    for (int64_t i = std::max<int64_t>(nblocks * kBlock, 1); i < n; ++i)
+      if ((x[i] != 0) != (x[i - 1] != 0)) on_flip(i);
+    return;
+  }
   for (int64_t first = 0; first < nblocks; first += kChunk) {
     const int64_t count =
         nonuniform_blocks(px + first * 64, std::min(kChunk, nblocks - first), static_cast<int>(sizeof(T)), first > 0,

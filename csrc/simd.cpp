@@ -14,6 +14,57 @@ namespace {
 
 using DifferingBlocks = int64_t (*)(const unsigned char*, const unsigned char*, int64_t, int32_t*);
 using NonuniformBlocks = int64_t (*)(const unsigned char*, int64_t, int, bool, int32_t*);
+using FlipMasksU8 = int64_t (*)(const unsigned char*, const unsigned char*, int64_t, int32_t*, uint64_t*);
+using FlipMasksAlongU8 = int64_t (*)(const unsigned char*, int64_t, bool, int32_t*, uint64_t*);
+
+// High bit of each byte set where the byte is nonzero (SWAR, no carries across bytes).
+uint64_t nonzero_high_bits(uint64_t w) {
+  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
+  return (((w & kLow7) + kLow7) | w) & ~kLow7;
+}
+
+// Bit j set where byte j of the 64-byte block is zero.
+uint64_t zero_bits_64(const unsigned char* block) {
+  uint64_t bits = 0;
+  for (int j = 0; j < 64; ++j) bits |= static_cast<uint64_t>(block[j] == 0) << j;
+  return bits;
+}
+
+int64_t flip_masks_along_u8_portable(const unsigned char* data, int64_t nblocks, bool has_before,
+                                     int32_t* out_index, uint64_t* out_bits) {
+  int64_t count = 0;
+  uint64_t carry = has_before ? static_cast<uint64_t>(data[-1] == 0) : static_cast<uint64_t>(nblocks > 0 && data[0] == 0);
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const uint64_t zero = zero_bits_64(data + k * 64);
+    const uint64_t bits = zero ^ (zero << 1 | carry);  // byte j against byte j - 1
+    carry = zero >> 63;
+    out_index[count] = static_cast<int32_t>(k);
+    out_bits[count] = bits;
+    count += bits != 0;
+  }
+  return count;
+}
+
+int64_t flip_masks_u8_portable(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out_index,
+                               uint64_t* out_bits) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    uint64_t bits = 0;
+    for (int w = 0; w < 8; ++w) {
+      uint64_t wa, wb;
+      std::memcpy(&wa, a + k * 64 + w * 8, 8);
+      std::memcpy(&wb, b + k * 64 + w * 8, 8);
+      if (wa == wb) continue;
+      // Gather the 8 high bits into one byte (multiply-shift), little-endian byte order.
+      const uint64_t high = (nonzero_high_bits(wa) ^ nonzero_high_bits(wb)) >> 7;
+      bits |= ((high * 0x0102040810204080ULL) >> 56) << (w * 8);
+    }
+    out_index[count] = static_cast<int32_t>(k);
+    out_bits[count] = bits;
+    count += bits != 0;
+  }
+  return count;
+}
 
 template <int kElem>
 int64_t nonuniform_blocks_portable_t(const unsigned char* data, int64_t nblocks, bool has_before, int32_t* out) {
@@ -64,6 +115,51 @@ __attribute__((target("avx2"))) int64_t differing_blocks_avx2(const unsigned cha
     const __m256i any = _mm256_or_si256(low, high);
     out[count] = static_cast<int32_t>(k);
     count += !_mm256_testz_si256(any, any);
+  }
+  return count;
+}
+
+__attribute__((target("avx2"))) int64_t flip_masks_u8_avx2(const unsigned char* a, const unsigned char* b,
+                                                            int64_t nblocks, int32_t* out_index, uint64_t* out_bits) {
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t count = 0;
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const auto* pa = reinterpret_cast<const __m256i*>(a + k * 64);
+    const auto* pb = reinterpret_cast<const __m256i*>(b + k * 64);
+    const __m256i a0 = _mm256_loadu_si256(pa), a1 = _mm256_loadu_si256(pa + 1);
+    const __m256i b0 = _mm256_loadu_si256(pb), b1 = _mm256_loadu_si256(pb + 1);
+    const __m256i any = _mm256_or_si256(_mm256_xor_si256(a0, b0), _mm256_xor_si256(a1, b1));
+    if (_mm256_testz_si256(any, any)) continue;  // equal bytes: the common case, one test per block
+    const auto low = static_cast<uint32_t>(
+        _mm256_movemask_epi8(_mm256_xor_si256(_mm256_cmpeq_epi8(a0, zero), _mm256_cmpeq_epi8(b0, zero))));
+    const auto high = static_cast<uint32_t>(
+        _mm256_movemask_epi8(_mm256_xor_si256(_mm256_cmpeq_epi8(a1, zero), _mm256_cmpeq_epi8(b1, zero))));
+    const uint64_t bits = static_cast<uint64_t>(high) << 32 | low;
+    out_index[count] = static_cast<int32_t>(k);
+    out_bits[count] = bits;
+    count += bits != 0;
+  }
+  return count;
+}
+
+// Each byte is loaded once and compared with zero; the neighbour before each byte comes from shifting the 64-bit
+// zero mask by one, carried across blocks, so no load straddles two cache lines.
+__attribute__((target("avx2"))) int64_t flip_masks_along_u8_avx2(const unsigned char* data, int64_t nblocks,
+                                                                  bool has_before, int32_t* out_index,
+                                                                  uint64_t* out_bits) {
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t count = 0;
+  uint64_t carry = has_before ? static_cast<uint64_t>(data[-1] == 0) : static_cast<uint64_t>(nblocks > 0 && data[0] == 0);
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const auto* p = reinterpret_cast<const __m256i*>(data + k * 64);
+    const auto low = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(p), zero)));
+    const auto high = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(p + 1), zero)));
+    const uint64_t zeros = static_cast<uint64_t>(high) << 32 | low;
+    const uint64_t bits = zeros ^ (zeros << 1 | carry);
+    carry = zeros >> 63;
+    out_index[count] = static_cast<int32_t>(k);
+    out_bits[count] = bits;
+    count += bits != 0;
   }
   return count;
 }
@@ -122,6 +218,8 @@ __attribute__((target("avx2"))) int64_t nonuniform_blocks_avx2(const unsigned ch
 struct Kernels {
   DifferingBlocks differing;
   NonuniformBlocks nonuniform;
+  FlipMasksU8 flip_masks;
+  FlipMasksAlongU8 flip_masks_along;
   const char* name;
 };
 
@@ -130,9 +228,11 @@ Kernels choose() {
   const char* off = std::getenv("STEELFAST_DISABLE_AVX2");
   const bool disabled = off != nullptr && off[0] != '\0' && off[0] != '0';
   __builtin_cpu_init();  // may run from a static initializer, before libgcc's own
-  if (!disabled && __builtin_cpu_supports("avx2")) return {differing_blocks_avx2, nonuniform_blocks_avx2, "avx2"};
+  if (!disabled && __builtin_cpu_supports("avx2")) return {differing_blocks_avx2, nonuniform_blocks_avx2, flip_masks_u8_avx2,
+                                                                  flip_masks_along_u8_avx2, "avx2"};
 #endif
-  return {differing_blocks_portable, nonuniform_blocks_portable, "portable"};
+  return {differing_blocks_portable, nonuniform_blocks_portable, flip_masks_u8_portable,
+          flip_masks_along_u8_portable, "portable"};
 }
 
 const Kernels& kernels() {
@@ -148,6 +248,16 @@ int64_t nonuniform_blocks(const unsigned char* data, int64_t nblocks, int elem_s
 
 int64_t differing_blocks(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out) {
   return kernels().differing(a, b, nblocks, out);
+}
+
+int64_t flip_masks_u8(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out_index,
+                      uint64_t* out_bits) {
+  return kernels().flip_masks(a, b, nblocks, out_index, out_bits);
+}
+
+int64_t flip_masks_along_u8(const unsigned char* data, int64_t nblocks, bool has_before, int32_t* out_index,
+                            uint64_t* out_bits) {
+  return kernels().flip_masks_along(data, nblocks, has_before, out_index, out_bits);
 }
 
 }  // namespace detail

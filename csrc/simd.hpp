@@ -15,6 +15,18 @@ namespace detail {
 // returns how many there are. `out` must have room for nblocks entries.
 int64_t differing_blocks(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out);
 
+// For 1-byte elements: for every 64-byte block k in [0, nblocks) where the nonzero-ness of a and b differs somewhere,
+// writes k to out_index and the mask of those bytes (bit j = byte j of the block) to out_bits, in increasing k, and
+// returns how many blocks there are. Both outputs must have room for nblocks entries.
+int64_t flip_masks_u8(const unsigned char* a, const unsigned char* b, int64_t nblocks, int32_t* out_index,
+                      uint64_t* out_bits);
+
+// For 1-byte elements along one array: for every 64-byte block k in [0, nblocks) holding a j with
+// (data[64k + j] != 0) != (data[64k + j - 1] != 0), writes k to out_index and the mask of those j to out_bits, in
+// increasing k; returns how many. data[-1] is read only when `has_before`; without it bit 0 of block 0 stays clear.
+int64_t flip_masks_along_u8(const unsigned char* data, int64_t nblocks, bool has_before, int32_t* out_index,
+                            uint64_t* out_bits);
+
 // Writes to `out` the index of every 64-byte block k in [0, nblocks) of `data` whose bytes are not all copies of the
 // `elem_size`-byte element just before the block, in increasing order, and returns how many there are. Only such
 // blocks can hold a change of value along `data`. For k = 0 that element is data[-elem_size..-1] when `has_before`
