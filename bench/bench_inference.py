@@ -1,7 +1,7 @@
 """Inference speed on the CPU: the best backend against plain eager PyTorch, and the folder pipeline.
 
-Model: the shipped default checkpoint when present, else the default ``UNet()`` architecture with
-seeded random weights (the speed does not depend on the weights). Input: one synthetic
+Model: the shipped default checkpoint (a trained model: the bf16 parity bounds assume probabilities
+that are mostly far from 0.5). Input: one synthetic
 256x1600 steel image (:func:`steelfast.synth.synth_image`).
 
 * Reference: plain eager float32 PyTorch at batch 1 (``torch.sigmoid(model(x))`` under
@@ -38,10 +38,9 @@ from harness import _MEANS, _TIMES, make_timed, speedup
 
 from steelfast import runtime
 from steelfast.backends import OnnxRuntimeBackend, TorchBackend, tune_allocator
-from steelfast.checkpoint import default_checkpoint_path, default_metadata, load_checkpoint
+from steelfast.checkpoint import default_checkpoint_path, load_checkpoint
 from steelfast.export import export_onnx
 from steelfast.images import to_model_input
-from steelfast.models import UNet
 from steelfast.segment import Segmenter, segment_folder
 from steelfast.synth import make_dataset, synth_image
 
@@ -56,12 +55,11 @@ ROUNDS = 30  # the same for every implementation in GROUP
 
 @pytest.fixture(scope="module")
 def model_and_meta() -> tuple[torch.nn.Module, dict]:
+    # The shipped model only: an untrained one outputs ~0.5 everywhere, where the bf16 mask-flip bound is meaningless.
     path = default_checkpoint_path()
-    if path.is_file():
-        return load_checkpoint(path)
-    torch.manual_seed(0)
-    model = UNet().eval()
-    return model, default_metadata(model)
+    if not path.is_file():
+        pytest.fail(f"the shipped model {path} is missing; reinstall steelfast (pip install .)")
+    return load_checkpoint(path)
 
 
 @pytest.fixture(scope="module")
