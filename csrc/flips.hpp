@@ -55,6 +55,21 @@ inline void block_flips(const T* a, const T* b, int64_t i, OnFlip& on_flip) {
 
 constexpr int64_t kChunk = 256;  // blocks per kernel call: 16 KiB of input, 1 KiB of indices on the stack
 
+// For 1-byte elements: runs kernel(first, count, found, bits) (a flip_masks_* call on blocks [first, first + count))
+// chunk by chunk over nblocks blocks and calls on_flip for every set bit of the block masks it returns.
+template <class Kernel, class OnFlip>
+inline void for_each_flip_bit(int64_t nblocks, Kernel&& kernel, OnFlip& on_flip) {
+  int32_t found[kChunk];
+  uint64_t bits[kChunk];
+  for (int64_t first = 0; first < nblocks; first += kChunk) {
+    const int64_t count = kernel(first, std::min(kChunk, nblocks - first), found, bits);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t i = (first + found[j]) * 64;
+      for (uint64_t rest = bits[j]; rest; rest &= rest - 1) on_flip(i + __builtin_ctzll(rest));
+    }
+  }
+}
+
 // Calls on_flip(i) for each i in [0, n) where (a[i] != 0) != (b[i] != 0), in increasing i; a and b are contiguous.
 template <class T, class OnFlip>
 inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
@@ -62,19 +77,16 @@ inline void for_each_flip(const T* a, const T* b, int64_t n, OnFlip&& on_flip) {
   const auto* pa = reinterpret_cast<const unsigned char*>(a);
   const auto* pb = reinterpret_cast<const unsigned char*>(b);
   const int64_t nblocks = n / kBlock;
-  int32_t found[kChunk];
   if constexpr (sizeof(T) == 1) {
     // The kernel hands back each block's flip bits: no second pass over the block's bytes.
-    uint64_t bits[kChunk];
-    for (int64_t first = 0; first < nblocks; first += kChunk) {
-      const int64_t count =
-          flip_masks_u8(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found, bits);
-      for (int64_t j = 0; j < count; ++j) {
-        const int64_t i = (first + found[j]) * kBlock;
-        for (uint64_t rest = bits[j]; rest; rest &= rest - 1) on_flip(i + __builtin_ctzll(rest));
-      }
-    }
+    for_each_flip_bit(
+        nblocks,
+        [&](int64_t first, int64_t count, int32_t* found, uint64_t* bits) {
+          return flip_masks_u8(pa + first * 64, pb + first * 64, count, found, bits);
+        },
+        on_flip);
   } else {
+    int32_t found[kChunk];
     for (int64_t first = 0; first < nblocks; first += kChunk) {
       const int64_t count =
           differing_blocks(pa + first * 64, pb + first * 64, std::min(kChunk, nblocks - first), found);
@@ -94,32 +106,26 @@ inline void for_each_flip_along(const T* x, int64_t n, OnFlip&& on_flip) {
   constexpr int64_t kBlock = static_cast<int64_t>(64 / sizeof(T));
   const auto* px = reinterpret_cast<const unsigned char*>(x);
   const int64_t nblocks = n / kBlock;
-  int32_t found[kChunk];
   if constexpr (sizeof(T) == 1) {
-    uint64_t bits[kChunk];
+    for_each_flip_bit(
+        nblocks,
+        [&](int64_t first, int64_t count, int32_t* found, uint64_t* bits) {
+          return flip_masks_along_u8(px + first * 64, count, first > 0, found, bits);
+        },
+        on_flip);
+  } else {
+    int32_t found[kChunk];
     for (int64_t first = 0; first < nblocks; first += kChunk) {
-      const int64_t count =
-          flip_masks_along_u8(px + first * 64, std::min(kChunk, nblocks - first), first > 0, found, bits);
+      const int64_t count = nonuniform_blocks(px + first * 64, std::min(kChunk, nblocks - first),
+                                              static_cast<int>(sizeof(T)), first > 0, found);
       for (int64_t j = 0; j < count; ++j) {
         const int64_t i = (first + found[j]) * kBlock;
-        for (uint64_t rest = bits[j]; rest; rest &= rest - 1) on_flip(i + __builtin_ctzll(rest));
-      }
-    }
-    for (int64_t i = std::max<int64_t>(nblocks * kBlock, 1); i < n; ++i)
-      if ((x[i] != 0) != (x[i - 1] != 0)) on_flip(i);
-    return;
-  }
-  for (int64_t first = 0; first < nblocks; first += kChunk) {
-    const int64_t count =
-        nonuniform_blocks(px + first * 64, std::min(kChunk, nblocks - first), static_cast<int>(sizeof(T)), first > 0,
-                          found);
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t i = (first + found[j]) * kBlock;
-      if (i > 0) {
-        block_flips(x + i, x + i - 1, i, on_flip);
-      } else {  // the first block has no element before it
-        for (int64_t k = 1; k < kBlock; ++k)
-          if ((x[k] != 0) != (x[k - 1] != 0)) on_flip(k);
+        if (i > 0) {
+          block_flips(x + i, x + i - 1, i, on_flip);
+        } else {  // the first block has no element before it
+          for (int64_t k = 1; k < kBlock; ++k)
+            if ((x[k] != 0) != (x[k - 1] != 0)) on_flip(k);
+        }
       }
     }
   }
