@@ -124,8 +124,7 @@ def _tune_and_test_with_tta(
     from steelfast.tune import tune_on_images
 
     segmenter = Segmenter(checkpoint, backend="torch", batch_size=8, tta=True)
-    labels = read_labels(data_dir / "train.csv")
-    tuned = tune_on_images(segmenter, data_dir / "train_images", labels, data.val_ids, progress=args.progress)
+    tuned = tune_on_images(segmenter, data_dir / "train_images", data.val_truth, data.val_ids, progress=args.progress)
     post = {"thresholds": tuned.thresholds, "min_areas": tuned.min_areas, "tta": True}
     segmenter.thresholds, segmenter.min_areas = list(tuned.thresholds), list(tuned.min_areas)
     return post, _score_test_folder(segmenter, data_dir, truth, test_ids, args), tuned.score

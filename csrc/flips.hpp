@@ -8,49 +8,19 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "simd.hpp"
 
-// nonzero_bytes() + count-trailing-zeros / 8 give byte positions only on little-endian machines.
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "steelfast's flip finder assumes a little-endian CPU"
-#endif
-
 namespace steelfast {
 namespace detail {
 
-// High bit of each byte of the result is set where the byte of w is nonzero (SWAR, no carries across bytes).
-inline uint64_t nonzero_bytes(uint64_t w) {
-  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
-  return (((w & kLow7) + kLow7) | w) & ~kLow7;
-}
-
-inline uint64_t load64(const unsigned char* p) {
-  uint64_t w;
-  std::memcpy(&w, p, sizeof(w));  // unaligned-safe; compiles to one load
-  return w;
-}
-
-// Calls on_flip(i + k) for each k in [0, 64 / sizeof(T)) where (a[k] != 0) != (b[k] != 0): one 64-byte block.
+// Calls on_flip(i + k) for each k in [0, 64 / sizeof(T)) where (a[k] != 0) != (b[k] != 0): one 64-byte block of
+// 2-, 4- or 8-byte elements (1-byte elements get their flip bits straight from the kernels, for_each_flip_bit).
 template <class T, class OnFlip>
 inline void block_flips(const T* a, const T* b, int64_t i, OnFlip& on_flip) {
-  if constexpr (sizeof(T) == 1) {
-    // Visit only the bytes whose nonzero-ness differs: one bit per flip, found with count-trailing-zeros.
-    const auto* pa = reinterpret_cast<const unsigned char*>(a);
-    const auto* pb = reinterpret_cast<const unsigned char*>(b);
-    for (int64_t w = 0; w < 64; w += 8) {
-      uint64_t diff = nonzero_bytes(load64(pa + w)) ^ nonzero_bytes(load64(pb + w));
-      while (diff) {
-        on_flip(i + w + (__builtin_ctzll(diff) >> 3));
-        diff &= diff - 1;
-      }
-    }
-  } else {
-    for (int64_t k = 0; k < static_cast<int64_t>(64 / sizeof(T)); ++k)
-      if ((a[k] != 0) != (b[k] != 0)) on_flip(i + k);
-  }
+  for (int64_t k = 0; k < static_cast<int64_t>(64 / sizeof(T)); ++k)
+    if ((a[k] != 0) != (b[k] != 0)) on_flip(i + k);
 }
 
 constexpr int64_t kChunk = 256;  // blocks per kernel call: 16 KiB of input, 1 KiB of indices on the stack

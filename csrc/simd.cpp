@@ -8,6 +8,11 @@
 #define STEELFAST_X86_DISPATCH 1
 #endif
 
+// The portable kernels read 8 bytes as one word and take byte j from bits 8j..8j+7: little-endian only.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "steelfast's portable block kernels assume a little-endian CPU"
+#endif
+
 namespace steelfast {
 namespace detail {
 namespace {

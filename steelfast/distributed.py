@@ -99,10 +99,13 @@ class EpochDistributedSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Any, *args: Any, weights: np.ndarray | None = None, **kwargs: Any) -> None:
+        from steelfast.dataset import _check_weights
+
         super().__init__(dataset, *args, **kwargs)
-        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
-        if self.weights is not None and self.weights.shape != (len(dataset),):
-            raise ValueError(f"weights must have one entry per sample ({len(dataset)}), got shape {self.weights.shape}")
+        if weights is not None and np.shape(weights) != (len(dataset),):
+            raise ValueError(f"weights must have one entry per sample ({len(dataset)}), got shape {np.shape(weights)}")
+        # The same validation and normalisation as the single-process EpochSampler.
+        self.weights = None if weights is None else _check_weights(weights, len(dataset))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = int(self.epoch)
