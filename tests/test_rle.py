@@ -97,6 +97,34 @@ def test_flips_at_block_and_chunk_edges(order, dtype):
     assert rle.encode(mask) == mask2rle(mask)
 
 
+run_lengths = st.one_of(
+    st.integers(1, 8), st.sampled_from([63, 64, 65, 127, 128, 129, 191, 192, 193, 256]), st.integers(1, 700)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    height=st.sampled_from([64, 200, 256]),
+    width=st.integers(1, 24),
+    lengths=st.lists(run_lengths, min_size=1, max_size=40),
+    starts_with_defect=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_long_uniform_stretches_in_pixel_order_match_oracle(height, width, lengths, starts_with_defect, seed):
+    # The pixel-order scanner skips 128 bytes at a time that equal the byte before them (all zero, or all nonzero
+    # with any values): runs of every length around those strides, defects of values 1-255, odd block counts.
+    flat = np.zeros(height * width, np.uint8)
+    position, defect = 0, starts_with_defect
+    for length in lengths:
+        if defect:
+            flat[position : position + length] = 1
+        position, defect = position + length, not defect
+    flat *= np.random.default_rng(seed).integers(1, 256, flat.size, dtype=np.uint8)
+    mask = flat.reshape(width, height).T  # Fortran-ordered: memory order is pixel order
+    assert rle.encode(mask) == mask2rle(mask)
+    assert rle.encode(np.ascontiguousarray(mask.T), order="C") == mask2rle(mask)
+
+
 def test_uint8_values_that_differ_but_are_both_defects():
     mask = np.zeros((128, 3), np.uint8)
     mask[:, 1] = np.arange(128) % 7 + 1  # every byte nonzero but differing from its neighbour
@@ -126,6 +154,16 @@ def test_batches_equal_singles(rng, threads):
     by_class = rle.encode_batch(masks.reshape(2, 3, 32, 64), threads=threads)
     assert by_class == [texts[0:3], texts[3:6]]
     np.testing.assert_array_equal(rle.area_batch(texts, (32, 64), threads=threads), masks.sum(axis=(1, 2)))
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_decode_batch_into_out_overwrites_it(rng, order):
+    masks = np.stack([random_mask(rng, (16, 24), c) for c in (0.0, 0.1, 0.6)])
+    texts = rle.encode_batch(masks, order=order)
+    out = np.full_like(rle.decode_batch(texts, (16, 24), order=order), 7)  # same layout, stale contents
+    result = rle.decode_batch(texts, (16, 24), order=order, out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, masks)
 
 
 def test_batch_of_nothing():
@@ -260,6 +298,9 @@ def test_coco_matches_pycocotools(rng):
         ("1 9223372036854775808", r"token 1 .* is too large"),
         ("1 0021", r"run 0 \(tokens 0-1\): start 1 length 21 runs past"),  # leading zeros are digits
         ("1 9223372036854775807", r"start 1 length 9223372036854775807 runs past"),  # INT64_MAX still parses
+        ("1 999999999999999999", r"start 1 length 999999999999999999 runs past"),  # 18 digits
+        ("1 9999999999999999999", r"token 1 .* is too large"),  # 19 digits
+        ("1 000000000000000000000000026", r"start 1 length 26 runs past"),  # long, but small
     ],
 )
 def test_malformed_rle_names_the_problem(text, message):
@@ -288,6 +329,12 @@ def test_bad_masks(value, error, message):
         rle.encode(value)
 
 
+def read_only_out() -> np.ndarray:
+    out = np.zeros((1, 5, 4), np.uint8).transpose(0, 2, 1)
+    out.flags.writeable = False
+    return out
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
@@ -296,6 +343,14 @@ def test_bad_masks(value, error, message):
         (lambda: rle.decode(123, (4, 5)), TypeError, "rle must be a str"),
         (lambda: rle.decode("1 1", (4, 5), order="K"), ValueError, "order must be 'F'"),
         (lambda: rle.decode_batch("1 1", (4, 5)), TypeError, "sequence of RLE strings"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), out=[0]), TypeError, "out must be a numpy.ndarray, got list"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), out=np.zeros((1, 5, 4), np.int8).transpose(0, 2, 1)), TypeError,
+         "out must have dtype uint8, got int8"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), out=np.zeros((2, 5, 4), np.uint8).transpose(0, 2, 1)), ValueError,
+         r"out must have shape \(1, 4, 5\) \(N, H, W\), got \(2, 4, 5\)"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), out=np.zeros((1, 4, 5), np.uint8)), ValueError,
+         r"laid out as decode_batch returns it.*strides \(20, 5, 1\)"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), out=read_only_out()), ValueError, "out is read-only"),
         (lambda: rle.encode_batch(np.zeros((4, 5), np.uint8)), ValueError, "3-D or 4-D"),
         (lambda: rle.encode_batch(np.zeros((1, 4, 5), np.uint8), threads=0), ValueError, "threads must be"),
         (lambda: rle.encode_probs(np.zeros((1, 4, 8, 8))), TypeError, "float32 or float16.*float64"),
