@@ -135,7 +135,7 @@ def _checked_out(out: Any, shape: tuple[int, int, int], column_major: bool) -> n
         layout = "np.empty((N, W, H), np.uint8).transpose(0, 2, 1)" if column_major else "np.empty((N, H, W), np.uint8)"
         raise ValueError(f"out must be laid out as decode_batch returns it ({layout}); got strides {out.strides}")
     if not out.flags.writeable:
-        raise ValueError("out is read-only")
+        raise ValueError("out is read-only (out.flags.writeable is False)")
     return target
 
 

@@ -125,6 +125,20 @@ def test_long_uniform_stretches_in_pixel_order_match_oracle(height, width, lengt
     assert rle.encode(np.ascontiguousarray(mask.T), order="C") == mask2rle(mask)
 
 
+@pytest.mark.parametrize("boundary", [128, 256, 16384, 3 * 16384 + 128])
+@pytest.mark.parametrize("defect_first", [True, False])
+def test_uniform_stretches_ending_on_skip_and_chunk_boundaries(boundary, defect_first):
+    # A stretch ending exactly where a 128-byte skip test (or a 16 KiB chunk) starts, followed by >= 128 bytes of
+    # the other state, then a flip back: every skip decision of the pixel-order scanner meets both states.
+    flat = np.zeros(256 * 256, np.uint8)
+    first, second = (200, 0) if defect_first else (0, 200)
+    flat[:boundary] = first
+    flat[boundary : boundary + 300] = second
+    flat[boundary + 300 :] = first
+    mask = flat.reshape(256, 256).T
+    assert rle.encode(mask) == mask2rle(mask)
+
+
 def test_uint8_values_that_differ_but_are_both_defects():
     mask = np.zeros((128, 3), np.uint8)
     mask[:, 1] = np.arange(128) % 7 + 1  # every byte nonzero but differing from its neighbour
@@ -164,6 +178,11 @@ def test_decode_batch_into_out_overwrites_it(rng, order):
     result = rle.decode_batch(texts, (16, 24), order=order, out=out)
     assert result is out
     np.testing.assert_array_equal(out, masks)
+
+
+def test_decode_batch_of_nothing_into_out():
+    out = np.empty((0, 5, 4), np.uint8).transpose(0, 2, 1)
+    assert rle.decode_batch([], (4, 5), out=out) is out
 
 
 def test_batch_of_nothing():
@@ -300,6 +319,7 @@ def test_coco_matches_pycocotools(rng):
         ("1 9223372036854775807", r"start 1 length 9223372036854775807 runs past"),  # INT64_MAX still parses
         ("1 999999999999999999", r"start 1 length 999999999999999999 runs past"),  # 18 digits
         ("1 9999999999999999999", r"token 1 .* is too large"),  # 19 digits
+        ("1 18446744073709551617", r"token 1 .* is too large"),  # 2**64 + 1: would wrap to a valid 1
         ("1 000000000000000000000000026", r"start 1 length 26 runs past"),  # long, but small
     ],
 )
@@ -351,6 +371,8 @@ def read_only_out() -> np.ndarray:
         (lambda: rle.decode_batch(["1 1"], (4, 5), out=np.zeros((1, 4, 5), np.uint8)), ValueError,
          r"laid out as decode_batch returns it.*strides \(20, 5, 1\)"),
         (lambda: rle.decode_batch(["1 1"], (4, 5), out=read_only_out()), ValueError, "out is read-only"),
+        (lambda: rle.decode_batch(["1 1"], (4, 5), order="C", out=np.zeros((1, 5, 4), np.uint8).transpose(0, 2, 1)),
+         ValueError, r"laid out as decode_batch returns it \(np.empty\(\(N, H, W\), np.uint8\)\); got strides \(20, 1, 4\)"),
         (lambda: rle.encode_batch(np.zeros((4, 5), np.uint8)), ValueError, "3-D or 4-D"),
         (lambda: rle.encode_batch(np.zeros((1, 4, 5), np.uint8), threads=0), ValueError, "threads must be"),
         (lambda: rle.encode_probs(np.zeros((1, 4, 8, 8))), TypeError, "float32 or float16.*float64"),
