@@ -51,23 +51,27 @@ def make_timed(benchmark, rounds: int | None = None):
     return run
 
 
+def _ratio(times: dict[tuple[str, str], float], group: str, ours: str, reference: str) -> float | None:
+    if (group, ours) not in times or (group, reference) not in times:
+        return None
+    return times[(group, reference)] / times[(group, ours)]
+
+
 def speedup(group: str, ours: str, reference: str, stat: str = "min") -> float:
     """Reference time over our time, both from this run; skips when timing was disabled.
 
     ``stat="min"`` compares best round times (kernels: noise only ever adds time); ``stat="mean"`` compares
     sustained rates (throughput benchmarks whose reference is slow in most rounds, not by chance).
     """
-    times = {"min": _TIMES, "mean": _MEANS}[stat]
-    if (group, ours) not in times or (group, reference) not in times:
+    ratio = _ratio({"min": _TIMES, "mean": _MEANS}[stat], group, ours, reference)
+    if ratio is None:
         pytest.skip(f"no timings for {group!r} in this run (benchmarks disabled or filtered)")
-    return times[(group, reference)] / times[(group, ours)]
+    return ratio
 
 
 def recorded_speedup(group: str, ours: str, reference: str) -> float | None:
     """:func:`speedup` of best times for a figure that is only recorded: None (never a skip) when it was not timed."""
-    if (group, ours) not in _TIMES or (group, reference) not in _TIMES:
-        return None
-    return _TIMES[(group, reference)] / _TIMES[(group, ours)]
+    return _ratio(_TIMES, group, ours, reference)
 
 
 def assert_goals(goals: dict[str, tuple[float, float]]) -> None:

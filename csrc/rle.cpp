@@ -48,14 +48,12 @@ bool next_number(std::string_view text, size_t& pos, int64_t token_index, int64_
     v = v * 10 + digit;  // wraps only past 19 digits, checked below
   }
   if (pos == begin || (pos < size && !is_space(text[pos]))) bad_token(text, begin, token_index);
-  // 18 digits always fit an int64; longer tokens (never in a valid mask) are re-read with the overflow check.
+  // 18 digits always fit an int64; longer tokens (never in a valid mask) are re-read by from_chars, which
+  // reports overflow.
   if (pos - begin > 18) {
-    v = 0;
-    for (size_t i = begin; i < pos; ++i) {
-      const unsigned digit = static_cast<unsigned char>(text[i]) - static_cast<unsigned>('0');
-      if (v > (static_cast<uint64_t>(INT64_MAX) - digit) / 10) bad_token(text, begin, token_index);
-      v = v * 10 + digit;
-    }
+    const auto parsed = std::from_chars(text.data() + begin, text.data() + pos, value);
+    if (parsed.ec != std::errc()) bad_token(text, begin, token_index);
+    return true;
   }
   value = static_cast<int64_t>(v);
   return true;

@@ -105,21 +105,17 @@ def encode_batch(masks: Any, threads: int | None = None, order: str = "F") -> li
 def _decode_texts(texts: list[str], shape: Any, order: str, threads: int, out: Any = None) -> np.ndarray:
     height, width = as_shape(shape)
     column_major = _check_order(order)
-    if out is not None:
+    if out is None:
+        # Paint runs into zeroed memory laid out in the numbering order, so every run is one memset; np.zeros maps
+        # large buffers lazily, so pages no run touches are never written. Column-major numbering gives a
+        # Fortran-ordered (H, W) view, exactly the layout the classic numpy decoders return.
+        target = np.zeros((len(texts), width, height) if column_major else (len(texts), height, width), np.uint8)
+        out = target.transpose(0, 2, 1) if column_major else target
+    else:
         target = _checked_out(out, (len(texts), height, width), column_major)
         target.fill(0)  # the core paints runs only
-        core.decode_many(texts, target, height * width, threads)
-        return out
-    # Paint runs into zeroed memory laid out in the numbering order, so every run is one memset; np.zeros maps
-    # large buffers lazily, so pages no run touches are never written. Column-major numbering gives a Fortran-ordered
-    # (H, W) view, exactly the layout the classic numpy decoders return.
-    if column_major:
-        fresh = np.zeros((len(texts), width, height), dtype=np.uint8)
-        core.decode_many(texts, fresh, height * width, threads)
-        return fresh.transpose(0, 2, 1)
-    fresh = np.zeros((len(texts), height, width), dtype=np.uint8)
-    core.decode_many(texts, fresh, height * width, threads)
-    return fresh
+    core.decode_many(texts, target, height * width, threads)
+    return out
 
 
 def _checked_out(out: Any, shape: tuple[int, int, int], column_major: bool) -> np.ndarray:
