@@ -1,10 +1,11 @@
 // pybind11 glue for steelfast._core: converts arguments, releases the GIL, calls the C++ core. No logic lives here;
 // the Python facade (steelfast/rle.py, steelfast/metrics.py) validates dtypes, shapes and memory layout first.
 //
-// Why releasing the GIL is safe in every function below: the kernels read only the numeric buffers of arrays and the
+// Why releasing the GIL is safe in every kernel below: the kernels read only the numeric buffers of arrays and the
 // std::string copies of Python strings made before the release, write only into arrays or std::vectors created here,
 // and never touch a Python object. The py::array handles stay alive in this frame for the whole call, so the buffers
-// cannot be freed underneath the kernel.
+// cannot be freed underneath the kernel. The buffer cache and allocator functions at the end keep the GIL: they only
+// take a mutex for a moment or call mmap/mallopt.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -56,14 +57,14 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "decode_many",
       [](const std::vector<std::string>& texts, py::array_t<uint8_t, py::array::c_style> out, int64_t total,
-         int threads) {
-        // out: zeroed, C-contiguous, len(texts) * total bytes (the facade allocates it with np.zeros).
+         int threads, bool zeroed) {
+        // out: C-contiguous, len(texts) * total bytes; `zeroed` says it holds only zeros (fresh pages).
         uint8_t* data = out.mutable_data();
         const int64_t size = static_cast<int64_t>(out.size());
         py::gil_scoped_release release;
-        decode_many(texts, data, size, total, threads);
+        decode_many(texts, data, size, total, threads, zeroed);
       },
-      py::arg("texts"), py::arg("out").noconvert(), py::arg("total"), py::arg("threads"));
+      py::arg("texts"), py::arg("out").noconvert(), py::arg("total"), py::arg("threads"), py::arg("zeroed"));
 
   m.def(
       "rle_runs",
@@ -147,6 +148,28 @@ PYBIND11_MODULE(_core, m) {
       py::arg("probs").noconvert(), py::arg("thresholds"), py::arg("half_thresholds"), py::arg("min_areas"),
       py::arg("threads"));
 
+  m.def(
+      "cached_buffer",
+      [](py::ssize_t count, py::ssize_t rows, py::ssize_t cols) {
+        // A C-contiguous uint8 (count, rows, cols) array over a cached buffer; its capsule hands the buffer back to
+        // the cache when the last array viewing it dies. Returns (array, zeroed).
+        CachedBuffer* buffer = acquire_owned_buffer(static_cast<size_t>(count) * static_cast<size_t>(rows) *
+                                                    static_cast<size_t>(cols));
+        py::capsule owner;
+        try {
+          owner = py::capsule(buffer, release_owned_buffer);
+        } catch (...) {
+          release_owned_buffer(buffer);
+          throw;
+        }
+        py::array_t<uint8_t> out({count, rows, cols}, buffer->data, owner);
+        return py::make_tuple(out, buffer->zeroed);
+      },
+      py::arg("count"), py::arg("rows"), py::arg("cols"));
+  m.def("set_buffer_cache_limit", &set_buffer_cache_limit, py::arg("bytes"));
+  m.def("cached_buffer_bytes", &cached_buffer_bytes);
+  m.def("release_cached_buffers", &release_cached_buffers);
+  m.attr("MIN_CACHED_BUFFER") = kMinCachedBuffer;
   m.def("retain_freed_memory", &retain_freed_memory, py::arg("trim_threshold"));
   m.def("simd_kernels", &simd_kernels);
 }

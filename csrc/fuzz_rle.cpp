@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mask_writer.hpp"
 #include "metrics.hpp"
 #include "postprocess.hpp"
 #include "rle.hpp"
@@ -24,14 +25,33 @@ void exercise_text(const std::string& text) {
   try {
     std::vector<Run> runs = parse_rle(text, kTotal);
     paint_runs(runs, mask.data());
+    // Writing over stale bytes, at every alignment, must give the painted mask and touch nothing around it.
+    std::vector<uint8_t> around(kTotal + 64, 0xAB);
+    const size_t offset = text.size() % 32;
+    write_runs(runs.data(), runs.size(), around.data() + offset, kTotal);
+    for (size_t i = 0; i < around.size(); ++i) {
+      const bool inside = i >= offset && i < offset + kTotal;
+      if (around[i] != (inside ? mask[i - offset] : 0xAB)) std::abort();
+    }
     MaskView view{mask.data(), 1, kHeight, kWidth, 1, kHeight};  // Fortran-ordered
     if (encode_mask(view).empty() != runs.empty()) std::abort();
     (void)dice_rle(text, text, kTotal);
   } catch (const RleError&) {
   }
+  // Two copies of the text as two masks of kTotal / 2 pixels, into zeroed memory and into stale memory: both must
+  // decode alike whenever the text is valid for the smaller mask.
+  std::vector<uint8_t> zeroed(kTotal), stale(kTotal, 0xCD);
+  bool valid = true;
   try {
-    decode_many({text, text}, mask.data(), kTotal, kTotal / 2, 2);
+    decode_many({text, text}, zeroed.data(), kTotal, kTotal / 2, 2, true);
   } catch (const RleError&) {
+    valid = false;
+  }
+  try {
+    decode_many({text, text}, stale.data(), kTotal, kTotal / 2, 2, false);
+    if (!valid || zeroed != stale) std::abort();
+  } catch (const RleError&) {
+    if (valid) std::abort();
   }
 }
 

@@ -62,9 +62,12 @@ void paint_runs(const std::vector<Run>& runs, uint8_t* out);
 std::vector<std::string> encode_masks(const MaskView& first, int64_t count, int64_t inner, int64_t stride_outer,
                                       int64_t stride_inner, int threads);
 
-// Decodes texts into out: count slices of `total` bytes, already zeroed (callers allocate with calloc-like zeroing,
-// so untouched pages are never written). out_size is checked against count * total. Errors name the item index.
-void decode_many(const std::vector<std::string>& texts, uint8_t* out, int64_t out_size, int64_t total, int threads);
+// Decodes texts into out: count slices of `total` bytes. With `zeroed` out holds only zeros (fresh calloc-like pages)
+// and only the runs are painted, so untouched pages are never written; otherwise every byte is written (see
+// mask_writer.hpp). out_size is checked against count * total. Errors name the item index; on error the contents of
+// out are unspecified.
+void decode_many(const std::vector<std::string>& texts, uint8_t* out, int64_t out_size, int64_t total, int threads,
+                 bool zeroed);
 
 // rle_area of each text; errors name the item index.
 std::vector<int64_t> areas_many(const std::vector<std::string>& texts, int64_t total, int threads);

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -106,15 +107,25 @@ def _decode_texts(texts: list[str], shape: Any, order: str, threads: int, out: A
     height, width = as_shape(shape)
     column_major = _check_order(order)
     if out is None:
-        # Paint runs into zeroed memory laid out in the numbering order, so every run is one memset; np.zeros maps
-        # large buffers lazily, so pages no run touches are never written. Column-major numbering gives a
-        # Fortran-ordered (H, W) view, exactly the layout the classic numpy decoders return.
-        target = np.zeros((len(texts), width, height) if column_major else (len(texts), height, width), np.uint8)
+        # Runs are painted in the numbering order, so every run is one memset; column-major numbering gives a
+        # Fortran-ordered (H, W) view, exactly the layout the classic numpy decoders return. Large outputs come from
+        # the buffer cache (steelfast.runtime): first touching fresh pages costs more than decoding.
+        dims = (len(texts), width, height) if column_major else (len(texts), height, width)
+        nbytes = len(texts) * height * width
+        if nbytes > sys.maxsize:
+            raise ValueError(f"{len(texts)} masks of shape {(height, width)} are {nbytes} bytes, too many to address")
+        if nbytes >= core.MIN_CACHED_BUFFER:
+            try:
+                target, zeroed = core.cached_buffer(*dims)
+            except MemoryError as exc:
+                shown = f"{nbytes} bytes for {len(texts)} masks of shape {(height, width)}"
+                raise MemoryError(f"cannot allocate {shown}") from exc
+        else:
+            target, zeroed = np.zeros(dims, np.uint8), True
         out = target.transpose(0, 2, 1) if column_major else target
     else:
-        target = _checked_out(out, (len(texts), height, width), column_major)
-        target.fill(0)  # the core paints runs only
-    core.decode_many(texts, target, height * width, threads)
+        target, zeroed = _checked_out(out, (len(texts), height, width), column_major), False
+    core.decode_many(texts, target, height * width, threads, zeroed)
     return out
 
 
@@ -170,12 +181,13 @@ def decode_batch(
         order: "F" or "C", as in :func:`decode`.
         out: optional uint8 array (N, H, W) to decode into, laid out as this function returns it (a previous
             result, or ``np.empty((N, W, H), np.uint8).transpose(0, 2, 1)`` for "F"; C-contiguous for "C").
-            Reusing one in a loop saves allocating and first touching N*H*W bytes per call, which costs more than
-            decoding for large batches. Its contents are unspecified if decoding fails.
+            Its contents are unspecified if decoding fails.
 
     Returns:
         uint8 array (N, H, W) (``out`` when given), each mask laid out as :func:`decode` lays it out. An error names
-        the item index and the token.
+        the item index and the token. Without ``out``, an output of 2 MiB or more lives in a buffer from the output
+        buffer cache (:mod:`steelfast.runtime`): when it is freed, the next call of the same size reuses its pages
+        instead of faulting in fresh ones, which the kernel zeroes first (more time than decoding takes).
     """
     return _decode_texts(as_rle_texts(rles), shape, order, as_threads(threads), out)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from oracles import mask2rle, rle2mask
 
-from steelfast import rle
+from steelfast import rle, runtime
 
 SHAPES = [(1, 1), (1, 7), (7, 1), (3, 5), (16, 24), (256, 1600)]
 DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
@@ -178,6 +178,69 @@ def test_decode_batch_into_out_overwrites_it(rng, order):
     result = rle.decode_batch(texts, (16, 24), order=order, out=out)
     assert result is out
     np.testing.assert_array_equal(out, masks)
+
+
+def _mask_from_flips(total: int, flips: list[int]) -> np.ndarray:
+    """Flat uint8 mask whose state flips at each position in ``flips`` (long runs, unlike per-pixel noise)."""
+    steps = np.zeros(total + 1, np.int64)
+    np.add.at(steps, np.asarray(flips, np.int64), 1)
+    return (np.cumsum(steps)[:total] % 2).astype(np.uint8)
+
+
+@st.composite
+def stale_cases(draw):
+    height, width, count = draw(st.integers(1, 40)), draw(st.integers(1, 40)), draw(st.integers(0, 4))
+    total = height * width
+    flats = [
+        _mask_from_flips(total, draw(st.lists(st.integers(0, total), unique=True, max_size=12)))
+        for _ in range(count)
+    ]
+    return height, width, flats, draw(st.sampled_from("FC")), draw(st.integers(0, 63))
+
+
+@settings(max_examples=300, deadline=None)
+@given(stale_cases())
+def test_decode_into_stale_memory_at_any_alignment(case):
+    # Every byte of `out` is written (0 or 1) whatever it held and wherever it starts; nothing around it is touched.
+    height, width, flats, order, offset = case
+    size = len(flats) * height * width
+    numbering = (width, height) if order == "F" else (height, width)
+    masks = np.stack([f.reshape(numbering) for f in flats]) if flats else np.zeros((0, *numbering), np.uint8)
+    if order == "F":
+        masks = masks.transpose(0, 2, 1)
+    texts = rle.encode_batch(masks, order=order) if flats else []
+    buffer = np.full(offset + size + 64, 0xAB, np.uint8)
+    inner = buffer[offset : offset + size].reshape(len(flats), *numbering)
+    out = inner.transpose(0, 2, 1) if order == "F" else inner
+    assert rle.decode_batch(texts, (height, width), order=order, out=out) is out
+    np.testing.assert_array_equal(out, masks)
+    assert (buffer[:offset] == 0xAB).all() and (buffer[offset + size :] == 0xAB).all()
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_reused_output_buffers_hold_no_stale_pixels(rng, order):
+    # 400 masks of 64 x 96 are 2.4 MB, enough for the output buffer cache: the second decode reuses the first
+    # output's buffer after it has been scribbled on and freed.
+    masks = np.stack([random_mask(rng, (64, 96), c) for c in np.linspace(0, 0.6, 400)])
+    texts = rle.encode_batch(masks, order=order)
+    previous = runtime.set_buffer_cache_limit(64 * 2**20)  # whatever STEELFAST_BUFFER_CACHE_MB says
+    try:
+        first = rle.decode_batch(texts, (64, 96), order=order)
+        address = first.__array_interface__["data"][0]
+        first[...] = 0xAB
+        del first
+        again = rle.decode_batch(texts[::-1], (64, 96), order=order)
+        assert again.__array_interface__["data"][0] == address
+        np.testing.assert_array_equal(again, masks[::-1])
+    finally:
+        runtime.set_buffer_cache_limit(previous)
+
+
+def test_outputs_too_large_are_named():
+    with pytest.raises(ValueError, match=r"1 masks of shape \(4294967296, 4294967296\) are 18446744073709551616 bytes"):
+        rle.decode_batch(["1 5"], (2**32, 2**32))
+    with pytest.raises(MemoryError, match=r"cannot allocate 4611686018427387904 bytes for 1 masks of shape"):
+        rle.decode_batch(["1 5"], (2**31, 2**31))  # addressable, but beyond any machine's address space
 
 
 def test_decode_batch_of_nothing_into_out():
@@ -422,7 +485,7 @@ def test_portable_kernels_give_the_same_encodings(tmp_path) -> None:
     assert probe.stdout.strip() == "portable"
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(root / "pyproject.toml"),
-         "--rootdir", str(root), str(Path(__file__)), "-k", "edges or layout or coverage or oracle"],
+         "--rootdir", str(root), str(Path(__file__)), "-k", "edges or layout or coverage or oracle or stale"],
         env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False,
     )
     assert tests.returncode == 0, tests.stdout[-2000:] + tests.stderr[-2000:]
