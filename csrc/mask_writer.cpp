@@ -5,9 +5,8 @@
 
 #include "simd.hpp"
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#ifdef STEELFAST_X86_DISPATCH
 #include <immintrin.h>
-#define STEELFAST_X86_DISPATCH 1
 #define STEELFAST_AVX2 __attribute__((target("avx2")))
 #endif
 

@@ -3,9 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#ifdef STEELFAST_X86_DISPATCH
 #include <immintrin.h>
-#define STEELFAST_X86_DISPATCH 1
 #endif
 
 // The portable kernels read 8 bytes as one word and take byte j from bits 8j..8j+7: little-endian only.

@@ -8,6 +8,12 @@
 
 #include <cstdint>
 
+// Where the AVX2 variants exist: x86 with GCC or Clang (target attributes and __builtin_cpu_supports). Files that
+// define AVX2 variants include <immintrin.h> under it.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define STEELFAST_X86_DISPATCH 1
+#endif
+
 namespace steelfast {
 namespace detail {
 
