@@ -20,6 +20,8 @@ __all__ = [
     "as_rle_texts",
     "as_shape",
     "as_threads",
+    "check_fraction",
+    "check_positive_int",
     "per_class",
 ]
 
@@ -122,3 +124,31 @@ def per_class(value: Any, classes: int, name: str, kind: type) -> list:
         return [kind(v) for v in values]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be numbers, got {value!r}") from None
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int if it is an integer >= 1 (not a bool), else raise.
+
+    Raises:
+        TypeError: ``value`` is not an integer (bools are refused), quoting it.
+        ValueError: ``value`` < 1, quoting it.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0) -> float:
+    """Return ``value`` as a float if it is a real number in [low, high], else raise.
+
+    Raises:
+        TypeError: ``value`` is not a real number (bools are refused), quoting it.
+        ValueError: ``value`` is NaN or outside [low, high], quoting it.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [{low}, {high}], got {type(value).__name__}: {value!r}")
+    if not (low <= float(value) <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return float(value)

@@ -44,7 +44,7 @@ from torch import nn
 
 from steelfast._atomic import atomic_write_bytes
 from steelfast._version import __version__
-from steelfast.models import UNet, build_model
+from steelfast.models import UNet, build_model, required_multiple
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -119,7 +119,12 @@ def default_metadata(model: nn.Module) -> dict[str, Any]:
         "steelfast_version": __version__,
         "architecture": config,
         "classes": list(range(1, classes + 1)),
-        "input": {"height": 256, "width": 1600, "channels": int(config["in_channels"])},
+        "input": {
+            "height": 256,
+            "width": 1600,
+            "channels": int(config["in_channels"]),
+            "multiple": required_multiple(net),
+        },
         "normalization": {"mean": float(DEFAULT_MEAN), "std": float(DEFAULT_STD)},
         "postprocess": {"thresholds": [0.5] * classes, "min_areas": [0] * classes},
         "training": {},

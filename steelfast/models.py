@@ -230,8 +230,16 @@ def build_model(config: dict[str, Any]) -> UNet:
         raise TypeError(f"model config must be a dict, got {type(config).__name__}")
     kwargs = dict(config)
     name = kwargs.pop("name", "unet")
+    if name == "gated-effnet-lite0":
+        from steelfast.efficientnet import GatedUNet
+
+        gated = {"in_channels", "classes", "decoder_widths", "scale", "gate_thresholds"}
+        unknown = sorted(set(kwargs) - gated)
+        if unknown:
+            raise ValueError(f"unknown GatedUNet config keys {unknown} in {config!r}")
+        return GatedUNet(**kwargs)  # type: ignore[return-value]
     if name != "unet":
-        raise ValueError(f"unknown architecture {name!r} (known: 'unet')")
+        raise ValueError(f"unknown architecture {name!r} (known: 'unet', 'gated-effnet-lite0')")
     allowed = {"in_channels", "classes", "widths", "bottleneck", "activation", "decoder_widths"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:

@@ -111,8 +111,8 @@ def _pad(gray: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(gray, ((0, height - h), (0, width - w)), mode="edge")
 
 
-def _round_up(n: int) -> int:
-    return -(-n // _MULTIPLE) * _MULTIPLE
+def _round_up(n: int, multiple: int = _MULTIPLE) -> int:
+    return -(-n // multiple) * multiple
 
 
 class Segmenter:
@@ -165,6 +165,8 @@ class Segmenter:
         norm = meta.get("normalization", {})
         self.mean, self.std = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
         self.channels = int(meta.get("input", {}).get("channels", 3))
+        # Height and width are padded to this (64 for a network that runs at half resolution).
+        self.multiple = int(meta.get("input", {}).get("multiple", _MULTIPLE))
         post = meta.get("postprocess", {})
         self.thresholds = per_class(thresholds if thresholds is not None else post.get("thresholds", 0.5), self.classes, "thresholds", float)
         self.min_areas = per_class(min_areas if min_areas is not None else post.get("min_areas", 0), self.classes, "min_areas", int)
@@ -193,7 +195,7 @@ class Segmenter:
         """
         groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
         for i, g in enumerate(grays):
-            groups[(_round_up(g.shape[0]), _round_up(g.shape[1]))].append(i)
+            groups[(_round_up(g.shape[0], self.multiple), _round_up(g.shape[1], self.multiple))].append(i)
         out = []
         from steelfast.images import to_model_input
 

@@ -1,0 +1,1 @@
+"""Data stage: labelled real images in memory and the augmentations that fit steel."""

@@ -1,0 +1,221 @@
+"""Real labelled images in memory: full masks where known, class presence where only that is known.
+
+Flow: image folders + a mask label file (either Kaggle format) + an optional presence table →
+:class:`LabelledSet` (grey images, per-class presence, masks or ``None``).
+
+A *presence table* (weak labels) is a CSV with an ``ImageId`` column and one column per class,
+named ``area_class_1`` … or ``class_1`` …; a value > 0 means the class is present. Images listed
+there but not in the mask file are *weak*: their class presence is known, their masks are not.
+The layout of ``../shared/data/severstal`` (``image_classes.csv`` with ``has_rle_labels``) is
+read by :func:`load_shared`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from steelfast.images import list_images, read_gray
+from steelfast.labels import LabelError, build_masks, read_labels
+
+__all__ = ["LabelledSet", "load_labelled", "load_shared", "read_presence", "shared_data_dir"]
+
+#: The dataset's classes (Kaggle ClassId 1..4).
+CLASSES = (1, 2, 3, 4)
+
+
+@dataclass
+class LabelledSet:
+    """Labelled real images held in memory.
+
+    Attributes:
+        ids: ImageIds (file names), in a fixed order.
+        images: uint8 (N, 256, 1600) grey images.
+        presence: bool (N, 4): class c+1 present in image n.
+        full: bool (N,): masks known (True) or presence only (False).
+        masks: For full images, uint8 (4, 256, 1600) 0/1 masks; None for weak ones.
+        source: Free-form description for checkpoint metadata.
+    """
+
+    ids: list[str]
+    images: np.ndarray
+    presence: np.ndarray
+    full: np.ndarray
+    masks: list[np.ndarray | None]
+    source: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: Sequence[int]) -> LabelledSet:
+        """The images at ``index`` (a new set sharing the arrays' memory where possible)."""
+        idx = np.asarray(index, dtype=np.int64)
+        return LabelledSet(
+            [self.ids[i] for i in idx], self.images[idx], self.presence[idx], self.full[idx],
+            [self.masks[i] for i in idx], dict(self.source),
+        )
+
+    def summary(self) -> dict:
+        """Counts for metadata and logs: images, full, weak, and images per class."""
+        return {
+            "images": len(self),
+            "full": int(self.full.sum()),
+            "weak": int((~self.full).sum()),
+            "defect_free": int((~self.presence.any(axis=1)).sum()),
+            "images_per_class": {str(c): int(self.presence[:, c - 1].sum()) for c in CLASSES},
+        }
+
+
+def read_presence(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a presence table into ``ImageId`` + bool columns ``1``..``4``.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        LabelError: No ImageId column, no class columns, or a non-numeric value (file, line, value).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"presence table not found: {p}")
+    frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+    if "ImageId" not in frame.columns:
+        raise LabelError(f"{p}: a presence table needs an ImageId column, got {list(frame.columns)}")
+    out = pd.DataFrame({"ImageId": frame["ImageId"].astype(str)})
+    for c in CLASSES:
+        col = next((n for n in (f"area_class_{c}", f"class_{c}") if n in frame.columns), None)
+        if col is None:
+            raise LabelError(f"{p}: no column area_class_{c} or class_{c} (got {list(frame.columns)})")
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() | (values < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise LabelError(f"{p}, line {row + 2}: {col} must be a number >= 0, got {frame[col].iloc[row]!r}")
+        out[c] = values.to_numpy() > 0
+    if (out["ImageId"] == "").any():
+        row = int(np.flatnonzero((out["ImageId"] == "").to_numpy())[0])
+        raise LabelError(f"{p}, line {row + 2}: empty ImageId")
+    return out
+
+
+def _index_images(folders: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for path in list_images(folder):
+            found.setdefault(path.name, path)
+        for path in list_images(folder):
+            # A lossless copy "X.png" stands in for the Kaggle "X.jpg" when that is absent.
+            found.setdefault(path.stem + ".jpg", path)
+    return found
+
+
+def load_labelled(
+    image_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    labels: str | os.PathLike[str] | pd.DataFrame | None,
+    *,
+    full_ids: Sequence[str] | None = None,
+    presence: str | os.PathLike[str] | pd.DataFrame | None = None,
+    progress: bool = False,
+) -> LabelledSet:
+    """Read labelled images into memory.
+
+    Args:
+        image_dirs: One folder or several; the first file of a name wins, and ``X.png`` serves
+            as ``X.jpg`` when no such JPEG exists.
+        labels: Mask labels (either Kaggle format), or None when every image is weak.
+        full_ids: Images whose masks are completely known (an image without rows is then
+            defect-free). Default: every image of the folders that the presence table does not
+            list, plus every image that has a row in ``labels``.
+        presence: Presence table (see the module docstring) for weak images.
+        progress: Show a progress bar while reading.
+
+    Returns:
+        A :class:`LabelledSet` sorted by ImageId.
+
+    Raises:
+        FileNotFoundError: A folder, label file or listed image is missing.
+        LabelError: A malformed label file.
+        ValueError: No labelled images were found.
+    """
+    from tqdm.auto import tqdm
+
+    dirs = [image_dirs] if isinstance(image_dirs, (str, os.PathLike)) else list(image_dirs)
+    files = _index_images(dirs)
+    table = read_labels(labels, images=list(files)) if labels is not None else None
+    weak = read_presence(presence) if isinstance(presence, (str, os.PathLike)) else presence
+    with_rows = set(table.loc[table["hasMask"], "ImageId"]) if table is not None else set()
+    if full_ids is None:
+        listed = set(weak["ImageId"]) if weak is not None else set()
+        full = {i for i in files if i not in listed} | with_rows if table is not None else set()
+    else:
+        full = set(full_ids)
+    weak_ids = set(weak["ImageId"]) - full if weak is not None else set()
+    ids = sorted((full | weak_ids) & set(files))
+    missing = sorted((full | weak_ids) - set(files))
+    if missing and full_ids is not None:
+        raise FileNotFoundError(f"{len(missing)} labelled images are not in {dirs}: {missing[:5]}")
+    if not ids:
+        raise ValueError(f"no labelled images found in {dirs}")
+    # A table may list an image twice (two copies of it); a class counts when any row has it.
+    weak_rows = weak.groupby("ImageId")[list(CLASSES)].any() if weak is not None else None
+    images = np.empty((len(ids), 256, 1600), np.uint8)
+    pres = np.zeros((len(ids), 4), bool)
+    is_full = np.zeros(len(ids), bool)
+    masks: list[np.ndarray | None] = []
+    for n, image_id in enumerate(tqdm(ids, desc="reading", disable=not progress, unit="img")):
+        gray = read_gray(files[image_id])
+        if gray.shape != (256, 1600):
+            raise ValueError(f"{files[image_id]}: expected a 256×1600 image, got {gray.shape[0]}×{gray.shape[1]}")
+        images[n] = gray
+        if image_id in full:
+            m = build_masks(table, image_id) if table is not None else np.zeros((4, 256, 1600), np.uint8)
+            masks.append(m)
+            pres[n] = m.reshape(4, -1).any(axis=1)
+            is_full[n] = True
+        else:
+            masks.append(None)
+            pres[n] = weak_rows.loc[image_id, list(CLASSES)].to_numpy(bool)  # type: ignore[union-attr]
+    source = {"image_dirs": [str(d) for d in dirs], "labels": None if labels is None else str(labels)}
+    return LabelledSet(ids, images, pres, is_full, masks, source)
+
+
+def shared_data_dir() -> Path:
+    """The real Severstal material: ``$STEELFAST_SHARED_DATA`` or ``../shared/data/severstal``
+    next to the current folder or a parent of it (may not exist)."""
+    env = os.environ.get("STEELFAST_SHARED_DATA")
+    if env:
+        return Path(env)
+    here = Path.cwd().resolve()
+    for parent in [here, *here.parents]:
+        cand = parent / "shared" / "data" / "severstal"
+        if cand.is_dir():
+            return cand
+    return here.parent / "shared" / "data" / "severstal"
+
+
+def load_shared(root: str | os.PathLike[str] | None = None, *, progress: bool = False) -> LabelledSet:
+    """Load the shared real material: 53 fully labelled and 66 weakly labelled train images.
+
+    Uses ``image_classes.csv`` (``has_rle_labels`` = 1: masks fully known), ``train_partial.csv``
+    and ``train_extra_from_label_pngs.csv``, and the images in ``images/`` and ``images_png/``.
+    """
+    base = Path(root) if root is not None else shared_data_dir()
+    if not base.is_dir():
+        raise FileNotFoundError(f"shared real data not found at {base} (set STEELFAST_SHARED_DATA)")
+    classes = pd.read_csv(base / "image_classes.csv", dtype={"ImageId": str})
+    rle = pd.concat(
+        [pd.read_csv(base / n, dtype=str, keep_default_na=False)
+         for n in ("train_partial.csv", "train_extra_from_label_pngs.csv")],
+        ignore_index=True,
+    )
+    full_ids = classes.loc[classes["has_rle_labels"] == 1, "ImageId"].tolist()
+    weak = read_presence(base / "image_classes.csv")
+    weak = weak[weak["ImageId"].isin(set(classes.loc[classes["has_rle_labels"] == 0, "ImageId"]))]
+    rle = rle[rle["ImageId"].isin(set(full_ids))]
+    data = load_labelled([base / "images", base / "images_png"], rle, full_ids=full_ids, presence=weak,
+                         progress=progress)
+    data.source = {"shared": str(base), **data.summary()}
+    return data

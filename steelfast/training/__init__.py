@@ -1,0 +1,1 @@
+"""Training stage for the gated EfficientNet U-Net: the loop, out-of-fold tuning, cross-validation."""

@@ -1,0 +1,218 @@
+"""Training the gated EfficientNet-Lite0 U-Net on real images with full and weak labels.
+
+Flow: :class:`~steelfast.data.real.LabelledSet` → augmented full-size batches → model →
+loss → trained :class:`~steelfast.efficientnet.GatedUNet`; and
+:func:`predict_set`: images → raw segmentation probabilities and gate probabilities.
+
+The loss has three parts:
+
+* pixel BCE on every class map of a fully labelled image, and on the maps of the classes that a
+  weakly labelled image is known **not** to have (all pixels negative); the maps of the classes
+  it does have are left out, since their pixels are unknown;
+* soft Dice per class over the fully labelled images of the batch;
+* BCE of the gate logits against class presence, on every image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from steelfast.data.augment import SteelAugment
+from steelfast.data.real import LabelledSet
+from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
+
+__all__ = ["GatedTrainConfig", "NORMALIZATION", "predict_set", "train_gated"]
+
+log = logging.getLogger(__name__)
+
+#: Input normalisation of the ImageNet EfficientNet-Lite weights, in 0..1 units.
+NORMALIZATION = {"mean": 0.5, "std": 0.5}
+
+
+@dataclass
+class GatedTrainConfig:
+    """Options of :func:`train_gated`.
+
+    Attributes:
+        epochs: Passes over the data (fully labelled images are seen ``full_repeat`` times each).
+        batch_size: Images per step.
+        lr: AdamW learning rate of the decoder and heads; the encoder gets ``lr * encoder_lr_scale``.
+        encoder_lr_scale: Learning-rate factor of the pretrained encoder.
+        weight_decay: AdamW weight decay.
+        gate_weight: Weight of the gate loss.
+        full_repeat: How often each fully labelled image appears per epoch.
+        pretrained: Start the encoder from ImageNet weights (needs the ``pretrained`` extra).
+        scale: Resolution factor of the network (see :class:`~steelfast.efficientnet.GatedUNet`).
+        seed: Seed of weights, order and augmentations.
+        threads: torch CPU threads (None: leave torch's setting).
+    """
+
+    epochs: int = 14
+    batch_size: int = 4
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.3
+    weight_decay: float = 1e-4
+    gate_weight: float = 0.5
+    full_repeat: int = 2
+    pretrained: bool = True
+    scale: float = 0.5
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError/TypeError naming the bad field and its value."""
+        from steelfast._validate import check_fraction, check_positive_int
+
+        for name in ("epochs", "batch_size", "full_repeat", "seed"):
+            if name == "seed":
+                check_positive_int("seed + 1", self.seed + 1 if isinstance(self.seed, int) else self.seed)
+            else:
+                check_positive_int(name, getattr(self, name))
+        check_fraction("lr", self.lr, low=1e-7, high=1.0)
+        check_fraction("encoder_lr_scale", self.encoder_lr_scale, low=0.0, high=10.0)
+        check_fraction("weight_decay", self.weight_decay, low=0.0, high=1.0)
+        check_fraction("gate_weight", self.gate_weight, low=0.0, high=100.0)
+
+
+def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
+    from steelfast.images import to_model_input
+
+    return torch.from_numpy(to_model_input(np.stack(grays), NORMALIZATION["mean"], NORMALIZATION["std"], 3))
+
+
+def _loss(
+    seg: torch.Tensor, gate: torch.Tensor, masks: torch.Tensor, pixel_weight: torch.Tensor,
+    presence: torch.Tensor, full: torch.Tensor, gate_weight: float,
+) -> torch.Tensor:
+    """The three-part loss of the module docstring; shapes (N, C, H, W), (N, C), (N,)."""
+    bce = F.binary_cross_entropy_with_logits(seg, masks, reduction="none").mean(dim=(2, 3))
+    pix = (bce * pixel_weight).sum() / pixel_weight.sum().clamp_min(1.0)
+    loss = pix + gate_weight * F.binary_cross_entropy_with_logits(gate, presence)
+    if bool(full.any()):
+        p = torch.sigmoid(seg[full])
+        t = masks[full]
+        inter = (p * t).sum(dim=(0, 2, 3))
+        denom = p.sum(dim=(0, 2, 3)) + t.sum(dim=(0, 2, 3))
+        has = t.sum(dim=(0, 2, 3)) > 0
+        if bool(has.any()):
+            loss = loss + (1 - (2 * inter[has] + 1) / (denom[has] + 1)).mean()
+    return loss
+
+
+def train_gated(
+    data: LabelledSet,
+    config: GatedTrainConfig | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> GatedUNet:
+    """Train a :class:`~steelfast.efficientnet.GatedUNet` on ``data`` (CPU or the default device).
+
+    Args:
+        data: Labelled images; weak ones (``full`` False) train the gate and the absent classes.
+        config: Options (default :class:`GatedTrainConfig`).
+        progress: Called with one line per epoch (loss, seconds, images/s).
+
+    Returns:
+        The trained model in eval mode, its gate thresholds all 0 (open) until tuned.
+
+    Raises:
+        ValueError: An invalid config, or no fully labelled image in ``data``.
+    """
+    cfg = config or GatedTrainConfig()
+    cfg.validate()
+    if not data.full.any():
+        raise ValueError("training needs at least one fully labelled image (masks known)")
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = GatedUNet(scale=cfg.scale)
+    if cfg.pretrained:
+        load_imagenet_lite0(model)
+    model = model.to(memory_format=torch.channels_last)
+    enc = list(model.encoder.parameters())
+    enc_ids = {id(p) for p in enc}
+    rest = [p for p in model.parameters() if id(p) not in enc_ids]
+    opt = torch.optim.AdamW(
+        [{"params": enc, "lr": cfg.lr * cfg.encoder_lr_scale}, {"params": rest, "lr": cfg.lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    order_base = np.concatenate([np.arange(len(data))] + [np.flatnonzero(data.full)] * (cfg.full_repeat - 1))
+    steps_per_epoch = math.ceil(len(order_base) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = max(1, steps_per_epoch // 2)
+    augment = SteelAugment()
+    zeros = np.zeros((4, 256, 1600), np.uint8)
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(order_base)
+        t0, seen, running = time.perf_counter(), 0, 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            grays, masks = [], []
+            for i in idx:
+                g, m = augment(data.images[i], data.masks[i] if data.full[i] else zeros, rng)
+                grays.append(g)
+                masks.append(np.ascontiguousarray(m))
+            x = _batch_input(grays).to(memory_format=torch.channels_last)
+            full = torch.from_numpy(data.full[idx])
+            presence = torch.from_numpy(data.presence[idx].astype(np.float32))
+            pixel_weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
+            target = torch.from_numpy(np.stack(masks)).float()
+            frac = step / total
+            lr_factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
+            for g, base in zip(opt.param_groups, base_lrs):
+                g["lr"] = base * lr_factor
+            seg, gate = model.forward_both(x)
+            loss = _loss(seg, gate, target, pixel_weight, presence, full, cfg.gate_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += len(idx)
+            running += float(loss) * len(idx)
+        secs = time.perf_counter() - t0
+        line = (f"epoch {epoch + 1}/{cfg.epochs}: loss {running / max(seen, 1):.4f}, "
+                f"{secs:.0f} s, {seen / secs:.1f} images/s")
+        log.info(line)
+        if progress is not None:
+            progress(line)
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict_set(model: GatedUNet, images: np.ndarray, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Raw probabilities of ``model`` on grey images, without the gate applied.
+
+    Args:
+        model: A :class:`~steelfast.efficientnet.GatedUNet`.
+        images: uint8 (N, H, W).
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(seg, gate)``: uint8 (N, C, H, W) segmentation probabilities × 255 (rounded), and
+        float32 (N, C) gate probabilities.
+    """
+    model.eval()
+    segs, gates = [], []
+    for start in range(0, len(images), batch_size):
+        x = _batch_input(list(images[start : start + batch_size])).to(memory_format=torch.channels_last)
+        seg, gate = model.forward_both(x)
+        segs.append((torch.sigmoid(seg) * 255).round().to(torch.uint8).contiguous().numpy())
+        gates.append(torch.sigmoid(gate).float().numpy())
+    return np.concatenate(segs), np.concatenate(gates)
+
+
+def config_dict(cfg: GatedTrainConfig) -> dict:
+    """The config as a JSON-ready dict (for checkpoint metadata)."""
+    return asdict(cfg)
