@@ -7,7 +7,8 @@ per-class logits, scaled back to (N, classes, H, W).
 The **gate** is a classification head on the deepest features (global average and max pooling,
 then a linear layer): one logit per class that says whether the image holds that class at all.
 :meth:`GatedUNet.forward` applies it: where ``sigmoid(gate logit) < gate_thresholds[c]``, the
-whole class-``c`` map is replaced by a large negative logit (probability about 2e-9), so that every
+whole class-``c`` map is replaced by a logit of -10,000, whose sigmoid is exactly 0 in float32
+and float16 (so no pixel threshold >= 0 can let it through), so that every
 backend (torch, ONNX Runtime, TensorRT) and every post-processing step sees the gated output
 without knowing about the gate. :meth:`GatedUNet.forward_both` returns the raw segmentation and
 gate logits for training and evaluation.
@@ -42,8 +43,8 @@ LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 _STEM = 32
 _BN_EPS = 1e-3  # the TensorFlow models' batch-norm epsilon
-#: Logit written into gated-off class maps: sigmoid(-20) ≈ 2e-9, below any threshold.
-GATED_LOGIT = -20.0
+#: Logit written into gated-off class maps: its sigmoid is exactly 0 in float32 and float16.
+GATED_LOGIT = -1.0e4
 
 
 def _is_tracing() -> bool:
@@ -232,7 +233,7 @@ class GatedUNet(nn.Module):
         return seg, gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gated logits (N, classes, H, W): class maps the gate rejects are set to -20."""
+        """Gated logits (N, classes, H, W): class maps the gate rejects are set to :data:`GATED_LOGIT`."""
         seg, gate = self.forward_both(x)
         keep = torch.sigmoid(gate.float()) >= self.gate_thresholds
         return torch.where(keep[:, :, None, None], seg, torch.full_like(seg, GATED_LOGIT))

@@ -149,7 +149,12 @@ def load_labelled(
     with_rows = set(table.loc[table["hasMask"], "ImageId"]) if table is not None else set()
     if full_ids is None:
         listed = set(weak["ImageId"]) if weak is not None else set()
-        full = {i for i in files if i not in listed} | with_rows if table is not None else set()
+        # One id per file: the name a label uses, else the file's own name (not its alias).
+        by_path: dict[Path, list[str]] = {}
+        for key, path in files.items():
+            by_path.setdefault(path, []).append(key)
+        own = {next((k for k in keys if k in listed | with_rows), path.name) for path, keys in by_path.items()}
+        full = {i for i in own if i not in listed} | with_rows if table is not None else set()
     else:
         full = set(full_ids)
     weak_ids = set(weak["ImageId"]) - full if weak is not None else set()

@@ -1,0 +1,126 @@
+"""k-fold cross-validation of the gated EfficientNet-Lite0 U-Net on the real labelled images.
+
+Uses the real material in ``../shared/data/severstal`` (or ``$STEELFAST_SHARED_DATA``): the 53
+fully labelled train images are scored; the 64 images with class presence only join every
+training fold (they train the gate and the absent classes) but are never scored.
+
+Per fold, a model trains on the other folds; the gate, pixel thresholds and minimum areas that
+score the fold are tuned on the out-of-fold predictions of the *other* folds only. Folds are
+stratified by (fully labelled, class-presence pattern) with a fixed seed.
+
+Steps (each fold and the final model are separate processes, so that two can run side by side
+with one thread each on a 2-core machine; ``all`` runs everything in one process):
+
+    python bench/real_cv.py fold --fold 0 --out runs/cv      # ... for folds 0..4
+    python bench/real_cv.py final --out runs/cv              # the model trained on all images
+    python bench/real_cv.py report --out runs/cv --save steelfast/weights/default.safetensors
+    python bench/real_cv.py all --out runs/cv --save model.safetensors
+
+``report`` merges the folds, prints and writes the CV figures (``cv.json``, ``folds.csv``,
+``report.txt``) and, with ``--save``, tunes the gate on all out-of-fold predictions, sets it in
+the final model and saves it with metadata that records the data, the settings and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+
+def _config(args: argparse.Namespace):
+    from steelfast.training.gated import GatedTrainConfig
+
+    cfg = GatedTrainConfig(seed=args.seed, threads=args.threads)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    return cfg
+
+
+def _fold(args, data, cfg) -> None:
+    from steelfast.training.crossval import stratified_folds
+    from steelfast.training.gated import predict_set, train_gated
+
+    folds = stratified_folds(data, args.folds, seed=args.seed)
+    train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
+    model = train_gated(data.subset(train_idx), cfg, progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
+    seg, gate = predict_set(model, data.images[test_idx])
+    np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate)
+
+
+def _final(args, data, cfg) -> None:
+    from steelfast.checkpoint import save_checkpoint
+    from steelfast.training.gated import train_gated
+
+    model = train_gated(data, cfg, progress=lambda s: print(f"final: {s}", flush=True))
+    save_checkpoint(args.out / "final_ungated.safetensors", model, {"training": {"config": asdict(cfg)}})
+
+
+def _report(args, data, cfg) -> None:
+    from steelfast.checkpoint import load_checkpoint
+    from steelfast.training.crossval import OutOfFold, cross_validate
+    from steelfast.training.fit import cv_text, save_gated
+    from steelfast.training.gate_tuning import tune_gate
+
+    seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
+    gate = np.zeros((len(data), 4), np.float32)
+    fold = None
+    for f in range(args.folds):
+        z = np.load(args.out / f"oof_{f}.npz")
+        seg[z["idx"]], gate[z["idx"]], fold = z["seg"], z["gate"], z["fold"]
+    oof = OutOfFold(fold, seg, gate)
+    cv = cross_validate(data, oof)
+    summary = cv.summary()
+    (args.out / "cv.json").write_text(json.dumps(
+        {"data": data.source, "config": asdict(cfg), **summary, "choices": [c.to_dict() for c in cv.choices]},
+        indent=2) + "\n")
+    cv.folds.to_csv(args.out / "folds.csv", index=False)
+    text = cv_text(data, cv)
+    (args.out / "report.txt").write_text(text)
+    print(text)
+    if args.save is not None:
+        choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
+        model, _ = load_checkpoint(args.out / "final_ungated.safetensors")
+        model.set_gate_thresholds(choice.gate)
+        command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
+        path = save_gated(args.save, model, choice, data, cfg, summary, command)
+        print(f"saved {path}: gate {choice.gate}, thresholds {choice.thresholds}, min areas {choice.min_areas}")
+        print(json.dumps(choice.details, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["fold", "final", "report", "all"], help="what to run")
+    ap.add_argument("--out", type=Path, required=True, help="work folder (oof_F.npz, final model, reports)")
+    ap.add_argument("--fold", type=int, default=0, help="fold to train and predict (step 'fold')")
+    ap.add_argument("--folds", type=int, default=5, help="number of folds")
+    ap.add_argument("--seed", type=int, default=0, help="seed of folds, weights and augmentations")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the trainer's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+
+    from steelfast.data.real import load_shared
+
+    cfg = _config(args)
+    data = load_shared()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.step in ("fold", "all"):
+        for f in range(args.folds) if args.step == "all" else [args.fold]:
+            args.fold = f
+            _fold(args, data, cfg)
+    if args.step in ("final", "all"):
+        _final(args, data, cfg)
+    if args.step in ("report", "all"):
+        _report(args, data, cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

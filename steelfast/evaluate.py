@@ -1,0 +1,175 @@
+"""Scoring a model on labelled images: the per-class table users read before trusting a model.
+
+Flow: a model + an image folder + a label file → submission rows (the main job's own path,
+:func:`steelfast.segment.segment_folder`) → per (image, class) pairs → :func:`pair_report`.
+
+The table has one row per class and one for all classes:
+
+* ``score``: mean Dice over all pairs (the Kaggle metric; 1 when both masks are empty);
+* ``all_empty``: the same score for a submission that predicts nothing;
+* ``dice_defects``: mean Dice over the pairs whose truth has a defect;
+* ``fp_rate_empty``: share of defect-free pairs that got a mask (each costs a whole point);
+* ``precision``, ``recall``: image-level, "the class is present" against "a mask was predicted".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from steelfast.severstal import CLASSES
+
+__all__ = ["EvaluationResult", "evaluate_folder", "format_report", "pair_report"]
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def pair_report(truth_has: np.ndarray, pred_has: np.ndarray, dice: np.ndarray) -> pd.DataFrame:
+    """The per-class table of the module docstring.
+
+    Args:
+        truth_has: bool (N, C): the truth mask of the pair is non-empty.
+        pred_has: bool (N, C): the predicted mask is non-empty.
+        dice: float (N, C): Dice of each pair (1 when both are empty).
+
+    Returns:
+        DataFrame indexed by ClassId (1..C, then ``"all"``).
+
+    Raises:
+        ValueError: The three arrays differ in shape or are not 2-D.
+    """
+    t, p, d = np.asarray(truth_has, bool), np.asarray(pred_has, bool), np.asarray(dice, float)
+    if t.ndim != 2 or t.shape != p.shape or t.shape != d.shape:
+        raise ValueError(f"truth_has, pred_has and dice must be equal (N, C) arrays, got {t.shape}, {p.shape}, {d.shape}")
+    rows = {}
+    for c in range(t.shape[1]):
+        rows[c + 1] = _row(t[:, c], p[:, c], d[:, c])
+    rows["all"] = _row(t.ravel(), p.ravel(), d.ravel())
+    frame = pd.DataFrame(rows).T
+    frame.index.name = "ClassId"
+    return frame.astype({"pairs": int, "truth_defects": int, "pred_defects": int})
+
+
+def _row(t: np.ndarray, p: np.ndarray, d: np.ndarray) -> dict[str, float]:
+    return {
+        "pairs": len(t),
+        "truth_defects": int(t.sum()),
+        "pred_defects": int(p.sum()),
+        "score": float(d.mean()) if len(d) else float("nan"),
+        "all_empty": float((~t).mean()) if len(t) else float("nan"),
+        "dice_defects": float(d[t].mean()) if t.any() else float("nan"),
+        "fp_rate_empty": _ratio((p & ~t).sum(), (~t).sum()),
+        "precision": _ratio((p & t).sum(), p.sum()),
+        "recall": _ratio((p & t).sum(), t.sum()),
+    }
+
+
+def format_report(report: pd.DataFrame) -> str:
+    """The table as fixed-width text (NaN shown as "-")."""
+    cols = ["pairs", "truth_defects", "pred_defects", "score", "all_empty", "dice_defects",
+            "fp_rate_empty", "precision", "recall"]
+    text = report[cols].to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
+    return text
+
+
+@dataclass
+class EvaluationResult:
+    """Outcome of :func:`evaluate_folder`.
+
+    Attributes:
+        report: :func:`pair_report` table.
+        pairs: One row per (ImageId, ClassId): ``pred``, ``truth`` (RLE) and ``dice``.
+        failures: Images that could not be segmented, ``{name: reason}``.
+    """
+
+    report: pd.DataFrame
+    pairs: pd.DataFrame
+    failures: dict[str, str]
+
+    @property
+    def score(self) -> float:
+        """The Kaggle score over all pairs."""
+        return float(self.report.loc["all", "score"])
+
+    @property
+    def all_empty(self) -> float:
+        """The score of predicting nothing on the same pairs."""
+        return float(self.report.loc["all", "all_empty"])
+
+
+def evaluate_folder(
+    images: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | pd.DataFrame,
+    model: Any = None,
+    *,
+    overlays: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> EvaluationResult:
+    """Segment a labelled folder with ``model`` and score it per class.
+
+    Every image of the folder is scored; an image without label rows counts as defect-free
+    (the new Kaggle format lists defect rows only).
+
+    Args:
+        images: Image folder.
+        labels: Label file (either Kaggle format) or DataFrame.
+        model: Checkpoint, ONNX file or None for the bundled model (as in
+            :class:`steelfast.segment.Segmenter`).
+        overlays: Folder for side-by-side truth/prediction PNGs (one per image), or None.
+        progress: Show a progress bar.
+        **options: Passed to :func:`steelfast.segment.segment_folder` (``backend``, ``tta``,
+            ``thresholds``, ``min_areas``, ...).
+
+    Returns:
+        An :class:`EvaluationResult`.
+
+    Raises:
+        FileNotFoundError: Missing folder, label file or model.
+        steelfast.labels.LabelError: A malformed label file.
+    """
+    from steelfast.labels import read_labels
+    from steelfast.metrics import dice_rle_batch
+    from steelfast.segment import segment_folder
+
+    sub = segment_folder(images, model, progress=progress, **options)
+    failures = dict(sub.attrs.get("failures", {}))
+    ids = sorted(set(sub["ImageId"]))
+    truth = read_labels(labels, images=ids)
+    grid = pd.MultiIndex.from_product([ids, list(CLASSES)], names=["ImageId", "ClassId"])
+    pairs = pd.DataFrame(index=grid)
+    pairs["pred"] = sub.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
+    truth = truth[truth["ImageId"].isin(set(ids))]
+    pairs["truth"] = truth.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
+    pairs["dice"] = dice_rle_batch(pairs["pred"].tolist(), pairs["truth"].tolist())
+    pairs = pairs.reset_index()
+    shape = (len(ids), len(CLASSES))
+    report = pair_report(
+        (pairs["truth"] != "").to_numpy().reshape(shape),
+        (pairs["pred"] != "").to_numpy().reshape(shape),
+        pairs["dice"].to_numpy().reshape(shape),
+    )
+    if overlays is not None:
+        _write_overlays(Path(images), Path(overlays), pairs)
+    return EvaluationResult(report, pairs, failures)
+
+
+def _write_overlays(folder: Path, out: Path, pairs: pd.DataFrame) -> None:
+    from steelfast.images import read_gray
+    from steelfast.overlay import save_overlay
+    from steelfast.rle import decode_batch
+
+    out.mkdir(parents=True, exist_ok=True)
+    for image_id, group in pairs.groupby("ImageId", sort=True):
+        gray = read_gray(folder / str(image_id))
+        shape = gray.shape
+        truth = decode_batch(group["truth"].tolist(), shape=shape)
+        pred = decode_batch(group["pred"].tolist(), shape=shape)
+        save_overlay(out / f"{Path(str(image_id)).stem}.png", gray, truth=truth, pred=pred)

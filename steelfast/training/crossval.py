@@ -1,0 +1,170 @@
+"""Cross-validation by image, out-of-fold gate tuning, and fitting a gated model end to end.
+
+Flow: :class:`~steelfast.data.real.LabelledSet` → stratified folds → one model per fold trained
+on the other folds → out-of-fold probabilities (:class:`OutOfFold`) →
+
+* :func:`cross_validate`: each fold scored with settings tuned on the *other* folds' out-of-fold
+  predictions (never on the fold itself) → :class:`CVResult`;
+* :func:`fit_gated`: settings tuned on all out-of-fold predictions, a final model trained on all
+  images, its gate set → the model and its post-processing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from steelfast.data.real import LabelledSet
+from steelfast.evaluate import pair_report
+from steelfast.efficientnet import GatedUNet
+from steelfast.severstal import PREVALENCE
+from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
+from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
+
+__all__ = ["CVResult", "OutOfFold", "cross_validate", "fit_gated", "out_of_fold", "stratified_folds"]
+
+log = logging.getLogger(__name__)
+
+
+def stratified_folds(data: LabelledSet, k: int, seed: int = 0) -> np.ndarray:
+    """Fold number (0..k-1) per image, stratified by (fully labelled, class-presence pattern).
+
+    Images of each stratum are shuffled with ``seed`` and dealt round-robin, continuing the
+    count from one stratum to the next, so every fold gets a share of every pattern.
+
+    Raises:
+        ValueError: ``k`` < 2 or more folds than fully labelled images.
+    """
+    from steelfast._validate import check_positive_int
+
+    k = check_positive_int("folds", k)
+    if k < 2 or k > int(data.full.sum()):
+        raise ValueError(f"folds must be between 2 and the {int(data.full.sum())} fully labelled images, got {k}")
+    rng = np.random.default_rng(seed)
+    keys = [(bool(f), tuple(bool(v) for v in p)) for f, p in zip(data.full, data.presence)]
+    fold = np.empty(len(data), np.int64)
+    counter = 0
+    for key in sorted(set(keys)):
+        members = np.flatnonzero([kk == key for kk in keys])
+        for i in rng.permutation(members):
+            fold[i] = counter % k
+            counter += 1
+    return fold
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions: every image predicted by the model that did not train on it.
+
+    Attributes:
+        fold: int (N,) fold per image.
+        seg: uint8 (N, C, H, W) probabilities × 255.
+        gate: float32 (N, C) gate probabilities.
+    """
+
+    fold: np.ndarray
+    seg: np.ndarray
+    gate: np.ndarray
+
+
+def out_of_fold(
+    data: LabelledSet, config: GatedTrainConfig, folds: np.ndarray,
+    progress: Callable[[str], None] | None = None,
+) -> OutOfFold:
+    """Train one model per fold on the other folds and predict the fold."""
+    k = int(folds.max()) + 1
+    seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
+    gate = np.zeros((len(data), 4), np.float32)
+    for f in range(k):
+        train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        say = (lambda line, f=f: progress(f"fold {f + 1}/{k}: {line}")) if progress else None
+        model = train_gated(data.subset(train_idx), config, progress=say)
+        seg[test_idx], gate[test_idx] = predict_set(model, data.images[test_idx])
+    return OutOfFold(folds, seg, gate)
+
+
+@dataclass
+class CVResult:
+    """Cross-validation figures.
+
+    Attributes:
+        folds: Per fold, on its fully labelled images: score, all_empty, dice_defects,
+            fp_rate_empty, images.
+        report: :func:`~steelfast.evaluate.pair_report` over all folds' fully labelled images.
+        real_estimate: Per class and overall, the score expected at the real class prevalences
+            (positives and negatives of the pooled folds re-weighted).
+        choices: The settings each fold was scored with (tuned on the other folds).
+    """
+
+    folds: pd.DataFrame
+    report: pd.DataFrame
+    real_estimate: dict
+    choices: list[GateChoice] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """JSON-ready figures: mean and standard deviation over folds, the pooled table."""
+        f = self.folds
+        return {
+            "folds": int(len(f)),
+            "score_mean": float(f["score"].mean()), "score_std": float(f["score"].std(ddof=0)),
+            "all_empty_mean": float(f["all_empty"].mean()),
+            "margin_min": float((f["score"] - f["all_empty"]).min()),
+            "dice_defects_mean": float(f["dice_defects"].mean()),
+            "dice_defects_std": float(f["dice_defects"].std(ddof=0)),
+            "pooled": {str(k): {c: float(v) for c, v in row.items()} for k, row in self.report.iterrows()},
+            "real_prevalence_estimate": self.real_estimate,
+        }
+
+
+def _real_estimate(truth_has: np.ndarray, dice: np.ndarray) -> dict:
+    per_class = {}
+    for c, pi in enumerate(PREVALENCE):
+        pos, neg = truth_has[:, c], ~truth_has[:, c]
+        if not pos.any() or not neg.any():
+            continue
+        per_class[str(c + 1)] = float(pi * dice[pos, c].mean() + (1 - pi) * dice[neg, c].mean())
+    empty = float(np.mean([1 - p for p in PREVALENCE]))
+    score = float(np.mean(list(per_class.values()))) if len(per_class) == len(PREVALENCE) else float("nan")
+    return {"per_class": per_class, "score": score, "all_empty": empty}
+
+
+def cross_validate(data: LabelledSet, oof: OutOfFold) -> CVResult:
+    """Score each fold with settings tuned on the other folds' out-of-fold predictions."""
+    k = int(oof.fold.max()) + 1
+    rows, choices = [], []
+    pred_all = np.zeros((len(data), 4), bool)
+    dice_all = np.full((len(data), 4), np.nan)
+    for f in range(k):
+        other, mine = np.flatnonzero(oof.fold != f), np.flatnonzero(oof.fold == f)
+        choice = tune_gate(oof.seg[other], oof.gate[other], [data.masks[i] for i in other], data.presence[other])
+        choices.append(choice)
+        pred, dice = apply_choice(oof.seg[mine], oof.gate[mine], [data.masks[i] for i in mine], choice)
+        pred_all[mine], dice_all[mine] = pred, dice
+        full = data.full[mine]
+        rep = pair_report(data.presence[mine][full], pred[full], dice[full])
+        rows.append({"fold": f + 1, "images": int(full.sum()), **{c: float(rep.loc["all", c]) for c in
+                     ("score", "all_empty", "dice_defects", "fp_rate_empty")}})
+        log.info("fold %d: score %.4f (all-empty %.4f)", f + 1, rows[-1]["score"], rows[-1]["all_empty"])
+    full = data.full
+    report = pair_report(data.presence[full], pred_all[full], dice_all[full])
+    return CVResult(pd.DataFrame(rows), report, _real_estimate(data.presence[full], dice_all[full]), choices)
+
+
+def fit_gated(
+    data: LabelledSet, config: GatedTrainConfig, oof: OutOfFold,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[GatedUNet, GateChoice]:
+    """Tune settings on all out-of-fold predictions, train the final model on all images.
+
+    Returns:
+        The model (gate thresholds set) and the chosen settings (pixel thresholds and minimum
+        areas go into the checkpoint's post-processing).
+    """
+    choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
+    model = train_gated(data, config, progress=progress)
+    model.set_gate_thresholds(choice.gate)
+    return model, choice

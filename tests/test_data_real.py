@@ -1,0 +1,96 @@
+"""steelfast.data.real: labelled images with full masks or class presence only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from steelfast.data.real import load_labelled, load_shared, read_presence
+from steelfast.labels import LabelError
+from steelfast.rle import encode
+
+
+def _write_folder(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path, Path, dict]:
+    images = tmp_path / "train_images"
+    images.mkdir()
+    masks = {}
+    for name in ("a.jpg", "b.jpg", "c.png", "d.jpg"):
+        gray = rng.integers(0, 255, (256, 1600), dtype=np.uint8)
+        cv2.imwrite(str(images / name), gray)
+    m = np.zeros((256, 1600), np.uint8)
+    m[10:40, 100:300] = 1
+    masks["a.jpg"] = m
+    labels = tmp_path / "train.csv"
+    pd.DataFrame({"ImageId": ["a.jpg"], "ClassId": [3], "EncodedPixels": [encode(m)]}).to_csv(labels, index=False)
+    presence = tmp_path / "weak.csv"
+    pd.DataFrame({"ImageId": ["d.jpg", "c.jpg"], "area_class_1": [0, 5], "area_class_2": [0, 0],
+                  "area_class_3": [0, 0], "area_class_4": [120, 0]}).to_csv(presence, index=False)
+    return images, labels, presence, masks
+
+
+def test_full_weak_and_png_stand_in(tmp_path: Path, rng: np.random.Generator) -> None:
+    images, labels, presence, masks = _write_folder(tmp_path, rng)
+    data = load_labelled(images, labels, presence=presence)
+    assert data.ids == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]  # c.png serves as c.jpg
+    assert data.full.tolist() == [True, True, False, False]
+    assert data.presence.tolist() == [[False, False, True, False], [False] * 4,
+                                      [True, False, False, False], [False, False, False, True]]
+    np.testing.assert_array_equal(data.masks[0][2], masks["a.jpg"])
+    assert data.masks[1].sum() == 0 and data.masks[2] is None
+    assert data.images.shape == (4, 256, 1600) and data.images.dtype == np.uint8
+    sub = data.subset([3, 0])
+    assert sub.ids == ["d.jpg", "a.jpg"] and sub.full.tolist() == [False, True]
+    assert data.summary() == {"images": 4, "full": 2, "weak": 2, "defect_free": 1,
+                              "images_per_class": {"1": 1, "2": 0, "3": 1, "4": 1}}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("Image,area_class_1\nx.jpg,1\n", "needs an ImageId column"),
+        ("ImageId,area_class_1,area_class_2,area_class_3\nx.jpg,1,0,0\n", "no column area_class_4 or class_4"),
+        ("ImageId,class_1,class_2,class_3,class_4\nx.jpg,1,0,big,0\n", r"line 2: class_3 must be a number >= 0, got 'big'"),
+        ("ImageId,class_1,class_2,class_3,class_4\nx.jpg,1,0,0,-1\n", r"line 2: class_4 must be a number >= 0, got '-1'"),
+        ("ImageId,class_1,class_2,class_3,class_4\n,1,0,0,0\n", "line 2: empty ImageId"),
+    ],
+)
+def test_presence_table_errors(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(content)
+    with pytest.raises(LabelError, match=match):
+        read_presence(path)
+
+
+def test_missing_files(tmp_path: Path, rng: np.random.Generator) -> None:
+    images, labels, _, _ = _write_folder(tmp_path, rng)
+    with pytest.raises(FileNotFoundError, match="presence table not found"):
+        read_presence(tmp_path / "nope.csv")
+    with pytest.raises(FileNotFoundError, match="labelled images are not in"):
+        load_labelled(images, labels, full_ids=["a.jpg", "zzz.jpg"])
+
+
+def test_wrong_image_size(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "s.jpg"), np.zeros((100, 200), np.uint8))
+    labels = tmp_path / "l.csv"
+    labels.write_text("ImageId,ClassId,EncodedPixels\n")
+    with pytest.raises(ValueError, match=r"s.jpg: expected a 256×1600 image, got 100×200"):
+        load_labelled(folder, labels)
+
+
+def test_shared_material(real_data: Path) -> None:
+    data = load_shared(real_data)
+    classes = pd.read_csv(real_data / "image_classes.csv")
+    assert int(data.full.sum()) == int((classes.drop_duplicates("ImageId")["has_rle_labels"] == 1).sum()) == 53
+    # Presence from the masks agrees with the per-class areas of the index, image by image.
+    areas = classes.drop_duplicates("ImageId").set_index("ImageId")
+    for i, image_id in enumerate(data.ids):
+        expected = [areas.loc[image_id, f"area_class_{c}"] > 0 for c in (1, 2, 3, 4)]
+        assert data.presence[i].tolist() == expected, image_id
+        if data.full[i]:
+            assert [int(data.masks[i][c].sum()) for c in range(4)] == [int(areas.loc[image_id, f"area_class_{c}"]) for c in (1, 2, 3, 4)]

@@ -1,0 +1,105 @@
+"""steelfast.evaluate and `steelfast evaluate`: the per-class table against hand counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from steelfast import cli
+from steelfast.checkpoint import save_checkpoint
+from steelfast.efficientnet import GatedUNet
+from steelfast.evaluate import evaluate_folder, format_report, pair_report
+from steelfast.rle import encode
+
+runner = CliRunner()
+
+
+def test_pair_report_by_hand() -> None:
+    truth = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], bool)
+    pred = np.array([[1, 1], [0, 0], [0, 1], [1, 0]], bool)
+    dice = np.array([[0.5, 0.0], [1.0, 1.0], [0.0, 0.8], [0.0, 0.0]])
+    rep = pair_report(truth, pred, dice)
+    one = rep.loc[1]
+    assert (one["pairs"], one["truth_defects"], one["pred_defects"]) == (4, 2, 2)
+    assert one["score"] == pytest.approx(1.5 / 4) and one["all_empty"] == pytest.approx(0.5)
+    assert one["dice_defects"] == pytest.approx(0.25)
+    assert one["fp_rate_empty"] == pytest.approx(0.5)  # image 3 is clean and got a mask
+    assert one["precision"] == pytest.approx(0.5) and one["recall"] == pytest.approx(0.5)
+    everything = rep.loc["all"]
+    assert everything["pairs"] == 8 and everything["score"] == pytest.approx(dice.mean())
+    assert everything["all_empty"] == pytest.approx(4 / 8)
+    assert everything["dice_defects"] == pytest.approx((0.5 + 0.0 + 0.8 + 0.0) / 4)
+    assert "fp_rate_empty" in format_report(rep)
+
+
+@pytest.mark.parametrize(("shapes", "match"), [(((2, 4), (2, 4), (2, 3)), "equal"), (((8,), (8,), (8,)), "equal")])
+def test_pair_report_shape_errors(shapes: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        pair_report(*(np.zeros(s) for s in shapes))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("eval")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(3):
+        cv2.imwrite(str(images / f"img{k}.jpg"), rng.integers(0, 255, (256, 1600), dtype=np.uint8))
+    m = np.zeros((256, 1600), np.uint8)
+    m[100:150, 200:400] = 1
+    rows.append({"ImageId": "img0.jpg", "ClassId": 3, "EncodedPixels": encode(m)})
+    rows.append({"ImageId": "img2.jpg", "ClassId": 1, "EncodedPixels": encode(m)})
+    labels = root / "labels.csv"
+    pd.DataFrame(rows).to_csv(labels, index=False)
+    return images, labels
+
+
+def _model(tmp_path: Path, gate: list[float]) -> Path:
+    torch.manual_seed(0)
+    net = GatedUNet(gate_thresholds=gate)
+    return save_checkpoint(tmp_path / "m.safetensors", net, {"postprocess": {"thresholds": [0.0] * 4, "min_areas": [0] * 4}})
+
+
+def test_gate_closed_scores_all_empty(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [2.0] * 4), backend="torch")
+    assert result.score == pytest.approx(result.all_empty) == pytest.approx(10 / 12)
+    assert int(result.report.loc["all", "pred_defects"]) == 0
+    assert int(result.report.loc["all", "truth_defects"]) == 2 and not result.failures
+
+
+def test_gate_open_predicts_everything(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [0.0] * 4), backend="torch", overlays=tmp_path / "ov")
+    rep = result.report
+    assert int(rep.loc["all", "pred_defects"]) == 12 and rep.loc["all", "fp_rate_empty"] == 1.0
+    assert rep.loc[3, "recall"] == 1.0 and rep.loc[3, "precision"] == pytest.approx(1 / 3)
+    # The whole image predicted against a 50×200 box: Dice 2·10000 / (409600 + 10000).
+    assert rep.loc[3, "dice_defects"] == pytest.approx(20000 / 419600, rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_cli_evaluate(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    model = _model(tmp_path, [2.0] * 4)
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(labels),
+                                  "--model", str(model), "--no-progress", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    assert "Kaggle score 0.8333 (all-empty 0.8333, +0.0000) over 3 images" in res.output
+    assert "dice_defects" in res.output
+
+
+def test_cli_evaluate_missing_labels(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, _ = folder
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(tmp_path / "none.csv"),
+                                  "--model", str(_model(tmp_path, [2.0] * 4)), "--no-progress"])
+    assert res.exit_code == 1
+    assert "none.csv" in res.output
