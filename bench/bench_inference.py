@@ -1,15 +1,15 @@
 """Inference speed on the CPU: the best backend against plain eager PyTorch, and the folder pipeline.
 
-Model: the shipped default checkpoint (a trained model: the bf16 parity bounds assume probabilities
-that are mostly far from 0.5). Input: one synthetic
+Model: the bundled baseline U-Net, ``synthetic-unet`` (a trained model: the bf16 parity bounds
+assume probabilities that are mostly far from 0.5; the default gated model is timed on real JPEGs
+in ``bench_real_folder.py``). Input: one synthetic
 256x1600 steel image (:func:`steelfast.synth.synth_image`).
 
 * Reference: plain eager float32 PyTorch at batch 1 (``torch.sigmoid(model(x))`` under
-  ``torch.no_grad``), timed first, before anything in this process tunes the allocator.
+  ``torch.no_grad``).
 * Ours: the ``torch`` backend as ``backend="auto"`` builds it on this CPU (bfloat16,
-  channels-last, :func:`steelfast.models.inference_graph`, ``torch.compile``, glibc allocator
-  tuned), batch 1. Also recorded for the
-  report: eager bfloat16, ONNX Runtime, and the reference again with the tuned allocator.
+  channels-last, :func:`steelfast.models.inference_graph`, ``torch.compile``), batch 1. Also
+  recorded for the report: eager bfloat16 and ONNX Runtime.
 * Goal 1: ours >= 4x the reference's images/s, with bfloat16 outputs close to float32 in the
   sense of :func:`assert_bf16_close`: mean |dp| <= 1e-3, 99.9th percentile <= 0.05 (measured 0.031), and at most
   0.05 % of the mask pixels flipping at threshold 0.5 (measured 0.012 %). A trained model has a few
@@ -22,7 +22,7 @@ that are mostly far from 0.5). Input: one synthetic
   page-fault through fresh activation buffers (~115 ms), a few find them mapped (~85 ms), so its
   best round overstates its rate; the best-round ratio is printed beside the goal's.
 
-Run alone (the reference must see an untuned allocator):
+Run:
 ``python -m pytest bench/bench_inference.py -p no:cacheprovider --benchmark-enable -s``
 """
 
@@ -36,9 +36,8 @@ import pytest
 import torch
 from harness import _MEANS, _TIMES, make_timed, speedup
 
-from steelfast import runtime
-from steelfast.backends import OnnxRuntimeBackend, TorchBackend, tune_allocator
-from steelfast.checkpoint import default_checkpoint_path, load_checkpoint
+from steelfast.backends import OnnxRuntimeBackend, TorchBackend
+from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
 from steelfast.export import export_onnx
 from steelfast.images import to_model_input
 from steelfast.segment import Segmenter, segment_folder
@@ -56,7 +55,7 @@ ROUNDS = 30  # the same for every implementation in GROUP
 @pytest.fixture(scope="module")
 def model_and_meta() -> tuple[torch.nn.Module, dict]:
     # The shipped model only: an untrained one outputs ~0.5 everywhere, where the bf16 mask-flip bound is meaningless.
-    path = default_checkpoint_path()
+    path = bundled_checkpoint_path("synthetic-unet")
     if not path.is_file():
         pytest.fail(f"the shipped model {path} is missing; reinstall steelfast (pip install .)")
     return load_checkpoint(path)
@@ -103,8 +102,6 @@ def _eager_fp32(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def test_reference_eager_fp32_batch1(benchmark, model_and_meta: tuple, x1: np.ndarray, reference_out: np.ndarray) -> None:
-    if runtime._retained and not benchmark.disabled:  # untimed runs still check the result
-        pytest.skip("the allocator is already tuned in this process; run this file on its own")
     model, _ = model_and_meta
     out = make_timed(benchmark, ROUNDS)(GROUP, "eager_fp32_b1", lambda: _eager_fp32(model, x1))
     np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
@@ -130,19 +127,10 @@ def test_onnxruntime_batch1(benchmark, model_and_meta: tuple, x1: np.ndarray, re
     np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
 
 
-def test_reference_with_tuned_allocator(benchmark, model_and_meta: tuple, x1: np.ndarray, reference_out: np.ndarray) -> None:
-    tune_allocator()  # already done by the torch backend; the reference now gets the same help
-    model, _ = model_and_meta
-    out = make_timed(benchmark, ROUNDS)(GROUP, "eager_fp32_b1_tuned_malloc", lambda: _eager_fp32(model, x1))
-    np.testing.assert_allclose(out, reference_out, atol=FP32_ATOL, rtol=0)
-
-
 def test_goal_best_backend_4x_eager() -> None:
     ratio = speedup(GROUP, "best_b1", "eager_fp32_b1", stat="mean")
     rates = {name: 1.0 / t for (g, name), t in _MEANS.items() if g == GROUP}
     print("\nimages/s (mean of the rounds): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(rates.items())))
-    if "eager_fp32_b1_tuned_malloc" in rates:
-        print(f"best / eager fp32 with the tuned allocator: {rates['best_b1'] / rates['eager_fp32_b1_tuned_malloc']:.2f}x")
     print(f"best / plain eager fp32: {ratio:.2f}x (best round against best round: "
           f"{speedup(GROUP, 'best_b1', 'eager_fp32_b1'):.2f}x)")
     assert ratio >= 4.0, f"best backend only {ratio:.2f}x plain eager fp32 (goal 4x)"

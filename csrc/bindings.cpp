@@ -4,15 +4,13 @@
 // Why releasing the GIL is safe in every kernel below: the kernels read only the numeric buffers of arrays and the
 // std::string copies of Python strings made before the release, write only into arrays or std::vectors created here,
 // and never touch a Python object. The py::array handles stay alive in this frame for the whole call, so the buffers
-// cannot be freed underneath the kernel. The buffer cache and allocator functions at the end keep the GIL: they only
-// take a mutex for a moment or call mmap/mallopt.
+// cannot be freed underneath the kernel. simd_kernels keeps the GIL: it only reads a choice made once.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstring>
 
-#include "allocator.hpp"
 #include "metrics.hpp"
 #include "postprocess.hpp"
 #include "rle.hpp"
@@ -58,7 +56,7 @@ PYBIND11_MODULE(_core, m) {
       "decode_many",
       [](const std::vector<std::string>& texts, py::array_t<uint8_t, py::array::c_style> out, int64_t total,
          int threads, bool zeroed) {
-        // out: C-contiguous, len(texts) * total bytes; `zeroed` says it holds only zeros (fresh pages).
+        // out: C-contiguous, len(texts) * total bytes; `zeroed` says it holds only zeros (a fresh np.zeros array).
         uint8_t* data = out.mutable_data();
         const int64_t size = static_cast<int64_t>(out.size());
         py::gil_scoped_release release;
@@ -148,28 +146,5 @@ PYBIND11_MODULE(_core, m) {
       py::arg("probs").noconvert(), py::arg("thresholds"), py::arg("half_thresholds"), py::arg("min_areas"),
       py::arg("threads"));
 
-  m.def(
-      "cached_buffer",
-      [](py::ssize_t count, py::ssize_t rows, py::ssize_t cols) {
-        // A C-contiguous uint8 (count, rows, cols) array over a cached buffer; its capsule hands the buffer back to
-        // the cache when the last array viewing it dies. Returns (array, zeroed).
-        CachedBuffer* buffer = acquire_owned_buffer(static_cast<size_t>(count) * static_cast<size_t>(rows) *
-                                                    static_cast<size_t>(cols));
-        py::capsule owner;
-        try {
-          owner = py::capsule(buffer, release_owned_buffer);
-        } catch (...) {
-          release_owned_buffer(buffer);
-          throw;
-        }
-        py::array_t<uint8_t> out({count, rows, cols}, buffer->data, owner);
-        return py::make_tuple(out, buffer->zeroed);
-      },
-      py::arg("count"), py::arg("rows"), py::arg("cols"));
-  m.def("set_buffer_cache_limit", &set_buffer_cache_limit, py::arg("bytes"));
-  m.def("cached_buffer_bytes", &cached_buffer_bytes);
-  m.def("release_cached_buffers", &release_cached_buffers);
-  m.attr("MIN_CACHED_BUFFER") = kMinCachedBuffer;
-  m.def("retain_freed_memory", &retain_freed_memory, py::arg("trim_threshold"));
   m.def("simd_kernels", &simd_kernels);
 }

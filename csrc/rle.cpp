@@ -7,7 +7,6 @@
 #include <string>
 
 #include "flips.hpp"
-#include "mask_writer.hpp"
 #include "parallel.hpp"
 
 namespace steelfast {
@@ -15,10 +14,16 @@ namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
+// Quotes a token for an error message, cut to about 24 bytes on a UTF-8 character boundary: the message becomes a
+// Python str, and a cut through a multi-byte character would make decoding it fail instead of showing it.
 std::string quote_token(std::string_view token) {
   constexpr size_t kMax = 24;
-  std::string shown(token.substr(0, kMax));
-  if (token.size() > kMax) shown += "...";
+  size_t cut = std::min(token.size(), kMax);
+  if (cut < token.size()) {
+    while (cut > 0 && (static_cast<unsigned char>(token[cut]) & 0xC0) == 0x80) --cut;  // 10xxxxxx: continuation
+  }
+  std::string shown(token.substr(0, cut));
+  if (cut < token.size()) shown += "...";
   return "'" + shown + "'";
 }
 
@@ -231,9 +236,6 @@ std::vector<std::string> encode_masks(const MaskView& first, int64_t count, int6
   return out;
 }
 
-// Runs a thread keeps room for between masks: 1 MiB.
-constexpr size_t kKeptRuns = size_t{1} << 16;
-
 void decode_many(const std::vector<std::string>& texts, uint8_t* out, int64_t out_size, int64_t total, int threads,
                  bool zeroed) {
   if (out_size != static_cast<int64_t>(texts.size()) * total)
@@ -243,18 +245,15 @@ void decode_many(const std::vector<std::string>& texts, uint8_t* out, int64_t ou
     const std::string& text = texts[static_cast<size_t>(i)];
     uint8_t* mask = out + i * total;
     try {
-      if (zeroed) {
-        for_each_run(text, total,
-                     [&](const Run& run) { std::memset(mask + run.start, 1, static_cast<size_t>(run.length)); });
-      } else {
-        // Old contents: every byte must be written. Parsed first, so that the whole mask is one streaming pass,
-        // into a list reused across masks (allocating one per mask cost 5 % of decoding) unless it grew large.
-        thread_local std::vector<Run> runs;
-        runs.clear();
-        for_each_run(text, total, [&](const Run& run) { runs.push_back(run); });
-        write_runs(runs.data(), runs.size(), mask, total);
-        if (runs.capacity() > kKeptRuns) std::vector<Run>().swap(runs);
-      }
+      // Zeroed memory: only the runs are painted, so pages without a run are never touched. Old contents: the gap
+      // before each run is cleared as the run is painted, so every byte is written once, front to back.
+      int64_t written = 0;
+      for_each_run(text, total, [&](const Run& run) {
+        if (!zeroed) std::memset(mask + written, 0, static_cast<size_t>(run.start - written));
+        std::memset(mask + run.start, 1, static_cast<size_t>(run.length));
+        written = run.start + run.length;
+      });
+      if (!zeroed) std::memset(mask + written, 0, static_cast<size_t>(total - written));
     } catch (const RleError& error) {
       throw RleError("item " + std::to_string(i) + ": " + error.what());
     }

@@ -62,10 +62,10 @@ void paint_runs(const std::vector<Run>& runs, uint8_t* out);
 std::vector<std::string> encode_masks(const MaskView& first, int64_t count, int64_t inner, int64_t stride_outer,
                                       int64_t stride_inner, int threads);
 
-// Decodes texts into out: count slices of `total` bytes. With `zeroed` out holds only zeros (fresh calloc-like pages)
-// and only the runs are painted, so untouched pages are never written; otherwise every byte is written (see
-// mask_writer.hpp). out_size is checked against count * total. Errors name the item index; on error the contents of
-// out are unspecified.
+// Decodes texts into out: count slices of `total` bytes. With `zeroed` out holds only zeros (a fresh np.zeros array)
+// and only the runs are painted, so untouched pages are never written; otherwise out may hold anything and every
+// byte is written once. out_size is checked against count * total. Errors name the item index; on error the contents
+// of out are unspecified.
 void decode_many(const std::vector<std::string>& texts, uint8_t* out, int64_t out_size, int64_t total, int threads,
                  bool zeroed);
 

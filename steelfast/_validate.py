@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
+#: The largest pixel count, run start or area the compiled core holds (int64).
+MAX_INT64 = 2**63 - 1
+#: The largest thread count the compiled core takes (a C int).
+MAX_THREADS = 2**31 - 1
+
 __all__ = [
+    "MAX_INT64",
+    "MAX_THREADS",
     "as_mask_array",
     "as_prob_array",
     "as_rle_text",
@@ -73,15 +80,19 @@ def as_prob_array(obj: Any, name: str = "probs") -> np.ndarray:
     return _whole_element_strides(array)
 
 
-def as_shape(shape: Any) -> tuple[int, int]:
-    """Return ``shape`` as ``(height, width)`` of positive ints."""
+def as_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
+    """Return ``shape`` as ``(height, width)`` of positive ints whose product fits an int64."""
     try:
         height, width = (int(v) for v in shape)
         ok = all(int(v) == v for v in shape)
     except (TypeError, ValueError):
-        raise TypeError(f"shape must be (height, width), got {shape!r}") from None
+        raise TypeError(f"{name} must be (height, width), got {shape!r}") from None
+    except OverflowError:  # int(inf)
+        height, width, ok = 0, 0, False
     if not ok or height < 1 or width < 1:
-        raise ValueError(f"shape must be two positive integers (height, width), got {shape!r}")
+        raise ValueError(f"{name} must be two positive integers (height, width), got {shape!r}")
+    if height * width > MAX_INT64:
+        raise ValueError(f"{name} {shape!r} has {height * width} pixels, more than RLE numbers reach (2**63 - 1)")
     return height, width
 
 
@@ -89,8 +100,8 @@ def as_threads(threads: int | None) -> int:
     """Return the worker thread count for the core: 0 means one per hardware thread."""
     if threads is None:
         return 0
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}] or None, got {threads!r}")
     return int(threads)
 
 
@@ -99,6 +110,14 @@ def as_rle_text(value: Any, name: str = "rle") -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if not value.isascii():  # the core reads UTF-8; a lone surrogate has no UTF-8 form
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"{name} is not valid Unicode: a lone surrogate {value[exc.start]!r} at index {exc.start} "
+                    f"of {value!r:.80}"
+                ) from None
         return value
     if isinstance(value, float) and math.isnan(value):
         return ""
@@ -124,6 +143,8 @@ def per_class(value: Any, classes: int, name: str, kind: type) -> list:
         return [kind(v) for v in values]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be numbers, got {value!r}") from None
+    except OverflowError:  # float(10**400)
+        raise ValueError(f"{name} has a value too large for a float: {value!r:.80}") from None
 
 
 def check_positive_int(name: str, value: Any) -> int:

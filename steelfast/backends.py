@@ -20,12 +20,12 @@ float32 or float16 (:meth:`Backend.predict_proba`). The ones here:
 otherwise ``torch`` on the CPU. On the 2-core AVX-512-BF16 machine this was tuned on, the CPU
 ``torch`` backend (compiled, bfloat16, channels-last) ran about 40 images/s at 256x1600 against
 about 16 for ONNX Runtime (float32), and even without ``torch.compile`` or bfloat16 the torch
-backend (float32 channels-last, about 24) stayed ahead, so ``auto`` never picks ONNX Runtime.
+backend (float32 channels-last, about 24) stayed ahead, so ``auto`` never picks ONNX Runtime
+for a checkpoint. For an ``.onnx`` file, which the ``torch`` backend cannot run, ``auto`` picks
+``tensorrt`` when it can run, else ``onnxruntime``.
 
-The ``torch`` backend also calls :func:`tune_allocator` (unless told not to): glibc returns
-large freed blocks to the kernel, so every forward pass pays page faults for fresh activation
-memory (about 40 % of the time of batch-8 float32 inference); keeping freed memory in the process
-removes them.
+:func:`make_backend` checks that the chosen backend's package is installed (and, for
+``tensorrt``, that there is a CUDA device) before it loads or exports anything.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import logging
 import os
@@ -53,11 +54,12 @@ from steelfast.export import (
     ProbabilityModel,
     build_tensorrt_engine,
     export_onnx,
+    file_sha256,
     load_model,
     read_onnx_metadata,
 )
+from steelfast.inference.errors import BackendUnavailableError
 from steelfast.models import UNet, inference_graph
-from steelfast.runtime import retain_freed_memory
 
 __all__ = [
     "BACKENDS",
@@ -68,7 +70,6 @@ __all__ = [
     "available_backends",
     "make_backend",
     "resolve_backend",
-    "tune_allocator",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -77,17 +78,12 @@ log = logging.getLogger(__name__)
 #: Backend names accepted by :func:`make_backend` (plus ``"auto"``).
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
-def tune_allocator() -> bool:
-    """Keep freed memory in the process so activation buffers are reused without page faults.
-
-    See :func:`steelfast.runtime.retain_freed_memory` (process-wide, idempotent; ``STEELFAST_TUNE_MALLOC=0``
-    disables it).
-    """
-    return retain_freed_memory()
-
-
 def _tensorrt_importable() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
+
+
+def _onnxruntime_importable() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
 
 def available_backends() -> list[str]:
@@ -96,19 +92,33 @@ def available_backends() -> list[str]:
     if torch.cuda.is_available() and _tensorrt_importable():
         names.append("tensorrt")
     names.append("torch")
-    if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
+    if _onnxruntime_importable():
         names.append("onnxruntime")
     return names
 
 
-def resolve_backend(backend: str = "auto") -> str:
+def resolve_backend(backend: str = "auto", model: Any = None) -> str:
     """Turn ``"auto"`` into a concrete backend name (see the module docstring for the rule).
+
+    Args:
+        backend: ``"auto"`` or one of :data:`BACKENDS`.
+        model: The model to run, if known: an ``.onnx`` file makes ``auto`` choose a backend that
+            runs ONNX (``tensorrt``, else ``onnxruntime``).
 
     Raises:
         ValueError: ``backend`` is not ``"auto"`` or one of :data:`BACKENDS`.
+        ImportError: ``auto`` for an ONNX file, and neither onnxruntime nor tensorrt can run.
     """
     if backend == "auto":
-        return available_backends()[0]
+        names = available_backends()
+        if _is_onnx(model):
+            names = [n for n in names if n != "torch"]
+            if not names:
+                raise ImportError(
+                    f"running the ONNX file {str(model)!r} needs onnxruntime: pip install 'steelfast[onnx]' "
+                    "(or pass a .safetensors checkpoint)"
+                )
+        return names[0]
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
     return backend
@@ -136,6 +146,7 @@ class Backend(abc.ABC):
     Attributes:
         name: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
         device: ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the dtype the model computes in.
         metadata: The checkpoint metadata (normalization, post-processing, input size, ...).
         preferred_batch_size: The batch size this backend runs best at (used when the caller
             gives none).
@@ -143,6 +154,7 @@ class Backend(abc.ABC):
 
     name: str = ""
     device: str = "cpu"
+    precision: str = "fp32"
     preferred_batch_size: int = 1
 
     def __init__(self, metadata: Mapping[str, Any]) -> None:
@@ -171,6 +183,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Backend-specific forward pass of a validated, non-empty batch."""
+
+    def weights_sha256(self) -> str | None:
+        """Hex SHA-256 that identifies the weights: the checkpoint's ``weights_sha256`` from the
+        metadata, or None when unknown (subclasses know more)."""
+        value = self.metadata.get("weights_sha256")
+        return str(value) if value else None
 
     def close(self) -> None:
         """Release resources (sessions, GPU memory). The backend is unusable afterwards."""
@@ -205,7 +223,6 @@ class TorchBackend(Backend):
         compile: ``True``, ``False`` or ``"auto"`` (compile on the CPU when a C++ compiler is on
             the PATH). Compilation happens on the first batch of each new shape (seconds); if it
             fails, a warning is logged and the backend runs eagerly.
-        tune_malloc: Call :func:`tune_allocator`.
     """
 
     name = "torch"
@@ -219,14 +236,13 @@ class TorchBackend(Backend):
         precision: str | None = None,
         channels_last: bool = True,
         compile: bool | str = "auto",
-        tune_malloc: bool = True,
     ) -> None:
         super().__init__(metadata)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' was asked for but CUDA is not available")
+            raise BackendUnavailableError("device='cuda' was asked for but CUDA is not available")
         if precision is None:
             precision = "fp16" if device == "cuda" else ("bf16" if _cpu_has_bf16() else "fp32")
         dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -239,9 +255,6 @@ class TorchBackend(Backend):
         self.dtype = dtypes[precision]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.preferred_batch_size = 8 if device == "cuda" else 1
-        if tune_malloc:
-            # On CUDA too: the host-side input and output buffers are large fresh blocks.
-            tune_allocator()
         if compile == "auto":
             compile = device == "cpu" and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
         self.compiled = bool(compile)
@@ -249,7 +262,10 @@ class TorchBackend(Backend):
         # Compiled on the CPU, the rewritten graph (split skip concatenations, exp-based ELU)
         # runs about 10 % faster (bench/bench_inference.py); eagerly it would only add kernels.
         fast = self.compiled and device == "cpu" and isinstance(model, UNet)
-        net = inference_graph(model) if fast else copy.deepcopy(model)
+        if hasattr(model, "fused_for_inference"):
+            net = model.fused_for_inference()  # batch norms folded into the convolutions
+        else:
+            net = inference_graph(model) if fast else copy.deepcopy(model)
         net = ProbabilityModel(net).eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
         for p in net.parameters():
             p.requires_grad_(False)
@@ -294,6 +310,17 @@ class TorchBackend(Backend):
             else:
                 out = self._forward(t)
             return out[:n].cpu().numpy()
+
+    def weights_sha256(self) -> str:
+        """The checkpoint's hash from the metadata, else a hash of the parameters as run."""
+        known = super().weights_sha256()
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
+        for key, value in self._eager.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -353,6 +380,11 @@ class OnnxRuntimeBackend(Backend):
         (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})
         return out
 
+    def weights_sha256(self) -> str | None:
+        """The checkpoint's hash from the embedded metadata, else the ONNX file's."""
+        known = super().weights_sha256()
+        return known if known is not None or not self.onnx_path.is_file() else file_sha256(self.onnx_path)
+
 
 class TensorRTBackend(Backend):
     """A TensorRT engine run with the TensorRT runtime on torch CUDA memory.
@@ -364,25 +396,26 @@ class TensorRTBackend(Backend):
 
     Raises:
         ImportError: ``tensorrt`` is not installed.
-        RuntimeError: No CUDA device, or the engine cannot be deserialized (e.g. built by another
-            TensorRT version).
+        BackendUnavailableError: No CUDA device, or the engine cannot be deserialized (e.g. built
+            by another TensorRT version); a ``RuntimeError``.
     """
 
     name = "tensorrt"
     device = "cuda"
+    precision = "fp16"
 
     def __init__(self, engine_path: PathLike, metadata: Mapping[str, Any], *, device: int = 0) -> None:
         import tensorrt as trt
 
         super().__init__(metadata)
         if not torch.cuda.is_available():
-            raise RuntimeError("the tensorrt backend needs a CUDA device; none is available")
+            raise BackendUnavailableError("the tensorrt backend needs a CUDA device; none is available")
         self._torch_device = torch.device("cuda", device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"TensorRT {trt.__version__} could not deserialize {engine_path}")
+            raise BackendUnavailableError(f"TensorRT {trt.__version__} could not deserialize {engine_path}")
         self.context = self.engine.create_execution_context()
         self._dtypes = {
             self.engine.get_tensor_name(i): _torch_dtype(trt, self.engine.get_tensor_dtype(self.engine.get_tensor_name(i)))
@@ -451,10 +484,16 @@ def make_backend(
     Raises:
         ValueError: Unknown backend, or an ONNX file given to the ``torch`` backend.
         FileNotFoundError: The model file does not exist.
-        ImportError: The backend's package is not installed.
-        RuntimeError: The backend needs CUDA and there is none.
+        ImportError: The backend's package is not installed (checked first).
+        BackendUnavailableError: The backend needs CUDA and there is none (a ``RuntimeError``).
     """
-    name = resolve_backend(backend)
+    name = resolve_backend(backend, model)
+    if name == "onnxruntime" and not _onnxruntime_importable():
+        raise ImportError("the onnxruntime backend needs onnxruntime and onnx: pip install 'steelfast[onnx]'")
+    if name == "tensorrt" and not _tensorrt_importable():
+        raise ImportError("the tensorrt backend needs the tensorrt package: pip install 'steelfast[tensorrt]'")
+    if name == "tensorrt" and not torch.cuda.is_available():
+        raise BackendUnavailableError("the tensorrt backend needs a CUDA device; none is available")
     if isinstance(model, (str, os.PathLike)) and not Path(model).exists():
         raise FileNotFoundError(f"model file not found: {model}")
     if name == "torch":

@@ -20,7 +20,9 @@ A checkpoint is two files with the same stem:
     metadata file from different saves are never paired silently.
 
 Both files are written to temporary names and moved into place with :func:`os.replace`, so a
-crash or Ctrl-C never leaves a half-written file under the final name.
+crash or Ctrl-C never leaves a half-written file under the final name. Loading compares the
+architecture, built on the ``meta`` device (no storage), with the tensor shapes in the weights
+file's header before anything is allocated, and refuses weights holding NaN or infinity.
 
 Resume state (optimizer, epoch, RNG states, history) lives in a third file,
 ``<stem>.state.pt``, written with :func:`torch.save` and read with
@@ -35,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,9 @@ from steelfast._version import __version__
 from steelfast.models import UNet, build_model, required_multiple
 
 __all__ = [
+    "BUNDLED_MODELS",
     "CHECKPOINT_FORMAT",
+    "bundled_checkpoint_path",
     "CheckpointError",
     "default_checkpoint_path",
     "default_metadata",
@@ -58,6 +63,7 @@ __all__ = [
     "save_training_state",
     "state_path_for",
     "unwrap_model",
+    "validate_metadata",
 ]
 
 CHECKPOINT_FORMAT = "steelfast-checkpoint/1"
@@ -67,9 +73,27 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, malformed, unsafe, or does not match its metadata."""
 
 
+#: Models shipped in ``steelfast/weights/``: name -> what it is.
+BUNDLED_MODELS: dict[str, str] = {
+    "default": "gated EfficientNet-Lite0 U-Net trained on real Severstal images (the default)",
+    "synthetic-unet": "the seed's baseline U-Net (0.6 M parameters) trained on synthetic images only",
+}
+
+
+def bundled_checkpoint_path(name: str = "default") -> Path:
+    """Path of a model shipped with the package (see :data:`BUNDLED_MODELS`).
+
+    Raises:
+        ValueError: ``name`` is not a bundled model.
+    """
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"no bundled model {name!r} (bundled: {sorted(BUNDLED_MODELS)})")
+    return Path(__file__).resolve().parent / "weights" / f"{name}.safetensors"
+
+
 def default_checkpoint_path() -> Path:
     """Path of the shipped default model, ``steelfast/weights/default.safetensors``."""
-    return Path(__file__).resolve().parent / "weights" / "default.safetensors"
+    return bundled_checkpoint_path("default")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -169,8 +193,14 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def _validate_metadata(meta: Mapping[str, Any], where: str) -> None:
-    """Raise CheckpointError unless ``meta`` has the documented keys with sane values."""
+def validate_metadata(meta: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`CheckpointError` unless ``meta`` has the documented keys with sane values.
+
+    Args:
+        meta: Metadata as described in the module docstring (a checkpoint's JSON, or the copy
+            embedded in an ONNX file).
+        where: The file the metadata came from; every message starts with it.
+    """
     if not isinstance(meta, Mapping):
         raise CheckpointError(f"{where}: metadata must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != CHECKPOINT_FORMAT:
@@ -225,9 +255,6 @@ def _validate_metadata(meta: Mapping[str, Any], where: str) -> None:
         )
 
 
-
-
-
 def save_checkpoint(
     path: str | os.PathLike[str], model: nn.Module, metadata: Mapping[str, Any] | None = None
 ) -> Path:
@@ -260,7 +287,7 @@ def save_checkpoint(
     meta["format"] = CHECKPOINT_FORMAT
     meta["steelfast_version"] = __version__
     meta["architecture"] = base["architecture"]
-    _validate_metadata(meta, str(meta_path))
+    validate_metadata(meta, str(meta_path))
 
     tensors = {
         k: v.detach().to("cpu", torch.float32).contiguous()
@@ -296,8 +323,61 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
-    _validate_metadata(meta, str(meta_path))
+    validate_metadata(meta, str(meta_path))
     return meta
+
+
+def _header_shapes(blob: bytes, where: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header: a little-endian u64 length, then JSON."""
+    try:
+        (size,) = struct.unpack("<Q", blob[:8])
+        header = json.loads(blob[8 : 8 + size])
+        return {
+            name: tuple(int(d) for d in entry["shape"])
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{where}: not a valid safetensors file (bad header: {type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _check_architecture(
+    arch: Any, shapes: Mapping[str, tuple[int, ...]], weights_path: Path, meta_path: Path
+) -> list[str]:
+    """Build ``arch`` on the meta device and compare its tensors with the header's ``shapes``.
+
+    Returns:
+        The state-dict names in the model's order.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(arch)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{meta_path}: bad architecture {arch!r} ({exc})") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    if expected != dict(shapes):
+        missing = sorted(set(expected) - set(shapes))
+        unexpected = sorted(set(shapes) - set(expected))
+        wrong = [
+            f"{n} is {list(shapes[n])} in the file, {list(expected[n])} in the architecture"
+            for n in expected
+            if n in shapes and shapes[n] != expected[n]
+        ]
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                wrong[0] if wrong else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{weights_path}: tensors do not fit the architecture in {meta_path.name} ({details})"
+        )
+    return list(expected)
 
 
 def load_checkpoint(
@@ -315,8 +395,9 @@ def load_checkpoint(
     Raises:
         FileNotFoundError: If either file is missing.
         CheckpointError: If a file is malformed (for example a pickle renamed to
-            ``.safetensors``), the weights do not match the metadata hash, or the tensors do not
-            fit the architecture.
+            ``.safetensors``), the weights do not match the metadata hash, the tensors do not
+            fit the architecture (checked against the file's header before the model is built),
+            or a weight is NaN or infinite.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
@@ -332,13 +413,25 @@ def load_checkpoint(
             f"{weights_path}: weights do not match the hash in {meta_path.name} "
             "(files from different saves, or a corrupted file)"
         )
+    # The architecture is checked against the header's shapes on the meta device (no storage)
+    # before anything is allocated, so a crafted config cannot ask for gigabytes.
+    order = _check_architecture(
+        meta["architecture"], _header_shapes(blob, weights_path), weights_path, meta_path
+    )
     try:
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+    for name in order:
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{weights_path}: tensor {name!r} holds non-finite values (NaN or inf); "
+                "the weights are unusable (a diverged training run?)"
+            )
     try:
         model = build_model(meta["architecture"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{meta_path}: bad architecture {meta['architecture']!r} ({exc})"
         ) from None
@@ -422,7 +515,8 @@ def load_training_state(
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         CheckpointError: If the file holds anything but tensors and plain containers (a pickle
-            that would run code is refused, not executed) or is not a torch file.
+            that would run code is refused, not executed) or is not a torch file (for example
+            the ``.safetensors`` weights).
     """
     import pickle
     import zipfile
@@ -430,9 +524,25 @@ def load_training_state(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"training state {str(p)!r} not found")
+    # torch.save writes a zip archive; torch.load would also read a safetensors weights file
+    # (returning its tensors as if they were a state), so anything else is refused up front.
+    if not zipfile.is_zipfile(p):
+        hint = (
+            " (that is checkpoint weights; the resume state is the .state.pt file beside it)"
+            if p.suffix in (".safetensors", ".json")
+            else ""
+        )
+        raise CheckpointError(f"{p}: not a training-state file written by torch.save{hint}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        KeyError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{p}: refusing to load (not plain tensors/containers: {first})"

@@ -1,18 +1,25 @@
 """Command-line interface: ``steelfast`` (sub-commands), ``steelfast-segment`` and ``steelfast-train``.
 
-The CLI only parses arguments, calls the library and prints. A domain error (``ValueError``,
-``FileNotFoundError``, ``OSError``) becomes a one-line message on stderr and exit code 1, never a
-traceback.
+The CLI only parses arguments, calls the library and prints. A domain error (a ``ValueError``
+for a bad value, an ``OSError`` for a bad path, an ``ImportError`` for a missing extra, or
+:class:`~steelfast.inference.errors.BackendUnavailableError`) becomes a one-line message on stderr
+and exit code 1, never a traceback; anything else is a bug and keeps its traceback. Ctrl-C ends a
+command with one line that says how to continue, and exit code 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
+
+from steelfast.inference.errors import BackendUnavailableError
 
 __all__ = ["app", "main", "segment_main", "train_main"]
 
@@ -26,6 +33,11 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., object])
 
+#: What the library raises for bad input, bad paths, missing extras and unusable backends. A
+#: ``TypeError`` or a plain ``RuntimeError`` is a bug and keeps its traceback (``typer.Exit``, a
+#: ``RuntimeError`` too, passes through).
+DOMAIN_ERRORS = (ValueError, OSError, ImportError, BackendUnavailableError)
+
 
 def domain_errors(func: F) -> F:
     """Turn domain exceptions into a one-line error and exit code 1."""
@@ -34,7 +46,7 @@ def domain_errors(func: F) -> F:
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return func(*args, **kwargs)
-        except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, OSError, RuntimeError) as exc:
+        except DOMAIN_ERRORS as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from None
 
@@ -62,6 +74,23 @@ def synth_cmd(
     typer.echo(f"wrote {train} train and {test} test images to {path}")
 
 
+@contextlib.contextmanager
+def _echo_warnings(logger: str) -> Iterator[None]:
+    """Print the warnings ``logger`` logs meanwhile as ``note: ...`` lines on stderr."""
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            typer.echo(f"note: {record.getMessage()}", err=True)
+
+    handler = Echo(logging.WARNING)
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
 @app.command("eda")
 @domain_errors
 def eda_cmd(
@@ -82,9 +111,10 @@ def eda_cmd(
     from steelfast.eda import eda_report, read_image_list
 
     ids = read_image_list(image_list) if image_list is not None else None
-    report = eda_report(
-        labels, out, image_ids=ids, images_dir=images, n_samples=samples, seed=seed, progress=progress
-    )
+    with _echo_warnings("steelfast.eda"):  # e.g. images assumed defect-free
+        report = eda_report(
+            labels, out, image_ids=ids, images_dir=images, n_samples=samples, seed=seed, progress=progress
+        )
     typer.echo(f"report: {report}")
 
 
@@ -109,17 +139,29 @@ def overlay_cmd(
 
 # ---- section: model (train) -------------------------------------------------------------------
 
+#: U-Net training defaults: the fast configuration behind the README's quality figures
+#: (``bench/train_quality.py --lr 3e-3 --lr-schedule cosine --crop-width 256 --batch-size 16``);
+#: the benchmark's budget stops it, so ``epochs`` is the CLI's own.
+UNET_FAST: dict[str, Any] = {
+    "epochs": 30, "batch_size": 16, "lr": 3e-3, "crop_width": 256, "lr_schedule": "cosine"
+}
+
 
 @app.command()
 @domain_errors
 def train(
     data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
     out: Path = typer.Option(..., "--out", help="Run folder for best.*, last.*, history.csv and history.png."),
-    epochs: int = typer.Option(30, "--epochs", help="Number of epochs."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process under torchrun)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30 unet, 10 gated)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Images per step, per process under torchrun (default: 16 unet, 4 gated)."
+    ),
+    lr: Optional[float] = typer.Option(
+        None, "--lr", help="Adam(W) learning rate (default: 3e-3 unet, 1e-3 gated)."
+    ),
     crop_width: int = typer.Option(
-        0, "--crop-width", help="Train on random crops this wide (multiple of 32); 0 = full width."
+        UNET_FAST["crop_width"], "--crop-width",
+        help="unet: train on random crops this wide (multiple of 32); 0 = full width.",
     ),
     only_defects: bool = typer.Option(
         True, "--only-defects/--all-images",
@@ -129,13 +171,19 @@ def train(
         0.0, "--class-balance",
         help="Draw rare classes more often: 0 = each image once per epoch, 0.5 = square-root, 1 = equal.",
     ),
-    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant or cosine (decay to zero)."),
+    lr_schedule: str = typer.Option(
+        UNET_FAST["lr_schedule"], "--lr-schedule", help="unet: constant or cosine (decay to zero)."
+    ),
     dice_mode: str = typer.Option("global", "--dice-mode", help="Soft Dice pooling of the loss: global, class or pair."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of images held out for validation."),
     flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
     seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
     in_channels: int = typer.Option(3, "--channels", help="Input channels of the model (grey replicated)."),
-    amp: str = typer.Option("auto", "--amp", help="Autocast: auto (bf16 on CPU, fp16 on CUDA), bf16, fp16 or off."),
+    amp: str = typer.Option(
+        "auto", "--amp",
+        help="Autocast: auto (fp16 on CUDA; bf16 on CPUs with native bf16, where it pays, else off), "
+        "bf16, fp16 or off.",
+    ),
     channels_last: bool = typer.Option(
         True, "--channels-last/--no-channels-last", help="Channels-last memory format (faster on CPU)."
     ),
@@ -158,13 +206,33 @@ def train(
         None, "--max-val-images", help="Use only the first N validation images (quick runs)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    arch: str = typer.Option(
+        "unet", "--arch",
+        help="unet (the baseline U-Net, trained from scratch) or gated-effnet-lite0 (ImageNet "
+        "EfficientNet-Lite0 U-Net with a per-class gate tuned by k-fold CV; needs steelfast[pretrained]).",
+    ),
+    presence: Optional[Path] = typer.Option(
+        None, "--presence",
+        help="gated-effnet-lite0: CSV of weakly labelled images (ImageId + area_class_1..4 or class_1..4).",
+    ),
+    folds: int = typer.Option(5, "--folds", help="gated-effnet-lite0: folds of the CV that tunes the gate."),
 ) -> None:
-    """Train the U-Net, validate and tune post-processing every epoch, save the best checkpoint."""
+    """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
+    EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
+    all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
+    if arch == "gated-effnet-lite0":
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, progress)
+        return
+    if arch != "unet":
+        raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
     from steelfast.train import TrainConfig
     from steelfast.train import train as run_training
 
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, crop_width=crop_width or None,
+        # "is None", not "or": an explicit --epochs 0 must reach the validation, not the default.
+        epochs=UNET_FAST["epochs"] if epochs is None else epochs,
+        batch_size=UNET_FAST["batch_size"] if batch_size is None else batch_size,
+        lr=UNET_FAST["lr"] if lr is None else lr, crop_width=crop_width or None,
         only_defects=only_defects, class_balance=class_balance, lr_schedule=lr_schedule, dice_mode=dice_mode,
         val_fraction=val_fraction, flips=flips, seed=seed,
         architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp,
@@ -173,9 +241,11 @@ def train(
         max_val_images=max_val_images, progress=progress,
     )
     try:
-        result = run_training(data_dir, out, config, resume=resume)
+        result = run_training(data_dir, out, config, resume=resume, epoch_log=typer.echo)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: saved {out / 'last.safetensors'}; continue with --resume", err=True)
+        last = out / "last.safetensors"
+        hint = f": saved {last}; continue with --resume {last}" if last.is_file() else ""
+        typer.echo(f"interrupted{hint}", err=True)
         raise typer.Exit(code=130) from None
     if result.rank != 0 or result.final is None:  # other torchrun ranks stay quiet
         return
@@ -188,6 +258,53 @@ def train(
     typer.echo(f"checkpoint: {result.best_path}")
 
 # ---- end section: model -----------------------------------------------------------------------
+
+def _train_gated(
+    data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], progress: bool,
+) -> None:
+    from steelfast.training.fit import fit_folder
+    from steelfast.training.gated import GatedTrainConfig
+
+    config = GatedTrainConfig(seed=seed, threads=threads)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            setattr(config, name, value)
+    say = typer.echo if progress else (lambda line: typer.echo(line) if line.startswith("fold") or "epoch" in line else None)
+    try:
+        path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=say,
+                              command="steelfast " + " ".join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)
+        raise typer.Exit(code=130) from None
+    s = cv.summary()
+    typer.echo(f"CV score {s['score_mean']:.4f} ± {s['score_std']:.4f} (all-empty {s['all_empty_mean']:.4f}); "
+               f"report: {out / 'report.txt'}")
+    typer.echo(f"checkpoint: {path}")
+
+
+@app.command("evaluate")
+@domain_errors
+def evaluate_cmd(
+    images: Path = typer.Option(..., "--images", help="Folder of labelled images."),
+    labels: Path = typer.Option(..., "--labels", help="Label CSV (either Kaggle format); unlisted images are defect-free."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint or ONNX file (default: the bundled model)."),
+    overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write side-by-side truth/prediction PNGs here."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: as the checkpoint says)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Score a model on labelled images: per-class Dice on defects, false positives on clean pairs,
+    image-level precision and recall, and the Kaggle score next to the all-empty score."""
+    from steelfast.evaluate import evaluate_folder, format_report
+
+    result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
+    typer.echo(format_report(result.report))
+    typer.echo(f"Kaggle score {result.score:.4f} (all-empty {result.all_empty:.4f}, "
+               f"{result.score - result.all_empty:+.4f}) over {len(result.pairs) // 4} images")
+    if result.failures:
+        typer.echo(f"{len(result.failures)} images failed: " + "; ".join(f"{k}: {v}" for k, v in result.failures.items()), err=True)
+
 
 # ---- section: inference (export, segment) -----------------------------------------------------
 
@@ -241,21 +358,42 @@ def segment(
         None, "--tta/--no-tta",
         help="Flip test-time augmentation (3 passes: image, h-flip, v-flip); default: as the checkpoint was tuned.",
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: keep the images already done."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue an interrupted run: keep the images already done (same model and options only).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    other_sizes: str = typer.Option(
+        "skip", "--other-sizes",
+        help="Images not 256x1600: skip (listed as failures) or resize (to 256x1600 for the model; masks at 256x1600).",
+    ),
+    max_pixels: int = typer.Option(
+        50_000_000, "--max-pixels", help="Refuse images of more pixels than this (checked from the header)."
+    ),
     workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Segment a folder of steel images into a Kaggle submission file."""
     from steelfast.backends import resolve_backend
+    from steelfast.inference.writer import journal_path
     from steelfast.segment import resolve_model, segment_to_file
 
     resolve_backend(backend)  # an unknown name fails before any work
-    summary = segment_to_file(
-        input_dir, output, resolve_model(model), format=fmt, resume=resume, overlays=overlays,
-        progress=progress, workers=workers, backend=backend, batch_size=batch_size, tta=tta,
-    )
+    try:
+        summary = segment_to_file(
+            input_dir, output, resolve_model(model), format=fmt, resume=resume, overwrite=overwrite,
+            overlays=overlays, progress=progress, workers=workers, other_sizes=other_sizes,
+            max_pixels=max_pixels, backend=backend, batch_size=batch_size, tta=tta,
+        )
+    except KeyboardInterrupt:
+        journal = journal_path(output)
+        hint = f": finished images are kept in {journal}; run the same command with --resume to continue"
+        typer.echo(f"interrupted{hint if journal.is_file() else ''}", err=True)
+        raise typer.Exit(code=130) from None
     for name, message in summary.failures.items():
         typer.echo(f"failed: {name}: {message}", err=True)
+    for name, note in summary.notes.items():
+        typer.echo(f"warning: {name}: {note}", err=True)
     typer.echo(summary.line())
 
 # ---- end section: inference -------------------------------------------------------------------

@@ -21,6 +21,7 @@ Plots use :class:`matplotlib.figure.Figure` directly (Agg canvas), never pyplot'
 from __future__ import annotations
 
 import html
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 CLASSES = (1, 2, 3, 4)
+log = logging.getLogger(__name__)
 _LABEL_COLUMNS = ("ImageId", "ClassId", "EncodedPixels")
 
 
@@ -486,6 +488,10 @@ def eda_report(
     Returns:
         Path: ``out_dir / "report.html"``.
 
+    Images of ``image_ids`` / ``images_dir`` that have no row in ``labels`` are counted as
+    defect-free (the new-format train.csv lists defects only); when there are any, a warning is
+    logged and the report says so next to its summary.
+
     Raises:
         FileNotFoundError: missing labels file or image folder.
         ValueError: inconsistent labels and image list.
@@ -499,8 +505,19 @@ def eda_report(
     folder_ids: list[str] = []
     if images_dir is not None:
         folder_ids = [p.name for p in list_images(images_dir)]
+    source = "image list" if image_ids is not None else "image folder"
     if image_ids is None:
         image_ids = list(dict.fromkeys(folder_ids + frame["ImageId"].astype(str).tolist()))
+    labelled = set(frame["ImageId"].astype(str))
+    rowless = sum(1 for iid in dict.fromkeys(map(str, image_ids)) if iid not in labelled)
+    assumption = ""
+    if rowless:
+        assumption = (
+            f"{rowless} of {len(set(map(str, image_ids)))} images (from the {source}) have no "
+            "rows in the labels and are assumed defect-free, as in the new-format train.csv "
+            "that lists defects only; if they are unlabelled rather than clean, leave them out."
+        )
+        log.warning("EDA: %s", assumption)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -546,6 +563,7 @@ def eda_report(
             f"<p>{n_img} images, {int(counts['images'].sum())} (image, class) defects, "
             f"{int(per.loc[0, 'images'])} defect-free images. Image size {shape[1]}x{shape[0]}.</p>"
         ),
+        f"<p class='note'><b>Note:</b> {html.escape(assumption)}</p>" if assumption else "",
         "<h2>Defects per class</h2>",
         table_html(counts),
         "<img src='defect_counts.png' alt='defects per class'>",

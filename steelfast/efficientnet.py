@@ -22,12 +22,15 @@ to *start* training: a trained checkpoint stores every weight in safetensors.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from steelfast.models import is_tracing
 
 __all__ = ["LITE0_BLOCKS", "GatedUNet", "load_imagenet_lite0", "pretrained_lite0_path"]
 
@@ -45,15 +48,6 @@ _STEM = 32
 _BN_EPS = 1e-3  # the TensorFlow models' batch-norm epsilon
 #: Logit written into gated-off class maps: its sigmoid is exactly 0 in float32 and float16.
 GATED_LOGIT = -1.0e4
-
-
-def _is_tracing() -> bool:
-    return bool(
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
-        or torch.onnx.is_in_onnx_export()
-    )
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -211,13 +205,8 @@ class GatedUNet(nn.Module):
                 f"pad to {max(m, -(-h // m) * m)}×{max(m, -(-w // m) * m)}"
             )
 
-    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw segmentation logits (N, classes, H, W) and gate logits (N, classes)."""
-        if not _is_tracing():
-            self.check_input(x)
-        size = x.shape[-2:]
-        if self.scale != 1.0:
-            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segmentation logits at the network's resolution and gate logits, from scaled input."""
         feats = self.encoder(x)
         deep = feats[-1]
         gate = self.gate(torch.cat([deep.mean(dim=(2, 3)), deep.amax(dim=(2, 3))], dim=1))
@@ -227,16 +216,55 @@ class GatedUNet(nn.Module):
                 y = up.body(F.interpolate(y, scale_factor=2.0, mode="nearest"))
             else:
                 y = up(y, skip)
-        seg = self.head(y)
+        return self.head(y), gate
+
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        if not is_tracing():
+            self.check_input(x)
+        return x if self.scale == 1.0 else _down(x, self.scale)
+
+    def _upscale(self, seg: torch.Tensor, size: torch.Size) -> torch.Tensor:
         if self.scale != 1.0:
             seg = F.interpolate(seg, size=size, mode="bilinear", align_corners=False)
-        return seg, gate
+        return seg
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw segmentation logits (N, classes, H, W) and gate logits (N, classes)."""
+        seg, gate = self._network(self._scaled(x))
+        return self._upscale(seg, x.shape[-2:]), gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gated logits (N, classes, H, W): class maps the gate rejects are set to :data:`GATED_LOGIT`."""
-        seg, gate = self.forward_both(x)
+        """Gated logits (N, classes, H, W): class maps the gate rejects are set to :data:`GATED_LOGIT`.
+
+        The gate is applied at the network's resolution, before the single up-sampling.
+        """
+        seg, gate = self._network(self._scaled(x))
         keep = torch.sigmoid(gate.float()) >= self.gate_thresholds
-        return torch.where(keep[:, :, None, None], seg, torch.full_like(seg, GATED_LOGIT))
+        seg = torch.where(keep[:, :, None, None], seg, torch.full_like(seg, GATED_LOGIT))
+        return self._upscale(seg, x.shape[-2:])
+
+    def fused_for_inference(self) -> GatedUNet:
+        """A copy in eval mode with every batch norm folded into the convolution before it.
+
+        The same function (up to float rounding, about 1e-5 in logits) with about 10 % fewer
+        operations on a CPU; the copy cannot be trained.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        fused = copy.deepcopy(self).eval()
+        for module in fused.modules():
+            if not isinstance(module, nn.Sequential):
+                continue
+            items = list(module)
+            for i in range(len(items) - 1):
+                if isinstance(items[i], nn.Conv2d) and isinstance(items[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(items[i], items[i + 1])
+                    module[i + 1] = nn.Identity()
+        return fused
+
+
+def _down(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
 
 
 def pretrained_lite0_path() -> str:

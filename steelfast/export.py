@@ -126,7 +126,8 @@ def export_onnx(
         The path written.
 
     Raises:
-        ValueError: ``opset`` < 17, a ``path`` not ending in ``.onnx``, or a bad ``sample_shape``.
+        ValueError: ``opset`` < 17, a ``path`` not ending in ``.onnx``, a bad ``sample_shape``,
+            or metadata that :func:`steelfast.checkpoint.validate_metadata` rejects.
         FileNotFoundError: The checkpoint does not exist.
     """
     import onnx
@@ -140,6 +141,9 @@ def export_onnx(
     if h <= 0 or w <= 0 or h % 32 or w % 32:
         raise ValueError(f"sample_shape must be positive multiples of 32, got {sample_shape!r}")
     net, meta = load_model(model, metadata)
+    from steelfast.checkpoint import validate_metadata
+
+    validate_metadata(meta, str(out))  # refuse to write a file read_onnx_metadata would reject
     channels = int(meta.get("input", {}).get("channels", getattr(net, "in_channels", 3)))
     wrapped = ProbabilityModel(net).eval().to("cpu", torch.float32)
     example = torch.zeros(2, channels, h, w)
@@ -185,11 +189,18 @@ def _export(wrapped: nn.Module, example: torch.Tensor, opset: int) -> Any:
 def read_onnx_metadata(path: PathLike) -> dict[str, Any]:
     """Read the steelfast metadata embedded by :func:`export_onnx`.
 
+    The metadata goes through the same checks as a checkpoint's
+    (:func:`steelfast.checkpoint.validate_metadata`).
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: The file is not ONNX or carries no steelfast metadata.
+        steelfast.checkpoint.CheckpointError: (a ``ValueError``) The metadata is not valid JSON
+            or has a bad value; the message names the ONNX file.
     """
     import onnx
+
+    from steelfast.checkpoint import CheckpointError, validate_metadata
 
     p = Path(path)
     if not p.is_file():
@@ -200,7 +211,12 @@ def read_onnx_metadata(path: PathLike) -> dict[str, Any]:
         raise ValueError(f"{p} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
     for entry in proto.metadata_props:
         if entry.key == _METADATA_KEY:
-            return json.loads(entry.value)
+            try:
+                meta = json.loads(entry.value)
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{p}: steelfast metadata is not valid JSON ({exc})") from None
+            validate_metadata(meta, str(p))
+            return meta
     raise ValueError(f"{p} has no steelfast metadata; export it with `steelfast export`")
 
 

@@ -8,11 +8,21 @@ per image; simplejpeg 2-4 % ahead), PIL's draft mode takes 1.2 ms and a full PIL
 give the same pixels. :func:`read_gray` uses OpenCV: the 0.04 ms simplejpeg would save is noise next
 to the rest of a training step, and OpenCV is a core dependency (simplejpeg is not) that also reads
 PNG/BMP/TIFF, so there is one code path.
+
+Before decoding, :func:`decode_gray` reads the image size from the file header (JPEG, PNG and BMP
+parsed here; other formats through PIL when it is installed) and refuses images of more than
+:data:`MAX_PIXELS` pixels, so a small file that claims a huge size (a decompression bomb) never
+allocates its pixels. :func:`read_gray` reads regular files only: a FIFO, a device, a dangling
+symbolic link or a link loop is an :class:`ImageReadError` that says which, never a hang.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import stat
+import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -22,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
     "ImageReadError",
     "decode_gray",
     "list_images",
@@ -34,6 +45,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: File suffixes :func:`list_images` accepts (compared case-insensitively).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 
+#: Default pixel limit (height x width) of :func:`decode_gray` and :func:`read_gray`: 50 million,
+#: 120 times a 256x1600 Severstal image and below an 8000x8000 decompression bomb (64 million).
+MAX_PIXELS = 50_000_000
+
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 
@@ -42,18 +57,72 @@ class ImageReadError(ValueError):
     """An image file is missing its data, truncated, corrupt or not an image."""
 
 
-def decode_gray(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def _header_shape(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the header of a JPEG, PNG or BMP (else through PIL), or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:2] == b"BM" and len(data) >= 26 and struct.unpack("<I", data[14:18])[0] >= 40:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(height), abs(width)
+    if data[:2] == _JPEG_SOI:
+        return _jpeg_shape(data)
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL's own bomb warning: the caller applies its limit
+        try:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                width, height = img.size
+        except Image.DecompressionBombError:
+            return (1 << 16, 1 << 16)  # PIL's hard limit is far above any sane max_pixels
+        except Exception:  # noqa: BLE001 - unknown to PIL: OpenCV gets to try and to say why
+            return None
+    return height, width
+
+
+def _jpeg_shape(data: bytes) -> tuple[int, int] | None:
+    # Walk the marker segments after SOI up to the first start-of-frame (SOF0..SOF15 except the
+    # DHT, JPG and DAC markers C4, C8 and CC), whose payload is precision, height, width.
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # no payload
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan: no frame header before the image data
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return height, width
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def decode_gray(data: bytes, name: str = "<bytes>", *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, TIFF) to grayscale.
 
     Args:
         data: The encoded file contents.
         name: What to call the data in error messages (usually the file path).
+        max_pixels: Refuse images of more pixels (height x width) than this, checked from the
+            header before decoding where the format allows; None = no limit.
 
     Returns:
         np.ndarray: uint8 (H, W), C-contiguous.
 
     Raises:
-        ImageReadError: ``data`` is empty, truncated or not a decodable image.
+        ImageReadError: ``data`` is empty, truncated, not a decodable image, or larger than
+            ``max_pixels``.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode_gray expects bytes, got {type(data).__name__} for {name}")
@@ -66,6 +135,8 @@ def decode_gray(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageReadError(
             f"cannot read image {name}: truncated JPEG ({len(data)} bytes, no end marker)"
         )
+    if max_pixels is not None:
+        _check_pixels(_header_shape(data), name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     if img is None or img.size == 0:
@@ -73,42 +144,86 @@ def decode_gray(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageReadError(
             f"cannot read image {name}: not a decodable image ({len(data)} bytes, starts with 0x{head})"
         )
+    if max_pixels is not None:  # formats without a header size
+        _check_pixels(img.shape[:2], name, max_pixels)
     if img.dtype != np.uint8:  # 16-bit PNG/TIFF: keep the high byte, as a viewer would
         img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
     return np.ascontiguousarray(img)
 
 
-def read_gray(path: PathLike) -> np.ndarray:
+def _check_pixels(shape: tuple[int, int] | None, name: str, max_pixels: int) -> None:
+    if shape is not None and shape[0] * shape[1] > max_pixels:
+        h, w = shape
+        raise ImageReadError(
+            f"cannot read image {name}: {h}x{w} = {h * w} pixels, more than max_pixels={max_pixels} "
+            "(raise max_pixels to read it)"
+        )
+
+
+#: File types that are not regular files, as :func:`read_gray` names them.
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+
+
+def read_gray(path: PathLike, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Read an image file as grayscale.
 
     Args:
         path: An image file (JPEG, PNG, BMP or TIFF).
+        max_pixels: As in :func:`decode_gray`.
 
     Returns:
         np.ndarray: uint8 (H, W), C-contiguous; a Severstal image gives (256, 1600).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file is empty, truncated, corrupt or not an image (the message names it).
+        ImageReadError: the file is empty, truncated, corrupt, not an image, larger than
+            ``max_pixels``, or not a regular file (a directory, FIFO, device, dangling symbolic
+            link or link loop); the message names it.
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        # Non-blocking, so that opening a FIFO returns at once; fstat then rejects it.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
+        if p.is_symlink():
+            raise ImageReadError(f"cannot read image {p}: dangling symbolic link to {os.readlink(p)}") from None
         raise FileNotFoundError(f"image not found: {p}") from None
     except IsADirectoryError:
         raise ImageReadError(f"cannot read image {p}: it is a directory") from None
-    return decode_gray(data, str(p))
+    except OSError as exc:
+        if p.is_symlink():  # ELOOP
+            raise ImageReadError(f"cannot read image {p}: symbolic link loop ({exc.strerror})") from None
+        if p.is_dir():  # Windows refuses to open a directory
+            raise ImageReadError(f"cannot read image {p}: it is a directory") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(mode), "of an unknown kind")
+        message = "it is a directory" if kind == "a directory" else f"not a regular file ({kind})"
+        raise ImageReadError(f"cannot read image {p}: {message}")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
+    return decode_gray(data, str(p), max_pixels=max_pixels)
 
 
-def list_images(folder: PathLike) -> list[Path]:
+def list_images(folder: PathLike, *, regular_only: bool = True) -> list[Path]:
     """List the image files directly inside a folder.
 
     Args:
         folder: A directory.
+        regular_only: List regular files (and links to them) only. False lists every entry with an
+            image suffix that is not a directory, so that a caller can report the FIFOs, dangling
+            links and link loops among them (:func:`read_gray` says what each is) instead of
+            leaving them out without a word.
 
     Returns:
-        list[Path]: Files whose suffix is in :data:`IMAGE_SUFFIXES` (any case), sorted by name.
+        list[Path]: Entries whose suffix is in :data:`IMAGE_SUFFIXES` (any case), sorted by name.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
@@ -119,7 +234,8 @@ def list_images(folder: PathLike) -> list[Path]:
         raise FileNotFoundError(f"image folder not found: {d}")
     if not d.is_dir():
         raise NotADirectoryError(f"expected an image folder, got a file: {d}")
-    files = [p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    files = [p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+             and (p.is_file() if regular_only else not p.is_dir())]
     return sorted(files, key=lambda p: p.name)
 
 

@@ -11,6 +11,7 @@ Two formats exist:
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable
 from os import PathLike
@@ -31,6 +32,9 @@ CLASS_IDS: tuple[int, ...] = (1, 2, 3, 4)
 _COLUMNS = ["ImageId", "ClassId", "EncodedPixels", "hasMask"]
 _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
 _EXCEL_CELL_LIMIT = 32767
+# Characters an .xlsx cell cannot hold exactly: XML 1.0 forbids most controls (openpyxl refuses them), its parsers
+# turn CR into LF, and lone surrogates and U+FFFE/U+FFFF have no place in XML text.
+_XLSX_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class LabelError(ValueError):
@@ -49,20 +53,59 @@ def _load(source: Any) -> tuple[pd.DataFrame, str, bool]:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"label file not found: {path}")
+        # header=None: every line, the header included, must have the header's field count, so a row with an extra
+        # field is an error naming its line (with header=0, pandas would silently make the first column the index).
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            table = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+        except pd.errors.ParserError as exc:
+            fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+            if fields is None:
+                raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+            expected, line, saw = fields.groups()
+            raise LabelError(
+                f"{path}, line {line}: {saw} fields, but the header has {expected} (a value with an unquoted comma, "
+                "or a trailing comma?)"
+            ) from None
+        except (UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+        frame = table.iloc[1:].reset_index(drop=True)
+        frame.columns = table.iloc[0].tolist()
         return frame, str(path), True
     raise TypeError(f"labels must be a DataFrame or a CSV path, got {type(source).__name__}")
 
 
+def _check_columns(columns: list, name: str) -> None:
+    repeated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise LabelError(f"{name}: column(s) {repeated} appear more than once in {columns}")
+    both = [c for c in ("ImageId", "ClassId") if c in columns]
+    if "ImageId_ClassId" in columns and both:
+        raise LabelError(
+            f"{name}: has both the old format's ImageId_ClassId column and the new format's {both}, so which ids to "
+            f"use is ambiguous; keep one format's columns, got {columns}"
+        )
+
+
+def _check_image_ids(ids: pd.Series, name: str, from_file: bool, keys: pd.Series | None = None) -> None:
+    # `keys`: the old format's ImageId_ClassId values the ids were split from, quoted instead of the bare id.
+    empty = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        where = _where(name, from_file, row)
+        if keys is None:
+            raise LabelError(f"{where}: ImageId is empty ({ids.iloc[row]!r})")
+        raise LabelError(f"{where}: ImageId_ClassId {keys.iloc[row]!r} has an empty ImageId")
+
+
 def _split_old(frame: pd.DataFrame, name: str, from_file: bool) -> pd.DataFrame:
     keys = frame["ImageId_ClassId"].astype(str)
+    if len(keys) == 0:  # a header-only file: rsplit would give no columns at all
+        return pd.DataFrame({"ImageId": keys, "ClassId": keys, "EncodedPixels": frame["EncodedPixels"]})
     parts = keys.str.rsplit("_", n=1, expand=True)
     if parts.shape[1] != 2 or parts[1].isna().any():
         bad = int(np.flatnonzero(parts[1].isna() if parts.shape[1] == 2 else np.ones(len(keys), bool))[0])
         raise LabelError(f"{_where(name, from_file, bad)}: ImageId_ClassId {keys.iloc[bad]!r} has no '_<class>' suffix")
+    _check_image_ids(parts[0], name, from_file, keys)
     return pd.DataFrame({"ImageId": parts[0], "ClassId": parts[1], "EncodedPixels": frame["EncodedPixels"]})
 
 
@@ -99,11 +142,13 @@ def read_labels(
     """
     height, width = as_shape(shape)
     frame, name, from_file = _load(source)
+    _check_columns(list(frame.columns), name)
     columns = set(frame.columns)
     if {"ImageId_ClassId", "EncodedPixels"} <= columns:
         frame = _split_old(frame, name, from_file)
     elif {"ImageId", "ClassId", "EncodedPixels"} <= columns:
         frame = frame[["ImageId", "ClassId", "EncodedPixels"]].copy()
+        _check_image_ids(frame["ImageId"], name, from_file)
     else:
         raise LabelError(
             f"{name}: expected columns ImageId,ClassId,EncodedPixels (new format) or ImageId_ClassId,EncodedPixels "
@@ -171,7 +216,10 @@ def write_submission(
                               "EncodedPixels": table["EncodedPixels"]})
     with atomic_path(target) as tmp:
         if kind == "csv":
-            table.to_csv(tmp, index=False)
+            # Minimal quoting quotes a value with "\n" but not one with a bare "\r", which readers take for a line
+            # break: quote every field then.
+            has_cr = any(isinstance(v, str) and "\r" in v for column in table.columns for v in table[column].tolist())
+            table.to_csv(tmp, index=False, quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
         elif kind == "xlsx":
             longest = int(table["EncodedPixels"].str.len().max()) if len(table) else 0
             if longest > _EXCEL_CELL_LIMIT:
@@ -180,11 +228,30 @@ def write_submission(
                     f"({_EXCEL_CELL_LIMIT}); write .csv or .parquet instead"
                 )
             _need("openpyxl", "excel")
-            table.to_excel(tmp, index=False, engine="openpyxl")
+            _write_xlsx(table, tmp)
         else:
             _need("pyarrow", "parquet")
             table.to_parquet(tmp, index=False)
     return target
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path) -> None:
+    for column in table.columns:
+        for row, value in enumerate(table[column].tolist()):
+            found = _XLSX_UNSAFE.search(value) if isinstance(value, str) else None
+            if found:
+                raise ValueError(
+                    f"{column} {value!r:.120} (row {row}) has the character {found.group()!r}, which an .xlsx cell "
+                    "cannot hold exactly; write .csv or .parquet instead"
+                )
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        table.to_excel(writer, index=False, sheet_name="Sheet1")
+        for row_cells in writer.sheets["Sheet1"].iter_rows(min_row=2):
+            for cell in row_cells:
+                # openpyxl stores a str starting with "=" as a formula: an image named "=HYPERLINK(...).jpg" would
+                # become a live formula (and read back as empty). A string cell keeps the exact text.
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"
 
 
 def _need(module: str, extra: str) -> None:

@@ -6,6 +6,7 @@ the mean Dice over every (ImageId, ClassId) pair of the test set, defect-free pa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from os import PathLike
 from typing import Any
@@ -14,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from steelfast._compiled import core
-from steelfast._validate import as_mask_array, as_rle_text, as_shape, as_threads
+from steelfast._validate import as_mask_array, as_rle_text, as_rle_texts, as_shape, as_threads
 from steelfast.labels import CLASS_IDS, read_labels
-from steelfast.rle import DEFAULT_SHAPE
+from steelfast.rle import DEFAULT_SHAPE, RLEError
 
 __all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "kaggle_score", "kaggle_score_report"]
 
@@ -48,16 +49,38 @@ def dice_batch(pred: Any, truth: Any, threads: int | None = None) -> np.ndarray:
     """
     a, b = _same_bytes(as_mask_array(pred, "pred", (3, 4)), as_mask_array(truth, "truth", (3, 4)))
     lead = a.shape[:-2]
-    pairs = int(np.prod(lead))
+    pairs, n_threads = int(np.prod(lead)), as_threads(threads)  # threads checked even when there is nothing to do
     if pairs == 0:
         return np.zeros(lead, dtype=np.float64)
-    return core.dice_many(a, b, pairs, as_threads(threads)).reshape(lead)
+    return core.dice_many(a, b, pairs, n_threads).reshape(lead)
+
+
+def _name_bad_text(error: RLEError, named: dict[str, list[str]], total: int, batch: bool) -> RLEError:
+    # The core's message names the token but not which argument held it: re-check each side to name the first bad
+    # text, "a" or "b" (or "a[i]" for a batch).
+    for name, texts in named.items():
+        try:
+            core.areas_many(texts, total, 1)
+        except RLEError as exc:
+            match = re.match(r"item (\d+): (.*)", str(exc), re.S)
+            if not match:
+                return RLEError(f"{name}: {exc}")
+            return RLEError(f"{name}[{match.group(1)}]: {match.group(2)}" if batch else f"{name}: {match.group(2)}")
+    return error
 
 
 def dice_rle(a: str | None, b: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> float:
-    """Dice of two RLE texts computed on their runs, without decoding; 1.0 when both are empty."""
+    """Dice of two RLE texts computed on their runs, without decoding; 1.0 when both are empty.
+
+    Raises:
+        RLEError: malformed text; the message starts with the argument, ``a`` or ``b``, then names the token.
+    """
     height, width = as_shape(shape)
-    return float(core.dice_rle(as_rle_text(a, "a"), as_rle_text(b, "b"), height * width))
+    text_a, text_b = as_rle_text(a, "a"), as_rle_text(b, "b")
+    try:
+        return float(core.dice_rle(text_a, text_b, height * width))
+    except RLEError as exc:
+        raise _name_bad_text(exc, {"a": [text_a], "b": [text_b]}, height * width, batch=False) from None
 
 
 def dice_rle_batch(
@@ -65,11 +88,14 @@ def dice_rle_batch(
 ) -> np.ndarray:
     """:func:`dice_rle` elementwise over two equally long sequences: float64 array (N,)."""
     height, width = as_shape(shape)
-    texts_a = [as_rle_text(v, f"a[{i}]") for i, v in enumerate(a)]
-    texts_b = [as_rle_text(v, f"b[{i}]") for i, v in enumerate(b)]
+    texts_a, texts_b = as_rle_texts(a, "a"), as_rle_texts(b, "b")
     if len(texts_a) != len(texts_b):
         raise ValueError(f"a and b must have the same length, got {len(texts_a)} and {len(texts_b)}")
-    return np.asarray(core.dice_rle_many(texts_a, texts_b, height * width, as_threads(threads)), dtype=np.float64)
+    try:
+        scores = core.dice_rle_many(texts_a, texts_b, height * width, as_threads(threads))
+    except RLEError as exc:
+        raise _name_bad_text(exc, {"a": texts_a, "b": texts_b}, height * width, batch=True) from None
+    return np.asarray(scores, dtype=np.float64)
 
 
 def _pair_table(

@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "required_multiple"]
+__all__ = [
+    "ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "is_tracing", "required_multiple",
+]
 
 #: Activation names accepted by :class:`UNet`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -36,7 +38,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _is_tracing() -> bool:
+def is_tracing() -> bool:
     """True while traced, scripted, compiled or exported (the shape check must not run then)."""
     return bool(
         torch.jit.is_tracing()
@@ -200,7 +202,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes, H, W) for images (N, in_channels, H, W)."""
-        if not _is_tracing():
+        if not is_tracing():
             self.check_input(x)
         skips = []
         for block in self.encoder:

@@ -2,7 +2,9 @@
 
 The colours are points of matplotlib's viridis colormap (see :data:`CLASS_COLORS`): class 1 green,
 2 light blue, 3 dark blue, 4 yellow. Each mask is shaded (alpha blend) and outlined. With both a truth
-and a prediction, the two panels are stacked (truth first) with a caption on each.
+and a prediction, the two panels are stacked (truth first) with a caption on each. The saved
+overlays (:func:`overlay_pair` and the functions built on it) end with a legend strip,
+:data:`LEGEND_HEIGHT` rows that give each class's number and name in its colour.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import numpy as np
 import pandas as pd
 
 from steelfast._atomic import atomic_write_bytes
+from steelfast.severstal import CLASS_NAMES
 
 __all__ = [
     "CLASS_COLORS",
+    "LEGEND_HEIGHT",
     "VIRIDIS_POSITIONS",
+    "draw_legend",
     "draw_overlay",
     "overlay_file",
     "overlay_pair",
@@ -40,6 +45,44 @@ CLASS_COLORS: dict[int, tuple[int, int, int]] = {
     3: (70, 52, 128),  # dark blue
     4: (253, 231, 37),  # yellow
 }
+
+
+#: Rows of the legend strip under an overlay (see :func:`draw_legend`).
+LEGEND_HEIGHT = 24
+
+
+def draw_legend(width: int) -> np.ndarray:
+    """A white strip naming the classes: per class a swatch and ``"<id> <name>"`` in its colour.
+
+    The classes share the width equally; where a cell is too narrow for the name, only the
+    number is written (and only the swatch where even that does not fit).
+
+    Args:
+        width: Width in pixels (that of the overlay it goes under), >= 1.
+
+    Returns:
+        np.ndarray: uint8 (:data:`LEGEND_HEIGHT`, width, 3) RGB.
+    """
+    if int(width) < 1:
+        raise ValueError(f"legend width must be >= 1, got {width!r}")
+    strip = np.full((LEGEND_HEIGHT, int(width), 3), 255, dtype=np.uint8)
+    cell = int(width) // len(CLASS_COLORS)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    for i, (cls, color) in enumerate(CLASS_COLORS.items()):
+        x0 = i * cell
+        side = max(1, min(12, cell - 2))
+        top = (LEGEND_HEIGHT - side) // 2
+        strip[top : top + side, x0 + 1 : x0 + 1 + side] = color
+        room = cell - side - 6
+        for text in (f"{cls} {CLASS_NAMES[cls]}", str(cls)):
+            (tw, th), _ = cv2.getTextSize(text, font, scale, 3)
+            if tw <= room:
+                org = (x0 + side + 4, (LEGEND_HEIGHT + th) // 2)
+                # A dark edge keeps the light colours (yellow) readable on white.
+                cv2.putText(strip, text, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(strip, text, org, font, scale, color, 1, cv2.LINE_AA)
+                break
+    return strip
 
 
 def _check_gray(gray: np.ndarray) -> np.ndarray:
@@ -115,8 +158,9 @@ def overlay_pair(
     *,
     alpha: float = 0.35,
     gap: int = 6,
+    legend: bool = True,
 ) -> np.ndarray:
-    """Truth and prediction overlays of one image, stacked, truth first.
+    """Truth and prediction overlays of one image, stacked, truth first, then the legend.
 
     Args:
         gray: uint8 (H, W) image.
@@ -124,23 +168,26 @@ def overlay_pair(
         pred: (4, H, W) predicted masks or None.
         alpha: Shading opacity (see :func:`draw_overlay`).
         gap: White rows between the panels.
+        legend: Append the :func:`draw_legend` strip (L = :data:`LEGEND_HEIGHT` rows).
 
     Returns:
-        np.ndarray: uint8 RGB, (H, W, 3) with one of truth/pred (or neither: the bare image),
-        (2H + gap, W, 3) with both.
+        np.ndarray: uint8 RGB, (H + L, W, 3) with one of truth/pred (or neither: the bare
+        image), (2H + gap + L, W, 3) with both; L = 0 with ``legend=False``.
     """
     g = _check_gray(gray)
-    empty = np.zeros((4, *g.shape), dtype=bool)
     if truth is None and pred is None:
-        return draw_overlay(g, empty)
-    if pred is None:
-        return draw_overlay(g, truth, alpha=alpha)  # type: ignore[arg-type]
-    if truth is None:
-        return draw_overlay(g, pred, alpha=alpha)
-    top = draw_overlay(g, truth, alpha=alpha, caption="truth")
-    bottom = draw_overlay(g, pred, alpha=alpha, caption="prediction")
-    sep = np.full((int(gap), g.shape[1], 3), 255, dtype=np.uint8)
-    return np.concatenate([top, sep, bottom], axis=0)
+        panels = [draw_overlay(g, np.zeros((4, *g.shape), dtype=bool))]
+    elif pred is None or truth is None:
+        only = truth if pred is None else pred
+        panels = [draw_overlay(g, only, alpha=alpha)]  # type: ignore[arg-type]
+    else:
+        top = draw_overlay(g, truth, alpha=alpha, caption="truth")
+        bottom = draw_overlay(g, pred, alpha=alpha, caption="prediction")
+        sep = np.full((int(gap), g.shape[1], 3), 255, dtype=np.uint8)
+        panels = [top, sep, bottom]
+    if legend:
+        panels.append(draw_legend(g.shape[1]))
+    return panels[0] if len(panels) == 1 else np.concatenate(panels, axis=0)
 
 
 def save_png(path: PathLike, rgb: np.ndarray) -> Path:
@@ -172,7 +219,7 @@ def save_overlay(
     *,
     alpha: float = 0.35,
 ) -> Path:
-    """Draw :func:`overlay_pair` and save it as a PNG.
+    """Draw :func:`overlay_pair` (with its legend) and save it as a PNG.
 
     Args:
         path: Output ``.png`` file.

@@ -25,6 +25,7 @@ import numpy as np
 
 from steelfast._compiled import core
 from steelfast._validate import (
+    MAX_INT64,
     as_mask_array,
     as_prob_array,
     as_rle_text,
@@ -108,20 +109,17 @@ def _decode_texts(texts: list[str], shape: Any, order: str, threads: int, out: A
     column_major = _check_order(order)
     if out is None:
         # Runs are painted in the numbering order, so every run is one memset; column-major numbering gives a
-        # Fortran-ordered (H, W) view, exactly the layout the classic numpy decoders return. Large outputs come from
-        # the buffer cache (steelfast.runtime): first touching fresh pages costs more than decoding.
+        # Fortran-ordered (H, W) view, exactly the layout the classic numpy decoders return. A fresh zeroed array:
+        # only the runs are painted, and pages without a run are never touched.
         dims = (len(texts), width, height) if column_major else (len(texts), height, width)
         nbytes = len(texts) * height * width
         if nbytes > sys.maxsize:
             raise ValueError(f"{len(texts)} masks of shape {(height, width)} are {nbytes} bytes, too many to address")
-        if nbytes >= core.MIN_CACHED_BUFFER:
-            try:
-                target, zeroed = core.cached_buffer(*dims)
-            except MemoryError as exc:
-                shown = f"{nbytes} bytes for {len(texts)} masks of shape {(height, width)}"
-                raise MemoryError(f"cannot allocate {shown}") from exc
-        else:
+        try:
             target, zeroed = np.zeros(dims, np.uint8), True
+        except MemoryError as exc:
+            shown = f"{nbytes} bytes for {len(texts)} masks of shape {(height, width)}"
+            raise MemoryError(f"cannot allocate {shown}") from exc
         out = target.transpose(0, 2, 1) if column_major else target
     else:
         target, zeroed = _checked_out(out, (len(texts), height, width), column_major), False
@@ -181,13 +179,13 @@ def decode_batch(
         order: "F" or "C", as in :func:`decode`.
         out: optional uint8 array (N, H, W) to decode into, laid out as this function returns it (a previous
             result, or ``np.empty((N, W, H), np.uint8).transpose(0, 2, 1)`` for "F"; C-contiguous for "C").
-            Its contents are unspecified if decoding fails.
+            Its old contents are overwritten (every byte is written once); they are unspecified if decoding fails.
+            Reusing one ``out`` across calls saves the kernel's zeroing of fresh pages on first touch, which costs
+            more than decoding a large batch.
 
     Returns:
-        uint8 array (N, H, W) (``out`` when given), each mask laid out as :func:`decode` lays it out. An error names
-        the item index and the token. Without ``out``, an output of 2 MiB or more lives in a buffer from the output
-        buffer cache (:mod:`steelfast.runtime`): when it is freed, the next call of the same size reuses its pages
-        instead of faulting in fresh ones, which the kernel zeroes first (more time than decoding takes).
+        uint8 array (N, H, W) (``out`` when given; otherwise a new zeroed array), each mask laid out as
+        :func:`decode` lays it out. An error names the item index and the token.
     """
     return _decode_texts(as_rle_texts(rles), shape, order, as_threads(threads), out)
 
@@ -243,13 +241,12 @@ def encode_probs(
     if any(not 0.0 <= t <= 1.0 for t in limits):
         raise ValueError(f"thresholds must lie in [0, 1], got {thresholds!r}")
     minimum = per_class(min_areas, classes, "min_areas", float)
-    if any(m < 0 or m != int(m) for m in minimum):
-        raise ValueError(f"min_areas must be non-negative integers, got {min_areas!r}")
+    if any(not 0 <= m < 2.0**63 or m != int(m) for m in minimum):  # NaN and inf fail the range test
+        raise ValueError(f"min_areas must be non-negative integers below 2**63, got {min_areas!r}")
+    n_threads = as_threads(threads)  # checked even when there is nothing to do
     if n == 0:
         return []
-    flat = core.encode_probs(
-        array, limits, _half_threshold_bits(limits), [int(m) for m in minimum], as_threads(threads)
-    )
+    flat = core.encode_probs(array, limits, _half_threshold_bits(limits), [int(m) for m in minimum], n_threads)
     return [flat[i * classes : (i + 1) * classes] for i in range(n)]
 
 
@@ -297,25 +294,49 @@ def _coco_string_counts(text: bytes) -> list[int]:
     return counts
 
 
+def _checked_coco_counts(counts_in: Any, source: str) -> list[int]:
+    # Every count an int (never a bool, float or str) in [0, 2**63 - 1], as exact Python ints: nothing is truncated.
+    if isinstance(counts_in, np.ndarray):
+        if counts_in.ndim != 1 or counts_in.dtype.kind not in "iu":
+            shown = f"dtype {counts_in.dtype} shape {counts_in.shape}"
+            raise ValueError(f"COCO counts must be a 1-D integer array, got {shown}")
+        counts_in = counts_in.tolist()
+    elif not isinstance(counts_in, (list, tuple)):
+        raise ValueError(f"COCO counts must be a list of integers or a compressed string, got {counts_in!r:.80}")
+    counts = []
+    for i, value in enumerate(counts_in):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"COCO counts[{i}]{source} must be an integer, got {type(value).__name__} {value!r:.80}")
+        if not 0 <= value <= MAX_INT64:
+            raise ValueError(f"COCO counts[{i}]{source} must lie in [0, 2**63 - 1], got {value}")
+        counts.append(int(value))
+    return counts
+
+
 def from_coco(obj: dict) -> str:
     """Convert a COCO RLE (``{"size": [H, W], "counts": list | str | bytes}``) to Kaggle RLE text.
 
-    Both the uncompressed (list) and the compressed (string) COCO forms are accepted.
+    Both the uncompressed (list or 1-D integer array) and the compressed (string) COCO forms are accepted.
 
     Raises:
-        ValueError: missing keys, negative counts, or counts that do not add up to H*W.
+        ValueError: missing keys; a count that is not an integer (a float, bool or str), is negative or exceeds
+            2**63 - 1; or counts that do not add up to H*W. The message quotes the count and its index.
     """
     if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
         raise ValueError(f"COCO RLE must be a dict with 'size' and 'counts', got {obj!r:.80}")
-    height, width = as_shape(obj["size"])
-    counts_in = obj["counts"]
-    if isinstance(counts_in, (str, bytes)):
-        counts_in = _coco_string_counts(counts_in.encode() if isinstance(counts_in, str) else counts_in)
-    counts = np.asarray(counts_in, dtype=np.int64)
-    if counts.ndim != 1 or (counts < 0).any():
-        raise ValueError(f"COCO counts must be non-negative integers, got {obj['counts']!r:.80}")
-    if counts.sum() != height * width:
-        raise ValueError(f"COCO counts add up to {int(counts.sum())} pixels, but size {height}x{width} has {height * width}")
+    height, width = as_shape(obj["size"], "COCO size")
+    counts_in, source = obj["counts"], ""
+    if isinstance(counts_in, str):
+        if not counts_in.isascii():
+            at = next(i for i, ch in enumerate(counts_in) if not ch.isascii())
+            raise ValueError(f"COCO counts string has a non-ASCII character {counts_in[at]!r} at {at}")
+        counts_in = counts_in.encode()
+    if isinstance(counts_in, bytes):
+        counts_in, source = _coco_string_counts(counts_in), " (decoded from the counts string)"
+    checked = _checked_coco_counts(counts_in, source)
+    if sum(checked) != height * width:
+        raise ValueError(f"COCO counts add up to {sum(checked)} pixels, but size {height}x{width} has {height * width}")
+    counts = np.array(checked, dtype=np.int64)  # every partial sum is <= H*W, which fits: no overflow below
     bounds = np.cumsum(counts)
     starts = bounds[0::2][: len(counts[1::2])]
     lengths = counts[1::2]

@@ -12,22 +12,27 @@ The flow, one stage per place::
   (bounded look-ahead), the model runs batch after batch, and a post-processing thread encodes
   the previous batch while the next one runs. It yields one :class:`ImageResult` per file, so a
   folder of any size streams in constant memory. A file that cannot be decoded becomes a result
-  with ``error`` set; the rest of the folder goes on.
+  with ``error`` set; the rest of the folder goes on. With ``image_size`` given, an image of
+  another size is such a failure (``other_sizes="skip"``) or is resized to ``image_size`` before
+  the model, with a note (``"resize"``); its masks are then in ``image_size`` coordinates.
 * :func:`segment_folder` collects that into a DataFrame ``ImageId, ClassId, EncodedPixels``, four
   rows per image ("" = no defect), the competition's submission format.
-* :func:`segment_to_file` (the ``steelfast-segment`` command) writes the output atomically,
-  lists failures in ``<output stem>.failures.csv``, and keeps a journal
-  ``<output>.partial`` of finished images, flushed after every batch, so ``resume=True`` continues
-  a killed run without redoing or duplicating images.
+* :func:`segment_to_file` (the ``steelfast-segment`` command) checks the output before any work,
+  holds a lock so one run writes one output, writes the output atomically, lists failures in
+  ``<output stem>.failures.csv``, and keeps a journal ``<output>.partial`` of finished images,
+  flushed after every batch and on Ctrl-C, so ``resume=True`` continues a killed run without
+  redoing or duplicating images, and only with the same model and options
+  (:mod:`steelfast.inference.writer` holds these files). A submission holds one image size,
+  256x1600 for Kaggle: other sizes are failures unless ``other_sizes="resize"``.
 
-Images of any size are padded (edge pixels repeated) to multiples of 32; the probabilities are
-cropped back, so masks are encoded at the original size.
+Images of any size are padded (edge pixels repeated) to multiples of 32 (64 for a model whose
+metadata says ``input.multiple``); the probabilities are cropped back, so masks are encoded at the
+size the model saw.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import time
@@ -37,11 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from steelfast._validate import per_class
 from steelfast.backends import Backend, make_backend
+from steelfast.export import file_sha256
+from steelfast.images import MAX_PIXELS
+from steelfast.inference import writer
+from steelfast.severstal import SHAPE
 
 __all__ = [
     "COMPILE_MIN_IMAGES",
@@ -71,13 +81,16 @@ class ImageResult(NamedTuple):
         image_id: The file name (the Kaggle ``ImageId``).
         path: The file.
         encoded: One RLE string per class ("" = no defect), or None on failure.
-        error: Why the file failed (decode error), or None.
+        error: Why the file failed (decode error, not a regular file, too large, other size), or
+            None.
+        note: A warning about a file that did not fail (it was resized), or None.
     """
 
     image_id: str
     path: Path
     encoded: list[str] | None
     error: str | None = None
+    note: str | None = None
 
 
 def resolve_model(model: PathLike | None) -> Path:
@@ -155,10 +168,13 @@ class Segmenter:
     ) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        source = None
         if isinstance(backend, Backend):
             self.backend = backend
         else:
-            self.backend = make_backend(model if model is not None else resolve_model(None), backend, **backend_options)
+            source = model if model is not None else resolve_model(None)
+            self.backend = make_backend(source, backend, **backend_options)
+        self._source = Path(source) if isinstance(source, (str, os.PathLike)) else None
         meta = self.backend.metadata
         self.metadata = meta
         self.classes = len(meta.get("classes", [1, 2, 3, 4]))
@@ -180,6 +196,29 @@ class Segmenter:
 
     def __repr__(self) -> str:
         return f"Segmenter(backend={self.backend!r}, batch_size={self.batch_size}, tta={self.tta})"
+
+    def identity(self) -> dict[str, Any]:
+        """The model and the options that decide the masks, as recorded by a resumable run.
+
+        Returns:
+            JSON-ready ``{"model_sha256", "backend", "precision", "tta", "thresholds",
+            "min_areas"}``. ``model_sha256`` is the SHA-256 of the weights file (``.safetensors``)
+            or ONNX file the segmenter was built from; for a ready backend, what
+            :meth:`~steelfast.backends.Backend.weights_sha256` says.
+        """
+        if self._source is not None:
+            weights = self._source.with_suffix(".safetensors") if self._source.suffix.lower() == ".json" else self._source
+            sha = file_sha256(weights)
+        else:
+            sha = self.backend.weights_sha256()
+        return {
+            "model_sha256": sha,
+            "backend": self.backend.name,
+            "precision": self.backend.precision,
+            "tta": self.tta,
+            "thresholds": [float(t) for t in self.thresholds],
+            "min_areas": [int(a) for a in self.min_areas],
+        }
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -311,10 +350,32 @@ def _frame(items: Iterable[tuple[str, Sequence[str]]], classes: int = 4) -> pd.D
     )
 
 
-def _read(path: Path) -> np.ndarray:
+def _check_sizes(image_size: tuple[int, int] | None, other_sizes: str, max_pixels: int | None) -> None:
+    if other_sizes not in ("skip", "resize"):
+        raise ValueError(f"other_sizes must be 'skip' or 'resize', got {other_sizes!r}")
+    if image_size is not None and (
+        len(image_size) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in image_size)
+    ):
+        raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+
+
+def _read(
+    path: Path, image_size: tuple[int, int] | None, other_sizes: str, max_pixels: int | None
+) -> tuple[np.ndarray, str | None]:
+    """The decode stage: a grey image at ``image_size`` (when given) and a note, or an error."""
     from steelfast.images import read_gray
 
-    return read_gray(path)
+    gray = read_gray(path, max_pixels=max_pixels)
+    if image_size is None or gray.shape == tuple(image_size):
+        return gray, None
+    (h, w), (height, width) = gray.shape, image_size
+    if other_sizes == "skip":
+        raise ValueError(f"size {h}x{w}, expected {height}x{width}")
+    shrink = h >= height and w >= width
+    resized = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resized, f"resized from {h}x{w} to {height}x{width}; its masks are in {height}x{width} coordinates"
 
 
 def iter_segment_folder(
@@ -327,6 +388,9 @@ def iter_segment_folder(
     tta: bool | None = None,
     workers: int = 2,
     skip: Iterable[str] = (),
+    image_size: tuple[int, int] | None = None,
+    other_sizes: str = "skip",
+    max_pixels: int | None = MAX_PIXELS,
     **options: Any,
 ) -> Iterator[ImageResult]:
     """Stream the images of a folder through the model, one result per file.
@@ -340,18 +404,25 @@ def iter_segment_folder(
         tta: As in :class:`Segmenter`.
         workers: Decoding threads.
         skip: File names (ImageIds) to leave out (already done).
+        image_size: (height, width) every image must have, or None for any size.
+        other_sizes: For an image not of ``image_size``: ``"skip"`` (a failure, "size HxW,
+            expected HxW") or ``"resize"`` (resized for the model, with a note).
+        max_pixels: Refuse larger images (:func:`steelfast.images.read_gray`); None = no limit.
         **options: More :class:`Segmenter` keyword arguments.
 
     Yields:
         :class:`ImageResult` per file: in file order within a batch; a failed file is yielded as
-        soon as it is found.
+        soon as it is found. A folder's FIFOs, dangling links and link loops with an image suffix
+        are failures too, saying what they are.
 
     Raises:
         FileNotFoundError: The folder or the model does not exist.
+        ValueError: A bad ``other_sizes``, ``image_size`` or ``max_pixels``.
     """
     from steelfast.images import list_images
 
-    files = list_images(folder) if isinstance(folder, (str, os.PathLike)) else [Path(f) for f in folder]
+    _check_sizes(image_size, other_sizes, max_pixels)
+    files = list_images(folder, regular_only=False) if isinstance(folder, (str, os.PathLike)) else [Path(f) for f in folder]
     done = set(skip)
     files = [f for f in files if f.name not in done]
     seg = segmenter or Segmenter(model, backend, batch_size, tta, **options)
@@ -361,7 +432,8 @@ def iter_segment_folder(
     lookahead = max(2 * size, 2 * workers)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="steelfast-decode") as decoders, \
             ThreadPoolExecutor(1, thread_name_prefix="steelfast-encode") as encoder:
-        queue: collections.deque[tuple[Path, Future[np.ndarray]]] = collections.deque()
+        queue: collections.deque[tuple[Path, Future[tuple[np.ndarray, str | None]]]] = collections.deque()
+        notes: dict[Path, str] = {}
         posted: collections.deque[tuple[list[Path], Future[list[list[str]]]]] = collections.deque()
         it = iter(files)
 
@@ -370,13 +442,13 @@ def iter_segment_folder(
                 path = next(it, None)
                 if path is None:
                     return
-                queue.append((path, decoders.submit(_read, path)))
+                queue.append((path, decoders.submit(_read, path, image_size, other_sizes, max_pixels)))
 
         def drain(keep: int) -> Iterator[ImageResult]:
             while len(posted) > keep:
                 paths, fut = posted.popleft()
                 for p, texts in zip(paths, fut.result()):
-                    yield ImageResult(p.name, p, texts)
+                    yield ImageResult(p.name, p, texts, note=notes.pop(p, None))
 
         batch: list[tuple[Path, np.ndarray]] = []
         refill()
@@ -385,7 +457,11 @@ def iter_segment_folder(
                 path, fut = queue.popleft()
                 refill()
                 try:
-                    batch.append((path, fut.result()))
+                    gray, note = fut.result()
+                    batch.append((path, gray))
+                    if note is not None:
+                        log.warning("%s: %s", path.name, note)
+                        notes[path] = note
                 except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
                     log.warning("skipping %s: %s", path.name, exc)
                     yield ImageResult(path.name, path, None, str(exc))
@@ -422,8 +498,9 @@ def segment_folder(
 
     Returns:
         DataFrame with columns ``ImageId`` (str), ``ClassId`` (int 1..4), ``EncodedPixels`` (str,
-        "" = no defect): four rows per image, images in file-name order. Files that could not be
-        decoded are left out and listed in ``df.attrs["failures"]`` (``{name: message}``).
+        "" = no defect): four rows per image, images in file-name order. Files that failed are
+        left out and listed in ``df.attrs["failures"]`` (``{name: message}``); resized images are
+        listed in ``df.attrs["notes"]`` (``{name: note}``).
 
     Raises:
         FileNotFoundError: The folder or the model does not exist.
@@ -436,22 +513,26 @@ def segment_folder(
         options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
     rows: dict[str, list[str]] = {}
     failures: dict[str, str] = {}
+    notes: dict[str, str] = {}
     with tqdm(total=len(files), unit="img", disable=not progress) as bar:
         for res in iter_segment_folder(files, model, **options):
             if res.encoded is None:
                 failures[res.image_id] = res.error or ""
             else:
                 rows[res.image_id] = res.encoded
+            if res.note is not None:
+                notes[res.image_id] = res.note
             bar.update(1)
     frame = _frame(((f.name, rows[f.name]) for f in files if f.name in rows))
     frame.attrs["failures"] = failures
+    frame.attrs["notes"] = notes
     return frame
 
 
 def _listed(folder: PathLike) -> list[Path]:
     from steelfast.images import IMAGE_SUFFIXES, list_images
 
-    files = list_images(folder)
+    files = list_images(folder, regular_only=False)
     if not files:
         raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
@@ -467,8 +548,10 @@ class SegmentSummary:
         processed: Images run through the model in this call.
         resumed: Images taken from an earlier, interrupted run.
         defects: Images with a defect, per ClassId.
-        failures: ``{file name: message}`` of files that could not be read.
+        failures: ``{file name: reason}`` of files left out (unreadable, not a regular file, too
+            large, another size), also those an earlier run of a resume found.
         failures_file: The failures CSV, or None when there were none.
+        notes: ``{file name: note}`` of images written with a warning (resized).
         seconds: Wall time of this call.
     """
 
@@ -479,6 +562,7 @@ class SegmentSummary:
     defects: dict[int, int]
     failures: dict[str, str] = field(default_factory=dict)
     failures_file: Path | None = None
+    notes: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -490,61 +574,12 @@ class SegmentSummary:
         """One-line human summary."""
         per_class = ", ".join(f"class {c}: {n}" for c, n in sorted(self.defects.items()))
         resumed = f" ({self.resumed} resumed)" if self.resumed else ""
+        resized = f" ({len(self.notes)} resized)" if self.notes else ""
         return (
-            f"{self.images} images{resumed} -> {self.output}; images with defects: {per_class}; "
+            f"{self.images} images{resumed}{resized} -> {self.output}; images with defects: {per_class}; "
             f"{self.images_per_second:.1f} images/s; {len(self.failures)} failures"
             + (f" (listed in {self.failures_file})" if self.failures_file else "")
         )
-
-
-def _journal_path(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
-
-
-def _failures_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".failures.csv")
-
-
-def _read_journal(path: Path, classes: int) -> dict[str, list[str]]:
-    """Finished images of an interrupted run; a torn last line (killed mid-write) is ignored."""
-    done: dict[str, list[str]] = {}
-    if not path.is_file():
-        return done
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if isinstance(entry, dict) and isinstance(entry.get("rles"), list) and len(entry["rles"]) == classes:
-                done[str(entry["id"])] = [str(t) for t in entry["rles"]]
-    return done
-
-
-def _read_output(path: Path, kind: str) -> dict[str, list[str]]:
-    """Rows of a finished output file (new style), as {ImageId: rles}; {} if unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        if kind == "parquet":
-            table = pd.read_parquet(path)
-        elif kind == "xlsx":
-            table = pd.read_excel(path, dtype={"ImageId": str, "EncodedPixels": str})
-        else:
-            table = pd.read_csv(path, dtype={"ImageId": str, "EncodedPixels": str}, keep_default_na=False)
-    except (OSError, ValueError, ImportError) as exc:
-        log.warning("cannot read the existing output %s (%s); starting over", path, exc)
-        return {}
-    if not {"ImageId", "ClassId", "EncodedPixels"} <= set(table.columns):
-        return {}
-    table["EncodedPixels"] = table["EncodedPixels"].fillna("").astype(str)
-    done: dict[str, list[str]] = {}
-    for image_id, group in table.groupby("ImageId", sort=False):
-        by_class = dict(zip(group["ClassId"].astype(int), group["EncodedPixels"]))
-        done[str(image_id)] = [by_class.get(c, "") for c in range(1, 5)]
-    return done
 
 
 def segment_to_file(
@@ -554,13 +589,21 @@ def segment_to_file(
     *,
     format: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     overlays: PathLike | None = None,
     progress: bool = True,
     workers: int = 2,
+    image_size: tuple[int, int] = SHAPE,
+    other_sizes: str = "skip",
+    max_pixels: int | None = MAX_PIXELS,
     segmenter: Segmenter | None = None,
     **segmenter_options: Any,
 ) -> SegmentSummary:
     """Segment a folder into a submission file, robustly (the ``steelfast-segment`` command).
+
+    Before any image is read it checks the output (format package, path), takes the output's
+    lock and refuses to replace an earlier output unasked; see :mod:`steelfast.inference.writer`
+    for the files it keeps beside the output.
 
     Args:
         folder: Image folder.
@@ -568,11 +611,19 @@ def segment_to_file(
             end. A journal ``<output>.partial`` grows while running and is removed at the end.
         model: As in :class:`Segmenter`.
         format: ``"csv"``, ``"xlsx"`` or ``"parquet"`` (default: from the suffix).
-        resume: Keep the images finished by an earlier run (from its journal or its output) and
-            run only the rest.
+        resume: Keep the images finished by an earlier run of this output (from its journal or
+            its output) and run only the rest; refused when that run used another model or other
+            result-changing options. Files that failed in it are listed again, not retried.
+        overwrite: Replace an existing output (without it, or ``resume``, an existing output or
+            journal is an error).
         overlays: Folder for PNG overlays of the predicted masks (one per image), or None.
         progress: Show a progress bar on stderr.
         workers: Decoding threads.
+        image_size: (height, width) of the output's images: the RLE does not carry a size, so one
+            file holds one (Kaggle: 256x1600).
+        other_sizes: ``"skip"``: an image of another size is a failure; ``"resize"``: it is
+            resized to ``image_size`` for the model and its masks are encoded at that size.
+        max_pixels: Refuse images of more pixels (checked from the header); None = no limit.
         segmenter: A ready :class:`Segmenter` (then ``model`` and the options are ignored).
         **segmenter_options: Keyword arguments of :class:`Segmenter` (``backend``,
             ``batch_size``, ``tta``, ``thresholds``, ...).
@@ -582,60 +633,56 @@ def segment_to_file(
 
     Raises:
         FileNotFoundError: The folder or the model does not exist.
-        ValueError: The folder holds no images, or an unknown output format.
+        FileExistsError: The output (or an interrupted run's journal) exists, and neither
+            ``resume`` nor ``overwrite`` was given.
+        ImportError: The output format's or the backend's package is missing.
+        OSError: The output path is a folder or not writable.
+        OutputBusyError: Another run is writing the same output (an ``OSError``).
+        ResumeMismatchError: ``resume`` with another model or options (a ``ValueError``).
+        ValueError: The folder holds no images, an unknown output format, or a bad option.
+        KeyboardInterrupt: After flushing the journal; run again with ``resume=True``.
     """
     from tqdm.auto import tqdm
 
-    from steelfast.labels import write_submission
-
     start = time.perf_counter()
     out = Path(output)
-    kind = format or {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}.get(out.suffix.lower())
-    if kind not in ("csv", "xlsx", "parquet"):
-        raise ValueError(f"unknown output format for {out}: use a .csv, .xlsx or .parquet suffix, got {format!r}")
+    kind = writer.check_output(out, format)
+    _check_sizes(image_size, other_sizes, max_pixels)
     files = _listed(folder)
-    if segmenter is None:
-        segmenter_options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
-    seg = segmenter or Segmenter(model, **segmenter_options)
-    journal = _journal_path(out)
-    done: dict[str, list[str]] = {}
-    if resume:
-        done = {**_read_output(out, kind), **_read_journal(journal, seg.classes)}
-    resumed = sum(1 for f in files if f.name in done)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if overlays is not None:
-        Path(overlays).mkdir(parents=True, exist_ok=True)
-    failures: dict[str, str] = {}
-    processed = 0
-    mode = "a" if resume else "w"
-    with open(journal, mode, encoding="utf-8") as log_fh, \
-            tqdm(total=len(files), initial=resumed, unit="img", disable=not progress, desc="segment") as bar:
-        pending: list[str] = []
-        for res in iter_segment_folder(files, segmenter=seg, skip=done.keys(), workers=workers):
-            if res.encoded is None:
-                failures[res.image_id] = res.error or ""
-            else:
-                done[res.image_id] = res.encoded
-                processed += 1
-                pending.append(json.dumps({"id": res.image_id, "rles": res.encoded}) + "\n")
-                if overlays is not None:
-                    _save_overlay(Path(overlays), res)
-            bar.update(1)
-            if len(pending) >= seg.batch_size:
-                _flush(log_fh, pending)
-        _flush(log_fh, pending)
-    frame = _frame((f.name, done[f.name]) for f in files if f.name in done)
-    write_submission(frame, out, format=kind)
-    fail_path = _failures_path(out)
-    if failures:
-        from steelfast._atomic import atomic_path
-
-        with atomic_path(fail_path) as tmp:
-            pd.DataFrame({"file": list(failures), "error": list(failures.values())}).to_csv(tmp, index=False)
-    else:
-        fail_path.unlink(missing_ok=True)
-    journal.unlink(missing_ok=True)
-    defects = {c + 1: int(sum(1 for f in files if f.name in done and done[f.name][c])) for c in range(seg.classes)}
+    with writer.lock_output(out):
+        writer.claim_output(out, resume=resume, overwrite=overwrite)
+        if overlays is not None:
+            Path(overlays).mkdir(parents=True, exist_ok=True)
+        if segmenter is None:
+            segmenter_options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
+        seg = segmenter or Segmenter(model, **segmenter_options)
+        identity = {**seg.identity(), "image_size": list(image_size), "other_sizes": other_sizes}
+        prev = writer.load_previous(out, kind, identity, resume=resume, classes=seg.classes)
+        names = {f.name for f in files}
+        done = {k: v for k, v in prev.done.items() if k in names}
+        failures = {k: v for k, v in prev.failures.items() if k in names and k not in done}
+        notes: dict[str, str] = {}
+        resumed, processed = len(done), 0
+        with writer.Journal(writer.journal_path(out), identity, prev.journaled, every=seg.batch_size) as journal, \
+                tqdm(total=len(files), initial=resumed + len(failures), unit="img", disable=not progress,
+                     desc="segment") as bar:
+            for res in iter_segment_folder(files, segmenter=seg, skip=done.keys() | failures.keys(), workers=workers,
+                                           image_size=image_size, other_sizes=other_sizes, max_pixels=max_pixels):
+                if res.encoded is None:
+                    failures[res.image_id] = res.error or ""
+                    journal.fail(res.image_id, failures[res.image_id])
+                else:
+                    done[res.image_id] = res.encoded
+                    journal.add(res.image_id, res.encoded)
+                    processed += 1
+                    if overlays is not None:
+                        _save_overlay(Path(overlays), res, image_size)
+                if res.note is not None:
+                    notes[res.image_id] = res.note
+                bar.update(1)
+        frame = _frame((f.name, done[f.name]) for f in files if f.name in done)
+        writer.finish(out, kind, frame, failures, identity)
+    defects = {c + 1: int(sum(1 for texts in done.values() if texts[c])) for c in range(seg.classes)}
     return SegmentSummary(
         output=out,
         images=len(frame) // max(1, seg.classes),
@@ -643,24 +690,19 @@ def segment_to_file(
         resumed=resumed,
         defects=defects,
         failures=failures,
-        failures_file=fail_path if failures else None,
+        failures_file=writer.failures_path(out) if failures else None,
+        notes=notes,
         seconds=time.perf_counter() - start,
     )
 
 
-def _flush(fh: Any, pending: list[str]) -> None:
-    if pending:
-        fh.write("".join(pending))
-        fh.flush()
-        os.fsync(fh.fileno())
-        pending.clear()
-
-
-def _save_overlay(folder: Path, res: ImageResult) -> None:
+def _save_overlay(folder: Path, res: ImageResult, image_size: tuple[int, int]) -> None:
     from steelfast.images import read_gray
     from steelfast.overlay import save_overlay
     from steelfast.rle import decode
 
-    gray = read_gray(res.path)
+    gray = read_gray(res.path, max_pixels=None)
+    if gray.shape != tuple(image_size):  # a resized image: draw it as the model saw it
+        gray = cv2.resize(gray, (image_size[1], image_size[0]), interpolation=cv2.INTER_AREA)
     masks = np.stack([decode(t, gray.shape) for t in res.encoded or []])
     save_overlay(folder / (Path(res.image_id).stem + ".png"), gray, pred=masks)

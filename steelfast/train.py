@@ -17,7 +17,8 @@ Files in ``out_dir`` (written by rank 0 only, each atomically):
 
 * ``best.safetensors`` + ``best.json``: best epoch, with tuned post-processing (inference default);
 * ``last.safetensors`` + ``last.json`` + ``last.state.pt``: latest epoch, for ``resume``;
-  a Ctrl-C also writes these before the ``KeyboardInterrupt`` propagates;
+  a Ctrl-C also writes these before the ``KeyboardInterrupt`` propagates (its message says
+  how to resume; nothing is printed);
 * ``history.csv`` and ``history.png`` (Dice per epoch, train and validation).
 
 A fixed ``seed`` gives the same run (same split, initial weights, order and augmentations) on the
@@ -32,7 +33,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -660,6 +661,7 @@ def train(
     *,
     resume: str | os.PathLike[str] | None = None,
     data: TrainData | None = None,
+    epoch_log: Callable[[str], object] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train, validate every epoch, tune post-processing and write checkpoints.
@@ -672,6 +674,10 @@ def train(
         resume: A ``last.safetensors`` (or any checkpoint with its ``.state.pt``) to continue
             from: weights, optimiser, epoch, history, best score and RNG states are restored.
         data: Pre-built datasets (skips reading ``data_dir``; used by tests and benchmarks).
+        epoch_log: Called on rank 0 after every epoch with one line: epoch, training loss,
+            validation loss, soft Dice and score (tuned too), images/s and the epoch's seconds
+            (training + validation). Default: the line goes to ``tqdm.write`` when
+            ``progress`` is on and nowhere otherwise; ``print`` shows it without bars.
 
     Returns:
         A :class:`TrainResult`.
@@ -686,11 +692,11 @@ def train(
     device = resolve_device(cfg.device)
     info = init_from_env(device.type)
     if not info.initialized_here:
-        return _train(Path(data_dir), Path(out_dir), cfg, device, info, resume, data)
+        return _train(Path(data_dir), Path(out_dir), cfg, device, info, resume, data, epoch_log)
     import torch.distributed as dist
 
     try:
-        result = _train(Path(data_dir), Path(out_dir), cfg, device, info, resume, data)
+        result = _train(Path(data_dir), Path(out_dir), cfg, device, info, resume, data, epoch_log)
         # Leave together: a rank tearing down its gloo connections while a peer still uses them
         # makes the peer abort.
         dist.barrier()
@@ -707,8 +713,11 @@ def _train(
     info: DistInfo,
     resume: str | os.PathLike[str] | None,
     data: TrainData | None,
+    epoch_log: Callable[[str], object] | None = None,
 ) -> TrainResult:
     start_time = time.perf_counter()
+    if epoch_log is None and cfg.progress:
+        epoch_log = tqdm.write
     if device.type == "cuda" and info.distributed:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
@@ -866,16 +875,17 @@ def _train(
                     )
                 save_last(epoch + 1, "end of epoch")
                 _write_history(out_dir, history)
-                if cfg.progress:
-                    tqdm.write(_epoch_line(row, cfg.epochs, improved))
+                if epoch_log is not None:
+                    epoch_log(_epoch_line(row, cfg.epochs, improved))
             val_seconds_est = broadcast_object(val_seconds_est, info)  # type: ignore[assignment]
             if all_true(stop, info):
                 break
-    except KeyboardInterrupt:
-        if info.is_main:
-            save_last(epoch, "interrupted (Ctrl-C); the interrupted epoch restarts on resume")
-            tqdm.write(f"interrupted: saved {last_path} (resume with resume={str(last_path)!r})")
-        raise
+    except KeyboardInterrupt as exc:
+        if not info.is_main:
+            raise
+        save_last(epoch, "interrupted (Ctrl-C); the interrupted epoch restarts on resume")
+        # The hint travels in the exception, not printed here: the CLI prints its own one line.
+        raise KeyboardInterrupt(f"interrupted: saved {last_path} (resume with resume={str(last_path)!r})") from exc
 
     final = None
     if info.is_main and best_epoch is not None and best_path.is_file():
@@ -959,6 +969,7 @@ def _epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:
     if "val_score_tuned" in row:
         parts.append(f"tuned {row['val_score_tuned']:.4f}")
     parts.append(f"{row['train_images_per_s']:.1f} img/s")
+    parts.append(f"{row['train_seconds'] + row['val_seconds']:.1f} s")
     return "  ".join(parts) + ("  *best*" if improved else "")
 
 

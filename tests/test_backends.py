@@ -15,7 +15,6 @@ from steelfast.backends import (
     available_backends,
     make_backend,
     resolve_backend,
-    tune_allocator,
 )
 from steelfast.checkpoint import default_metadata, save_checkpoint
 from steelfast.export import export_onnx
@@ -170,11 +169,6 @@ def test_make_backend_rejects_bad_sources(onnx_file: Path, tmp_path: Path) -> No
         make_backend(tmp_path / "nothing.safetensors", "torch")
     with pytest.raises(TypeError, match="checkpoint path or a torch module, got int"):
         make_backend(42, "torch")
-
-
-def test_tune_allocator_is_idempotent() -> None:
-    first = tune_allocator()
-    assert tune_allocator() is first
 
 
 @pytest.mark.gpu

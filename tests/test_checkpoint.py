@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -198,3 +199,113 @@ def test_wrong_format_and_bad_json(tmp_path) -> None:
 def test_default_checkpoint_path_is_in_the_package() -> None:
     path = default_checkpoint_path()
     assert path.name == "default.safetensors" and path.parent.name == "weights"
+
+
+@pytest.mark.parametrize(("name", "arch"), [("default", "gated-effnet-lite0"), ("synthetic-unet", "unet")])
+def test_bundled_models_load(name: str, arch: str) -> None:
+    from steelfast.checkpoint import bundled_checkpoint_path
+
+    model, meta = load_checkpoint(bundled_checkpoint_path(name))
+    assert meta["architecture"]["name"] == arch
+    trained_on = json.dumps(meta["training"])
+    assert ("real" in meta["training"].get("trained_on", "")) == (name == "default"), trained_on[:200]
+
+
+def test_bundled_model_unknown_name() -> None:
+    from steelfast.checkpoint import bundled_checkpoint_path
+
+    with pytest.raises(ValueError, match="no bundled model 'nope'"):
+        bundled_checkpoint_path("nope")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad: float) -> None:
+    model = _model()
+    with torch.no_grad():
+        model.state_dict()["bottleneck.0.weight"].view(-1)[3] = bad
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    message = r"m\.safetensors: tensor 'bottleneck\.0\.weight' holds non-finite"
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_all_nan_weights_name_the_first_tensor_in_model_order(tmp_path) -> None:
+    model = _model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    first = next(iter(model.state_dict()))
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    with pytest.raises(CheckpointError, match=f"tensor '{first}' holds non-finite"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"name": "unet", "widths": [100_000, 100_000], "decoder_widths": [8, 4], "bottleneck": 8},
+        {"name": "gated-effnet-lite0", "decoder_widths": [100_000] * 5},
+    ],
+)
+def test_crafted_architecture_is_refused_before_any_allocation(tmp_path, monkeypatch, arch) -> None:
+    import time
+
+    import steelfast.checkpoint as ckpt
+
+    path = save_checkpoint(tmp_path / "m.safetensors", _model())
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["architecture"] = arch
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    real_builds = []
+    build = ckpt.build_model
+
+    def spy(config):
+        if torch.get_default_device().type != "meta":
+            real_builds.append(config)
+            raise AssertionError("the model was built with real storage before the shape check")
+        return build(config)
+
+    monkeypatch.setattr(ckpt, "build_model", spy)
+    start = time.perf_counter()
+    message = r"m\.safetensors: tensors do not fit the architecture in m\.json"
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    assert real_builds == []
+    assert time.perf_counter() - start < 10
+
+
+def test_truncated_safetensors_header_is_refused(tmp_path) -> None:
+    import hashlib
+
+    path = save_checkpoint(tmp_path / "m.safetensors", _model())
+    blob = path.read_bytes()[:20]
+    path.write_bytes(blob)
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: not a valid safetensors file"):
+        load_checkpoint(path)
+
+
+def test_validate_metadata_is_public_and_names_the_source() -> None:
+    from steelfast.checkpoint import validate_metadata
+
+    with pytest.raises(CheckpointError, match="^model.onnx: unknown checkpoint format"):
+        validate_metadata({"format": "x"}, "model.onnx")
+
+
+@pytest.mark.parametrize("kind", ["weights", "metadata", "text", "empty"])
+def test_training_state_from_a_non_torch_file_names_the_file(tmp_path, kind: str) -> None:
+    weights = save_checkpoint(tmp_path / "m.safetensors", _model())
+    path = {
+        "weights": weights,
+        "metadata": weights.with_suffix(".json"),
+        "text": tmp_path / "notes.txt",
+        "empty": tmp_path / "empty.state.pt",
+    }[kind]
+    if kind == "text":
+        path.write_text("hello world")
+    if kind == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))}: "):
+        load_training_state(path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 from pathlib import Path
 
 import cv2
@@ -13,16 +16,26 @@ from typer.testing import CliRunner
 
 from steelfast import cli
 from steelfast.checkpoint import save_checkpoint
+from steelfast.inference.errors import BackendUnavailableError, OutputBusyError, ResumeMismatchError
 from steelfast.models import UNet
+from steelfast.rle import decode
 
 runner = CliRunner()
 
 
+def tiny(seed: int) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(widths=(4, 4, 4, 4, 4), bottleneck=8, decoder_widths=(4, 4, 4, 4, 4))
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = UNet(widths=(4, 4, 4, 4, 4), bottleneck=8, decoder_widths=(4, 4, 4, 4, 4))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", tiny(0))
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "other.safetensors", tiny(1))
 
 
 @pytest.fixture
@@ -30,8 +43,8 @@ def folder(tmp_path: Path) -> Path:
     d = tmp_path / "imgs"
     d.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(d / f"im{i}.jpg"), rng.integers(0, 256, (64, 128), dtype=np.uint8))
+    for i in range(4):  # the Kaggle size: the command writes 256x1600 coordinates
+        cv2.imwrite(str(d / f"im{i}.jpg"), rng.integers(0, 256, (256, 1600), dtype=np.uint8))
     (d / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     return d
 
@@ -70,11 +83,21 @@ def test_segment_parquet_resume_tta(checkpoint: Path, folder: Path, tmp_path: Pa
         (["{folder}", "--model", "{ckpt}", "--backend", "nope"], "error: unknown backend 'nope'"),
         (["{folder}", "--model", "{ckpt}", "-o", "{tmp}/out.txt"], "error: unknown output format"),
         (["{tmp}/nowhere", "--model", "{ckpt}"], "error: image folder not found"),
+        (["{folder}", "--model", "{ckpt}", "-o", "{tmp}"], "error: the output {tmp} is a folder"),
+        (["{folder}", "--model", "{ckpt}", "-o", "{ckpt}/s.csv"], "error: cannot write {ckpt}/s.csv: {ckpt} is a file"),
+        (["{folder}", "--model", "{ckpt}", "-o", "{tmp}/old.csv"], "error: {tmp}/old.csv exists; pass overwrite=True (CLI: --overwrite)"),
+        (["{folder}", "--model", "{ckpt}", "-o", "{tmp}/s.csv", "--other-sizes", "stretch"],
+         "error: other_sizes must be 'skip' or 'resize', got 'stretch'"),
+        pytest.param(["{folder}", "--model", "{ckpt}", "-o", "{tmp}/s.csv", "--backend", "tensorrt"],
+                     "error: the tensorrt backend needs the tensorrt package: pip install 'steelfast[tensorrt]'",
+                     marks=pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed")),
     ],
 )
 def test_segment_errors_are_one_line(checkpoint: Path, folder: Path, tmp_path: Path, args: list, message: str) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "old.csv").write_text("ImageId,ClassId,EncodedPixels\n")
     values = {"empty": tmp_path / "empty", "ckpt": checkpoint, "tmp": tmp_path, "folder": folder}
+    message = message.format(**values)
     argv = [a.format(**values) for a in args]
     result = runner.invoke(cli.app, ["segment", *argv, "--no-progress"])
     assert result.exit_code == 1
@@ -112,3 +135,202 @@ def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
     assert out.is_file() and f"wrote {out}" in result.output
     bad = runner.invoke(cli.app, ["export", str(checkpoint), "--onnx", str(out), "--opset", "11"])
     assert bad.exit_code == 1 and "opset must be an int >= 17, got 11" in bad.output
+
+
+# ---- issue 13: the main job, hardened ------------------------------------------------------------
+
+
+def interrupt_model_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
+    """A Ctrl-C (KeyboardInterrupt) once the model has run ``calls`` batches."""
+    from steelfast.segment import Segmenter
+
+    real = Segmenter.predict_proba
+    count = {"n": 0}
+
+    def run(self: Segmenter, grays: list) -> list:
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+        return real(self, grays)
+
+    monkeypatch.setattr(Segmenter, "predict_proba", run)
+
+
+def lines(result: object) -> list[str]:
+    # The library logs each failed file too; the command's own lines are what is checked here.
+    return [line for line in result.output.strip().splitlines() if not line.startswith("skipping ")]
+
+
+def test_ctrl_c_keeps_the_journal_and_says_how_to_resume(
+    checkpoint: Path, other_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, journal = tmp_path / "sub.csv", tmp_path / "sub.csv.partial"
+    interrupt_model_after(monkeypatch, 3)
+    result = run(str(folder), "-o", str(out), "--model", str(checkpoint), "--batch-size", "1")
+    monkeypatch.undo()
+    assert result.exit_code == 130, result.output
+    assert lines(result) == [
+        f"interrupted: finished images are kept in {journal}; run the same command with --resume to continue"
+    ]
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert "run" in entries[0] and {e["id"] for e in entries[1:]} >= {"broken.jpg", "im0.jpg"}
+    assert not out.exists()
+
+    # Another model is refused, saying what differs; the same one finishes the run.
+    other = run(str(folder), "-o", str(out), "--model", str(other_checkpoint), "--resume")
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+    other_sha = hashlib.sha256(other_checkpoint.read_bytes()).hexdigest()[:12]
+    assert other.exit_code == 1
+    assert lines(other) == [
+        f"error: cannot resume {out}: it was started with another model or options (model_sha256 {sha} before, "
+        f"{other_sha} now); resume with the same ones, or start over with overwrite=True (CLI: --overwrite)"
+    ]
+    done = run(str(folder), "-o", str(out), "--model", str(checkpoint), "--resume")
+    assert done.exit_code == 0, done.output
+    assert "4 images (" in done.output and "resumed)" in done.output and "1 failures" in done.output
+    assert sorted(set(pd.read_csv(out)["ImageId"])) == [f"im{i}.jpg" for i in range(4)]
+
+
+def test_ctrl_c_during_train_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import steelfast.train as train_mod
+
+    (tmp_path / "data" / "train_images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(tmp_path / "data" / "train_images" / f"t{i}.png"), rng.integers(0, 256, (32, 128), dtype=np.uint8))
+    (tmp_path / "data" / "train.csv").write_text("ImageId,ClassId,EncodedPixels\nt0.png,1,1 10\nt1.png,3,40 20\n")
+
+    def interrupting(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "bce_dice_loss", interrupting)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(cli.app, [
+        "train", str(tmp_path / "data"), "--out", str(run_dir), "--epochs", "1", "--batch-size", "4",
+        "--all-images", "--no-tune", "--no-progress", "--threads", "1", "--device", "cpu", "--amp", "off",
+        "--crop-width", "64",  # the default (256) is wider than these images
+    ])
+    last = run_dir / "last.safetensors"
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines() == [f"interrupted: saved {last}; continue with --resume {last}"]
+    assert last.is_file()
+
+
+def test_overwrite_replaces_an_existing_output(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub.csv"
+    assert run(str(folder), "-o", str(out), "--model", str(checkpoint)).exit_code == 0
+    again = run(str(folder), "-o", str(out), "--model", str(checkpoint))
+    assert again.exit_code == 1 and f"error: {out} exists; pass overwrite=True (CLI: --overwrite)" in again.output
+    replaced = run(str(folder), "-o", str(out), "--model", str(checkpoint), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert "4 images -> " in replaced.output and "resumed" not in replaced.output
+
+
+def test_an_onnx_model_runs_with_the_default_backend(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="running ONNX needs onnxruntime")
+    onnx = tmp_path / "m.onnx"
+    assert runner.invoke(cli.app, ["export", str(checkpoint), "--onnx", str(onnx)]).exit_code == 0
+    out = tmp_path / "sub.csv"
+    result = runner.invoke(cli.app, ["segment", str(folder), "-o", str(out), "--model", str(onnx), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "4 images -> " in result.output
+    assert json.loads((tmp_path / "sub.csv.run.json").read_text())["run"]["backend"] in ("onnxruntime", "tensorrt")
+
+
+@pytest.mark.parametrize("other_sizes", [None, "skip", "resize"])
+def test_other_sizes_are_skipped_or_resized(checkpoint: Path, folder: Path, tmp_path: Path, other_sizes) -> None:
+    cv2.imwrite(str(folder / "small.png"), np.full((128, 800), 120, np.uint8))
+    out = tmp_path / "sub.csv"
+    flags = ["--other-sizes", other_sizes] if other_sizes else []
+    result = run(str(folder), "-o", str(out), "--model", str(checkpoint), *flags)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, keep_default_na=False)
+    if other_sizes == "resize":
+        assert "warning: small.png: resized from 128x800 to 256x1600; its masks are in 256x1600 coordinates" in result.output
+        assert "5 images (1 resized) -> " in result.output
+        for text in table.loc[table["ImageId"] == "small.png", "EncodedPixels"]:
+            assert decode(text, (256, 1600)).shape == (256, 1600)
+    else:
+        assert "failed: small.png: size 128x800, expected 256x1600" in result.output
+        assert "small.png" not in set(table["ImageId"]) and "2 failures" in result.output
+
+
+@pytest.mark.parametrize(("flags", "images"), [([], 4), (["--max-pixels", "409599"], 0), (["--max-pixels", "409600"], 4)])
+def test_max_pixels_flag(checkpoint: Path, folder: Path, tmp_path: Path, flags: list, images: int) -> None:
+    result = run(str(folder), "-o", str(tmp_path / "s.csv"), "--model", str(checkpoint), *flags)
+    assert result.exit_code == 0, result.output
+    assert f"{images} images -> " in result.output
+    if images == 0:
+        assert "failed: im0.jpg: cannot read image" in result.output and "256x1600 = 409600 pixels, more than max_pixels=409599" in result.output
+
+
+def test_max_pixels_default_is_the_library_default() -> None:
+    import inspect
+
+    from steelfast.images import MAX_PIXELS
+
+    assert inspect.signature(cli.segment).parameters["max_pixels"].default.default == MAX_PIXELS
+
+
+def test_a_busy_output_is_one_line(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl", reason="holds the lock with flock")
+    out = tmp_path / "sub.csv"
+    with open(tmp_path / "sub.csv.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        holder.write("4242\n")
+        holder.flush()
+        result = run(str(folder), "-o", str(out), "--model", str(checkpoint))
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"error: another run (pid 4242) is writing {out}; wait for it to finish or choose another output "
+        f"(lock file {tmp_path / 'sub.csv.lock'})"
+    ]
+
+
+COMMANDS = {  # command line, library function it calls
+    "synth": (["synth", "{tmp}/data"], "steelfast.synth.make_dataset"),
+    "eda": (["eda", "{tmp}/labels.csv"], "steelfast.eda.eda_report"),
+    "overlay": (["overlay", "{tmp}/image.png"], "steelfast.overlay.overlay_file"),
+    "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.train.train"),
+    "export": (["export", "{ckpt}", "--onnx", "{tmp}/m.onnx"], "steelfast.export.export_onnx"),
+    "segment": (["segment", "{tmp}", "--model", "{ckpt}", "-o", "{tmp}/s.csv"], "steelfast.segment.segment_to_file"),
+}
+
+
+def invoke_raising(command: str, exc: BaseException, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    argv, target = COMMANDS[command]
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(target, fail)
+    return runner.invoke(cli.app, [a.format(tmp=tmp_path, ckpt=checkpoint) for a in argv])
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize(
+    "exc",
+    [ValueError("bad value 7"), FileNotFoundError("no such file x.csv"), ImportError("needs onnx: pip install onnx"),
+     BackendUnavailableError("no CUDA device"), OutputBusyError("another run is writing s.csv"),
+     ResumeMismatchError("cannot resume s.csv")],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_command_reports_a_domain_error_in_one_line(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, exc: Exception
+) -> None:
+    result = invoke_raising(command, exc, checkpoint, tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    assert result.output == f"error: {exc}\n"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("exc", [TypeError("a bug"), RuntimeError("a bug"), AttributeError("a bug"), KeyError("a bug")],
+                         ids=lambda e: type(e).__name__)
+def test_a_bug_keeps_its_traceback(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, exc: Exception
+) -> None:
+    result = invoke_raising(command, exc, checkpoint, tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    assert result.exception is exc and result.exc_info[2] is not None  # raised, with its traceback
+    assert "error:" not in result.output

@@ -228,3 +228,39 @@ def test_real_labels_statistics_equal_independent_numpy(tmp_path: Path) -> None:
         per["images"].to_numpy(), np.bincount((frac > 0).sum(axis=1), minlength=5)
     )
     assert len(ids) == 9162 and per["images"].sum() == 9162
+
+
+def test_report_notes_images_assumed_defect_free(small, tmp_path: Path, caplog) -> None:
+    labels, ids = small  # e.jpg has no rows
+    with caplog.at_level("WARNING", logger="steelfast.eda"):
+        report = eda_report(labels, tmp_path / "r", image_ids=ids, progress=False)
+    note = "1 of 5 images (from the image list) have no rows in the labels and are assumed defect-free"
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and note in caplog.text
+    assert f"<b>Note:</b> {note}" in report.read_text()
+    # Every image has rows (and no list or folder widens the set): no assumption, no note.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="steelfast.eda"):
+        report = eda_report(labels, tmp_path / "q", progress=False)
+    assert caplog.records == [] and "Note:" not in report.read_text()
+
+
+def test_report_notes_defect_free_images_of_the_folder(synth_set: Path, tmp_path: Path, caplog) -> None:
+    labels = pd.read_csv(synth_set / "train.csv")
+    n_rowless = 24 - labels["ImageId"].nunique()
+    assert n_rowless > 0
+    with caplog.at_level("WARNING", logger="steelfast.eda"):
+        report = eda_report(
+            labels, tmp_path / "r", images_dir=synth_set / "train_images", n_samples=0, progress=False
+        )
+    note = f"{n_rowless} of 24 images (from the image folder) have no rows"
+    assert note in caplog.text and note in report.read_text()
+
+
+def test_cli_eda_prints_the_defect_free_assumption(synth_set: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        ["eda", str(synth_set / "train.csv"), "--images", str(synth_set / "train_images"),
+         "--out", str(tmp_path / "cli"), "--samples", "0", "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "assumed defect-free" in res.output

@@ -129,3 +129,24 @@ def test_onnx_export_matches_torch(tmp_path, net: GatedUNet) -> None:
     out = OnnxRuntimeBackend(path).predict_proba(x)
     np.testing.assert_allclose(out, ref, atol=1e-4)
     assert out[:, 1].max() < 1e-6  # the gate travels with the graph
+
+
+def test_fused_copy_computes_the_same(net: GatedUNet) -> None:
+    net.set_gate_thresholds([0.0, 2.0, 0.0, 0.0])
+    try:
+        fused = net.fused_for_inference()
+        x = torch.randn(2, 3, 128, 256)
+        with torch.no_grad():
+            ref, out = net(x), fused(x)
+    finally:
+        net.set_gate_thresholds([0.0] * 4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_forward_gates_before_upsampling_like_forward_both(net: GatedUNet) -> None:
+    x = torch.randn(1, 3, 128, 256)
+    with torch.no_grad():
+        seg, _ = net.forward_both(x)
+        torch.testing.assert_close(net(x), seg)  # gate open: the same logits

@@ -184,3 +184,48 @@ def test_tensorrt_engine_builds_caches_and_matches_torch(exported: tuple[UNet, P
     with torch.no_grad():
         want = torch.sigmoid(model(torch.from_numpy(x))).numpy()
     np.testing.assert_allclose(got.astype(np.float32), want, atol=2e-2, rtol=0)  # FP16 engine
+
+
+def _onnx_with_metadata(path: Path, value: str) -> Path:
+    """A one-node ONNX file carrying ``value`` as its steelfast metadata (no export needed)."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    proto = helper.make_model(graph)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "steelfast", value
+    onnx.save_model(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"postprocess": {"thresholds": [0.5] * 4, "min_areas": [-1, 0, 0, 0]}}, "postprocess min_areas must be ints >= 0"),
+        ({"normalization": {"mean": 0.5, "std": 0.0}}, "normalization must be"),
+        ({"format": "other/9"}, "unknown checkpoint format 'other/9'"),
+    ],
+)
+def test_read_onnx_metadata_validates_like_a_checkpoint(tmp_path: Path, change: dict, match: str) -> None:
+    from steelfast.checkpoint import CheckpointError, default_metadata
+
+    meta = {**default_metadata(tiny_unet()), **change}
+    good = _onnx_with_metadata(tmp_path / "good.onnx", json.dumps(default_metadata(tiny_unet())))
+    assert read_onnx_metadata(good)["postprocess"]["thresholds"] == [0.5] * 4
+    bad = _onnx_with_metadata(tmp_path / "bad.onnx", json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"bad.onnx: {match}"):
+        read_onnx_metadata(bad)
+
+
+def test_read_onnx_metadata_bad_json_names_the_file(tmp_path: Path) -> None:
+    bad = _onnx_with_metadata(tmp_path / "bad.onnx", "{nope")
+    with pytest.raises(ValueError, match="bad.onnx: steelfast metadata is not valid JSON"):
+        read_onnx_metadata(bad)
+
+
+def test_export_refuses_metadata_it_could_not_read_back(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"m\.onnx: postprocess thresholds must list 4 values"):
+        export_onnx(tiny_unet(), tmp_path / "m.onnx", metadata={"format": "steelfast-checkpoint/1", "architecture": {}, "classes": [1, 2, 3, 4], "input": {}, "normalization": {}, "postprocess": {}})
+    assert not (tmp_path / "m.onnx").exists()

@@ -121,3 +121,91 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---- rows with extra fields, empty ids, mixed formats; Excel text cells (issue 13) ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # every row has the extra field: pandas alone would take ImageId for an index and blame ClassId '1 2'
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2,x\n", r"labels.csv, line 2: 4 fields, but the header has 3"),
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\nb.jpg,1,1 2,x\n", r"labels.csv, line 3: 4 fields, but the header has 3"),
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2,\n", r"line 2: 4 fields, .*trailing comma"),
+        ("ImageId,ClassId,EncodedPixels\n\na.jpg,1,1 2\n\nb.jpg,2,1,2,x\n", r"line 5: 5 fields, but the header has 3"),
+        ("ImageId_ClassId,EncodedPixels\na.jpg_1,1 2,3\n", r"line 2: 3 fields, but the header has 2"),
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n,2,1 2\n", r"labels.csv, line 3: ImageId is empty \(''\)"),
+        ("ImageId,ClassId,EncodedPixels\n  ,1,1 2\n", r"labels.csv, line 2: ImageId is empty \('  '\)"),
+        ("ImageId_ClassId,EncodedPixels\na.jpg_1,\n_2,1 2\n", r"line 3: ImageId_ClassId '_2' has an empty ImageId"),
+        ("ImageId_ClassId,ImageId,ClassId,EncodedPixels\na.jpg_1,a.jpg,1,1 2\n",
+         r"labels.csv: has both the old format's ImageId_ClassId column and the new format's \['ImageId', 'ClassId'\]"),
+        ("ImageId,ImageId_ClassId,EncodedPixels\na.jpg,a.jpg_1,1 2\n", r"has both .* new format's \['ImageId'\]"),
+        ("ImageId,ClassId,EncodedPixels,ClassId\na.jpg,1,1 2,2\n", r"column\(s\) \['ClassId'\] appear more than once"),
+    ],
+)
+def test_malformed_rows_and_columns_name_file_and_line(tmp_path, text, message):
+    with pytest.raises(labels.LabelError, match=message):
+        labels.read_labels(_write(tmp_path, text), shape=SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"ImageId": ["a.jpg", None], "ClassId": [1, 2], "EncodedPixels": ["", ""]}),
+         r"<DataFrame>, row 1: ImageId is empty \((None|nan)\)"),
+        (pd.DataFrame({"ImageId": [float("nan")], "ClassId": [1], "EncodedPixels": [""]}), r"row 0: ImageId is empty"),
+        (pd.DataFrame({"ImageId_ClassId": ["a.jpg_1"], "ClassId": [1], "EncodedPixels": [""]}),
+         r"<DataFrame>: has both .* new format's \['ClassId'\]"),
+    ],
+)
+def test_dataframe_ids_and_columns_are_checked(frame, message):
+    with pytest.raises(labels.LabelError, match=message):
+        labels.read_labels(frame, shape=SHAPE)
+
+
+def test_utf8_bom_header_still_reads(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n".encode())
+    assert labels.read_labels(path, shape=SHAPE)["ImageId"].tolist() == ["a.jpg"]
+
+
+FORMULA_LIKE = ["=HYPERLINK(1).jpg", "=1+2", "+1.jpg", "-1.jpg", "@a.jpg", "\ta.jpg", " a.jpg ", "a\nb.jpg"]
+
+
+@pytest.mark.parametrize("style", ["new", "old"])
+def test_xlsx_keeps_formula_like_image_ids_as_text(tmp_path, style):
+    openpyxl = pytest.importorskip("openpyxl")
+    frame = pd.DataFrame({"ImageId": FORMULA_LIKE, "ClassId": 1, "EncodedPixels": "1 2"})
+    path = labels.write_submission(frame, tmp_path / "sub.xlsx", style=style)
+    expected = FORMULA_LIKE if style == "new" else [f"{name}_1" for name in FORMULA_LIKE]
+    cells = list(openpyxl.load_workbook(path).active["A"])[1:]
+    assert [c.value for c in cells] == expected and {c.data_type for c in cells} == {"s"}
+    back = pd.read_excel(path, dtype=str, keep_default_na=False)
+    assert back.iloc[:, 0].tolist() == expected
+    if style == "new":
+        assert labels.read_labels(back, shape=SHAPE)["ImageId"].tolist() == sorted(FORMULA_LIKE)
+
+
+@pytest.mark.parametrize(("name", "shown"), [("\ra.jpg", r"'\\r'"), ("a\x01.jpg", r"'\\x01'"), ("a\x1f", r"'\\x1f'")])
+def test_xlsx_refuses_characters_a_cell_cannot_keep(tmp_path, name, shown):
+    frame = pd.DataFrame({"ImageId": ["a.jpg", name], "ClassId": [1, 2], "EncodedPixels": ["", ""]})
+    with pytest.raises(ValueError, match=rf"ImageId .* \(row 1\) has the character {shown}, which an .xlsx cell"):
+        labels.write_submission(frame, tmp_path / "sub.xlsx")
+    assert not (tmp_path / "sub.xlsx").exists()
+
+
+@pytest.mark.parametrize("header", ["ImageId,ClassId,EncodedPixels", "ImageId_ClassId,EncodedPixels"])
+def test_header_only_files_give_an_empty_table(tmp_path, header):
+    table = labels.read_labels(_write(tmp_path, header + "\n"), shape=SHAPE)
+    assert len(table) == 0 and list(table.columns) == ["ImageId", "ClassId", "EncodedPixels", "hasMask"]
+    assert table["ClassId"].dtype == np.int64
+
+
+@pytest.mark.parametrize("style", ["new", "old"])
+def test_csv_round_trips_image_ids_with_a_bare_carriage_return(tmp_path, style):
+    # csv's minimal quoting leaves a lone "\r" unquoted, and readers then split the row there.
+    ids = ["a\rb.jpg", "c.jpg", 'q"u,o\r\n.jpg']
+    frame = pd.DataFrame({"ImageId": ids, "ClassId": [1, 2, 3], "EncodedPixels": ["1 2", "", "3 1"]})
+    back = labels.read_labels(labels.write_submission(frame, tmp_path / "sub.csv", style=style), shape=SHAPE)
+    assert back["ImageId"].tolist() == ids and back["EncodedPixels"].tolist() == ["1 2", "", "3 1"]

@@ -110,12 +110,37 @@ def test_kaggle_score_rejects_images_outside_the_list():
         (lambda: metrics.dice_batch(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)), ValueError, "3-D or 4-D"),
         (lambda: metrics.dice_rle("1 2 3", "", (4, 5)), ValueError, "odd number of tokens"),
         (lambda: metrics.dice_rle_batch(["1 1"], [], (4, 5)), ValueError, "same length"),
-        (lambda: metrics.dice_rle_batch(["1 1", "x"], ["", ""], (4, 5)), ValueError, "item 1"),
+        (lambda: metrics.dice_rle_batch(["1 1", "x"], ["", ""], (4, 5)), ValueError, r"^a\[1\]: token 0 'x'"),
     ],
 )
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: metrics.dice_rle("1 x", "1 1", (4, 4)), rle.RLEError, r"^a: token 1 'x' is not a non-negative"),
+        (lambda: metrics.dice_rle("1 1", "1 x", (4, 4)), rle.RLEError, r"^b: token 1 'x' is not a non-negative"),
+        (lambda: metrics.dice_rle("1 1", "3 5", (2, 2)), rle.RLEError, r"^b: run 0 .* runs past the mask's 4"),
+        (lambda: metrics.dice_rle("5 1", "9 1", (2, 2)), rle.RLEError, r"^a: run 0"),
+        (lambda: metrics.dice_rle("1 1", "\ud800", (4, 4)), ValueError, r"^b is not valid Unicode"),
+        (lambda: metrics.dice_rle(3, "", (4, 4)), TypeError, r"^a must be a str"),
+        (lambda: metrics.dice_rle("1 1", "", (2**40, 2**40)), ValueError, r"shape .* more than RLE numbers reach"),
+        (lambda: metrics.dice_rle_batch(["1 1", "1 1"], ["1 1", "3 x"], (4, 4)), rle.RLEError,
+         r"^b\[1\]: token 1 'x'"),
+        (lambda: metrics.dice_rle_batch(["1 1", "1 1"], ["1 1", "\udc80"], (4, 4)), ValueError, r"^b\[1\] is not valid"),
+        (lambda: metrics.dice_rle_batch("1 1", "1 1", (4, 4)), TypeError, "a must be a sequence of RLE strings"),
+        (lambda: metrics.dice_rle_batch(["1 1"], ["1 1"], (4, 4), threads=2**31), ValueError, "threads must be"),
+        (lambda: metrics.dice_batch(np.zeros((0, 4, 4), np.uint8), np.zeros((0, 4, 4), np.uint8), threads=0), ValueError,
+         "threads must be .*got 0"),  # checked even when there is nothing to do
+    ],
+)
+def test_rle_errors_name_the_argument(call, error, message):
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert "incompatible function arguments" not in str(info.value)
 
 
 def test_real_labels_score_themselves_perfectly_and_empty_scores_the_defect_free_share(real_data):

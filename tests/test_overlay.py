@@ -16,7 +16,9 @@ from steelfast import rle
 from steelfast.cli import app
 from steelfast.overlay import (
     CLASS_COLORS,
+    LEGEND_HEIGHT,
     VIRIDIS_POSITIONS,
+    draw_legend,
     draw_overlay,
     overlay_file,
     overlay_pair,
@@ -72,12 +74,50 @@ def test_outline_in_class_color() -> None:
 
 def test_pair_layouts() -> None:
     gray, masks = _case()
-    assert overlay_pair(gray).shape == (32, 64, 3)
-    assert overlay_pair(gray, truth=masks).shape == (32, 64, 3)
-    assert overlay_pair(gray, pred=masks).shape == (32, 64, 3)
+    L = LEGEND_HEIGHT
+    assert overlay_pair(gray).shape == (32 + L, 64, 3)
+    assert overlay_pair(gray, truth=masks).shape == (32 + L, 64, 3)
+    assert overlay_pair(gray, pred=masks).shape == (32 + L, 64, 3)
     both = overlay_pair(gray, masks, np.zeros_like(masks), gap=4)
-    assert both.shape == (68, 64, 3)
+    assert both.shape == (68 + L, 64, 3)
     assert (both[32:36] == 255).all()
+    np.testing.assert_array_equal(both[68:], draw_legend(64))
+    # Without the legend, the panels alone (the layout before legends existed).
+    np.testing.assert_array_equal(overlay_pair(gray, pred=masks, legend=False), draw_overlay(gray, masks))
+    assert overlay_pair(gray, masks, masks, gap=4, legend=False).shape == (68, 64, 3)
+
+
+def _has_color(region: np.ndarray, color: tuple[int, int, int]) -> bool:
+    return bool((region.reshape(-1, 3) == np.array(color, np.uint8)).all(axis=1).any())
+
+
+@pytest.mark.parametrize("width", [1600, 400, 64])
+def test_legend_shows_every_class_in_its_colour(width: int) -> None:
+    gray = np.full((40, width), 128, np.uint8)
+    out = overlay_pair(gray, pred=np.zeros((4, 40, width), np.uint8))
+    assert out.shape == (40 + LEGEND_HEIGHT, width, 3)
+    legend = out[40:]
+    cell = width // 4
+    for i, (cls, color) in enumerate(CLASS_COLORS.items()):
+        # Each class's colour sits in its own quarter of the strip, and nowhere in the panel.
+        assert _has_color(legend[:, i * cell : (i + 1) * cell], color), cls
+        assert not _has_color(out[:40], color)
+
+
+def test_legend_writes_number_and_name_where_there_is_room() -> None:
+    from steelfast.severstal import CLASS_NAMES
+
+    wide, narrow = draw_legend(1600), draw_legend(64)
+    # Text pixels (anti-aliased, neither white nor a swatch colour) span far further with names.
+    def text_extent(strip: np.ndarray, cell: int) -> int:
+        first = strip[:, :cell]
+        ink = (first != 255).any(axis=2).any(axis=0)
+        return int(np.flatnonzero(ink).max())
+
+    assert text_extent(wide, 400) > 14 + 5 * len(f"1 {CLASS_NAMES[1]}")
+    assert text_extent(narrow, 16) < 16
+    with pytest.raises(ValueError, match="legend width must be >= 1, got 0"):
+        draw_legend(0)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +147,7 @@ def test_save_overlay_png(tmp_path: Path) -> None:
     gray, masks = _case()
     p = save_overlay(tmp_path / "sub" / "o.png", gray, masks, masks)
     with Image.open(p) as im:
-        assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 70)
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 70 + LEGEND_HEIGHT)
         arr = np.asarray(im)
     np.testing.assert_array_equal(arr, overlay_pair(gray, masks, masks))
     with pytest.raises(ValueError, match=r"must be a .png file, got .*o.jpg"):
@@ -136,7 +176,7 @@ def test_overlay_file(files, tmp_path: Path) -> None:
     img, labels, pred = files
     out = overlay_file(img, tmp_path / "o.png", labels=labels, pred=pred)
     arr = np.asarray(Image.open(out))
-    assert arr.shape == (256 * 2 + 6, 1600, 3)
+    assert arr.shape == (256 * 2 + 6 + LEGEND_HEIGHT, 1600, 3)
     truth_panel, pred_panel = arr[:256], arr[262:]
     assert tuple(truth_panel[75, 300]) != (100, 100, 100) and tuple(truth_panel[75, 1300]) == (
         100,

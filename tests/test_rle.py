@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from oracles import mask2rle, rle2mask
 
-from steelfast import rle, runtime
+from steelfast import rle
 
 SHAPES = [(1, 1), (1, 7), (7, 1), (3, 5), (16, 24), (256, 1600)]
 DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
@@ -219,26 +219,27 @@ def test_decode_into_stale_memory_at_any_alignment(case):
 
 @pytest.mark.parametrize("order", ["F", "C"])
 def test_reused_output_buffers_hold_no_stale_pixels(rng, order):
-    # 400 masks of 64 x 96 are 2.4 MB, enough for the output buffer cache: the second decode reuses the first
-    # output's buffer after it has been scribbled on and freed.
+    # A previous result, scribbled on, passed back as out=: every byte is rewritten.
     masks = np.stack([random_mask(rng, (64, 96), c) for c in np.linspace(0, 0.6, 400)])
     texts = rle.encode_batch(masks, order=order)
-    previous = runtime.set_buffer_cache_limit(64 * 2**20)  # whatever STEELFAST_BUFFER_CACHE_MB says
-    try:
-        first = rle.decode_batch(texts, (64, 96), order=order)
-        address = first.__array_interface__["data"][0]
-        first[...] = 0xAB
-        del first
-        again = rle.decode_batch(texts[::-1], (64, 96), order=order)
-        assert again.__array_interface__["data"][0] == address
-        np.testing.assert_array_equal(again, masks[::-1])
-    finally:
-        runtime.set_buffer_cache_limit(previous)
+    first = rle.decode_batch(texts, (64, 96), order=order)
+    first[...] = 0xAB
+    again = rle.decode_batch(texts[::-1], (64, 96), order=order, out=first)
+    assert again is first
+    np.testing.assert_array_equal(again, masks[::-1])
+
+
+def test_fresh_outputs_are_new_arrays():
+    first = rle.decode_batch(["1 5"] * 3, (4, 5))
+    second = rle.decode_batch(["1 5"] * 3, (4, 5))
+    assert not np.shares_memory(first, second)
+    root = first if first.base is None else first.base
+    assert isinstance(root, np.ndarray) and root.base is None  # numpy owns the memory: no foreign buffer behind it
 
 
 def test_outputs_too_large_are_named():
-    with pytest.raises(ValueError, match=r"1 masks of shape \(4294967296, 4294967296\) are 18446744073709551616 bytes"):
-        rle.decode_batch(["1 5"], (2**32, 2**32))
+    with pytest.raises(ValueError, match=r"2 masks of shape \(2147483648, 2147483648\) are 9223372036854775808 bytes"):
+        rle.decode_batch(["1 5", ""], (2**31, 2**31))
     with pytest.raises(MemoryError, match=r"cannot allocate 4611686018427387904 bytes for 1 masks of shape"):
         rle.decode_batch(["1 5"], (2**31, 2**31))  # addressable, but beyond any machine's address space
 
@@ -489,3 +490,114 @@ def test_portable_kernels_give_the_same_encodings(tmp_path) -> None:
         env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False,
     )
     assert tests.returncode == 0, tests.stdout[-2000:] + tests.stderr[-2000:]
+
+
+# ---- strict COCO counts and input errors that name the argument (issue 13) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ([1.9, 2.9, 13.9], r"counts\[0\] must be an integer, got float 1\.9"),
+        ([1, 2.0, 13], r"counts\[1\] must be an integer, got float 2\.0"),
+        ([True, 15], r"counts\[0\] must be an integer, got bool True"),
+        ([1, np.bool_(True), 14], r"counts\[1\] must be an integer, got bool np.True_"),
+        (["1", "15"], r"counts\[0\] must be an integer, got str '1'"),
+        ([[16]], r"counts\[0\] must be an integer, got list \[16\]"),
+        ([2**64], r"counts\[0\] must lie in \[0, 2\*\*63 - 1\], got 18446744073709551616"),
+        ([0, 2**63], r"counts\[1\] must lie in \[0, 2\*\*63 - 1\], got 9223372036854775808"),
+        ([-1, 17], r"counts\[0\] must lie in \[0, 2\*\*63 - 1\], got -1"),
+        ([2**63 - 1, 2**63 - 1, 2], r"add up to 18446744073709551616 pixels, but size 4x4 has 16"),
+        ([2**62] * 4 + [16], r"add up to 18446744073709551632 pixels"),
+        (np.array([1.0, 15.0]), r"1-D integer array, got dtype float64"),
+        (np.ones(16, np.bool_), r"1-D integer array, got dtype bool"),
+        (np.array([[16]]), r"1-D integer array, got dtype int64 shape \(1, 1\)"),
+        (np.array([2**64 - 1], np.uint64), r"counts\[0\] must lie in \[0, 2\*\*63 - 1\], got 18446744073709551615"),
+        (16, r"list of integers or a compressed string, got 16"),
+        ("0\u00e9", r"non-ASCII character 'é' at 1"),
+        ("0\ud800", r"non-ASCII character '\\ud800' at 1"),
+    ],
+)
+def test_from_coco_is_strict(counts, message):
+    with pytest.raises(ValueError, match=message):
+        rle.from_coco({"size": [4, 4], "counts": counts})
+
+
+def test_from_coco_counts_string_values_are_checked_too():
+    # "O" is the 5-bit group 31 (79 - 48) with the sign bit set: the count -1, refused.
+    with pytest.raises(ValueError, match=r"counts\[1\] \(decoded from the counts string\) must lie in .*got -1"):
+        rle.from_coco({"size": [4, 4], "counts": "0O"})
+
+
+@pytest.mark.parametrize("kind", [list, tuple, np.array, lambda c: [np.int32(v) for v in c]])
+def test_from_coco_accepts_integer_sequences(kind):
+    assert rle.from_coco({"size": [4, 4], "counts": kind([1, 2, 0, 3, 10])}) == "2 5"
+    assert rle.from_coco({"size": np.array([4, 4]), "counts": kind([16])}) == ""
+
+
+@pytest.mark.parametrize(
+    ("size", "error", "message"),
+    [
+        ([0, 4], ValueError, r"COCO size must be two positive integers"),
+        (4, TypeError, r"COCO size must be \(height, width\), got 4"),
+        ([2**40, 2**40], ValueError, r"COCO size \[1099511627776, 1099511627776\] has .* pixels, more than"),
+    ],
+)
+def test_from_coco_names_a_bad_size(size, error, message):
+    with pytest.raises(error, match=message):
+        rle.from_coco({"size": size, "counts": [16]})
+
+
+HUGE = (2**40, 2**40)
+HUGE_MESSAGE = r"shape \(1099511627776, 1099511627776\) has 1208925819614629174706176 pixels, more than RLE numbers"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: rle.decode("1 1", HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.decode_batch(["1 1"], HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.area("1 1", HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.area_batch(["1 1"], HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.runs("1 1", HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.to_coco("1 1", HUGE), ValueError, HUGE_MESSAGE),
+        (lambda: rle.area("1 1", (2**63, 1)), ValueError, "more than RLE numbers reach"),
+        (lambda: rle.area("1 1", (float("inf"), 1)), ValueError, r"two positive integers .*got \(inf, 1\)"),
+        (lambda: rle.area("1 1", (float("nan"), 1)), TypeError, r"shape must be \(height, width\)"),
+        (lambda: rle.decode_batch(["1 1"], (4, 4), threads=2**31), ValueError,
+         r"threads must be an integer in \[1, 2147483647\] or None, got 2147483648"),
+        (lambda: rle.area_batch(["1 1"], (4, 4), threads=2**64), ValueError, r"threads must be .*got 18446744073709551616"),
+        (lambda: rle.encode_batch(np.zeros((1, 4, 4), np.uint8), threads=np.uint64(2**63)), ValueError,
+         r"threads must be .*got np.uint64\(9223372036854775808\)"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), threads=2**31), ValueError, "threads must be"),
+        (lambda: rle.encode_probs(np.zeros((0, 1, 4, 4), np.float32), threads=-1), ValueError, "threads must be .*got -1"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), 0.5, 2**70), ValueError,
+         r"min_areas must be non-negative integers below 2\*\*63, got 1180591620717411303424"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), 0.5, 2**63), ValueError, "min_areas must be"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), 0.5, float("inf")), ValueError,
+         "min_areas must be .*got inf"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), 0.5, float("nan")), ValueError,
+         "min_areas must be .*got nan"),
+        (lambda: rle.encode_probs(np.zeros((1, 1, 4, 4), np.float32), 10**400), ValueError,
+         "thresholds has a value too large for a float"),
+        (lambda: rle.decode("1 \ud800", (4, 4)), ValueError,
+         r"rle is not valid Unicode: a lone surrogate '\\ud800' at index 2 of '1 \\ud800'"),
+        (lambda: rle.decode_batch(["1 1", "\udcff 1"], (4, 4)), ValueError, r"rles\[1\] is not valid Unicode"),
+        (lambda: rle.area("\udcff", (4, 4)), ValueError, "rle is not valid Unicode"),
+        (lambda: rle.runs("1 1\ud83d", (4, 4)), ValueError, "rle is not valid Unicode"),
+    ],
+)
+def test_out_of_range_arguments_are_named_not_a_binding_dump(call, error, message):
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert "incompatible function arguments" not in str(info.value)
+
+
+@pytest.mark.parametrize("char", ["é", "€", "😀"])  # 2, 3 and 4 UTF-8 bytes
+@pytest.mark.parametrize("prefix", ["", "a", "ab", "abc"])
+def test_quoted_token_is_cut_on_a_character_boundary(char, prefix):
+    token = prefix + char * 30
+    with pytest.raises(rle.RLEError, match=r"token 1 '.*\.\.\.' is not a non-negative integer") as info:
+        rle.decode("1 " + token, (4, 4))
+    shown = str(info.value).split("'")[1].removesuffix("...")
+    assert token.startswith(shown) and len(shown.encode()) > 24 - len(char.encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_training_writes_checkpoints_history_and_plot(data_dir: Path, tmp_path: 
 
     model, meta = load_checkpoint(result.best_path)
     assert meta["architecture"] == model.config and meta["architecture"]["widths"] == [4, 8]
-    assert meta["input"] == {"height": H, "width": W, "channels": 3}
+    assert meta["input"] == {"height": H, "width": W, "channels": 3, "multiple": 4}
     assert meta["postprocess"] == result.postprocess
     assert (
         len(meta["postprocess"]["thresholds"]) == 4 and len(meta["postprocess"]["min_areas"]) == 4
@@ -370,3 +371,63 @@ def test_distributed_data_parallel_on_two_cpu_processes(data_dir: Path, tmp_path
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert (r0.pop("rank"), r1.pop("rank")) == (0, 1)
     assert r0 == r1 and r0["epochs"] == [1, 2]
+
+
+def test_no_progress_cli_prints_one_line_per_epoch(data_dir: Path, tmp_path: Path) -> None:
+    from steelfast.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["train", str(data_dir), "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "4",
+         "--all-images", "--val-fraction", "0.25", "--threads", "1", "--no-progress", "--crop-width", "64"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = r"epoch {}/2  loss \d+\.\d{{4}}  val_loss .* score \d\.\d{{4}}  .* img/s  \d+\.\d s"
+    lines = [s for s in result.output.splitlines() if s.startswith("epoch ")]
+    assert len(lines) == 2, result.output
+    for epoch, text in enumerate(lines, start=1):
+        assert re.fullmatch(line.format(epoch) + r"(  \*best\*)?", text), text
+
+
+def test_epoch_log_callback_and_quiet_default(data_dir: Path, tmp_path: Path, capsys) -> None:
+    lines: list[str] = []
+    result = train(data_dir, tmp_path / "a", _config(epochs=2), epoch_log=lines.append)
+    assert [s.split("  ")[0] for s in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert f"score {result.history[1]['val_score']:.4f}" in lines[1]
+    capsys.readouterr()
+    train(data_dir, tmp_path / "b", _config(epochs=1))  # progress off, no callback: silent
+    assert "epoch 1/1" not in capsys.readouterr().out
+
+
+def test_cli_unet_defaults_are_the_benchmarks_fast_configuration(tmp_path: Path, monkeypatch) -> None:
+    """The defaults equal the README figures' command of bench/train_quality.py, parsed by its parser."""
+    import importlib.util
+    import shlex
+    from types import SimpleNamespace
+
+    from steelfast.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"`python bench/train_quality\.py ([^`]*--lr [^`]*)`", readme)
+    assert command is not None, "README lost its quality-figures command"
+    spec = importlib.util.spec_from_file_location("train_quality", root / "bench" / "train_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench._parser().parse_args(shlex.split(command.group(1)))
+
+    seen: list[TrainConfig] = []
+
+    def spy(data_dir, out, config, **kwargs):
+        seen.append(config)
+        return SimpleNamespace(rank=0, final=None)
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.lr, config.lr_schedule, config.crop_width, config.batch_size) == (
+        args.lr, args.lr_schedule, args.crop_width, args.batch_size
+    )
+    assert (config.lr, config.lr_schedule, config.crop_width, config.batch_size) == (3e-3, "cosine", 256, 16)
+    assert config.amp == TrainConfig().amp == "auto"  # bf16 only where the CPU has it natively

@@ -1,0 +1,396 @@
+"""The output side of ``steelfast-segment``: finished rows in, the submission file and its companions out.
+
+Beside an output ``sub.csv`` a run keeps:
+
+* ``sub.csv.lock``: held by the one run that writes ``sub.csv`` (:mod:`steelfast.inference.lock`):
+  a second run on the same output fails at once, and the lock file of a killed run is taken over.
+* ``sub.csv.partial``, the journal: line 1 is ``{"run": IDENTITY}``, then one JSON line per image,
+  ``{"id": name, "rles": [one string per class]}`` when finished or ``{"id": name, "error":
+  reason}`` when it failed. It is flushed to disk after every batch and on Ctrl-C, and removed
+  once the output is written.
+* ``sub.csv.run.json``: ``{"run": IDENTITY}`` of the finished output, so a later resume is checked
+  against the run that wrote it.
+* ``sub.failures.csv``: ``file,error`` of the files that failed (no file when none did).
+
+IDENTITY is what decides the masks: ``model_sha256`` (of the weights or ONNX file), ``backend``,
+``precision``, ``tta``, ``thresholds``, ``min_areas``, ``image_size`` and ``other_sizes``. A resume
+whose identity differs from the journal's or the run record's is refused with a
+:class:`~steelfast.inference.errors.ResumeMismatchError` that lists what differs, so one output never
+mixes two models. An existing output is replaced only when asked (``overwrite``), and
+:func:`check_output` finds an unknown format, a missing writer package or an unusable path before
+any image is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from steelfast._atomic import atomic_path, atomic_write_bytes
+from steelfast.inference.errors import ResumeMismatchError
+from steelfast.inference.lock import hold_lock
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "Journal",
+    "Previous",
+    "check_output",
+    "claim_output",
+    "failures_path",
+    "finish",
+    "journal_path",
+    "load_previous",
+    "lock_output",
+    "lock_path",
+    "record_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: Output suffixes and their formats.
+OUTPUT_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
+#: The package each format needs beyond pandas, and the steelfast extra that installs it.
+_NEEDS = {"xlsx": ("openpyxl", "excel"), "parquet": ("pyarrow", "parquet")}
+_RESUME = "resume=True (CLI: --resume)"
+_OVERWRITE = "overwrite=True (CLI: --overwrite)"
+
+
+def journal_path(output: Path) -> Path:
+    """The journal of an unfinished run writing ``output``: ``<output>.partial``."""
+    return output.with_name(output.name + ".partial")
+
+
+def record_path(output: Path) -> Path:
+    """The run record of a finished ``output``: ``<output>.run.json``."""
+    return output.with_name(output.name + ".run.json")
+
+
+def lock_path(output: Path) -> Path:
+    """The lock file of ``output``: ``<output>.lock``."""
+    return output.with_name(output.name + ".lock")
+
+
+def failures_path(output: Path) -> Path:
+    """The failures file of ``output``: ``<output stem>.failures.csv``."""
+    return output.with_name(output.stem + ".failures.csv")
+
+
+def check_output(output: Path, format: str | None = None) -> str:
+    """Check, before any work, that ``output`` can be written, and return its format.
+
+    Args:
+        output: The submission file.
+        format: ``"csv"``, ``"xlsx"`` or ``"parquet"``; default: from the suffix of ``output``.
+
+    Returns:
+        The format.
+
+    Raises:
+        IsADirectoryError: ``output`` is a folder.
+        ValueError: Neither ``format`` nor the suffix names a format.
+        ImportError: The format's package (openpyxl, pyarrow) is not installed.
+        NotADirectoryError: A parent of ``output`` is a file.
+        PermissionError: The folder that would hold ``output`` is not writable.
+    """
+    if output.is_dir():
+        raise IsADirectoryError(f"the output {output} is a folder; give a file name such as {output / 'submission.csv'}")
+    kind = format or OUTPUT_FORMATS.get(output.suffix.lower())
+    if kind not in ("csv", "xlsx", "parquet"):
+        raise ValueError(f"unknown output format for {output}: use a .csv, .xlsx or .parquet suffix, got {format!r}")
+    if kind in _NEEDS:
+        module, extra = _NEEDS[kind]
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"writing {kind} ({output.name}) needs {module}: pip install 'steelfast[{extra}]'")
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {output}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {output}: the folder {parent} is not writable")
+    return kind
+
+
+# ---- one writer per output ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def lock_output(output: Path) -> Iterator[Path]:
+    """Hold ``output``'s lock file (:func:`steelfast.inference.lock.hold_lock`) for the block.
+
+    While it is held, no other run writes the output, so leftover temporary files of a killed
+    run beside it (``.<name>.*.tmp``, from :func:`steelfast._atomic.atomic_path`) are removed.
+
+    Raises:
+        OutputBusyError: A live run holds the lock (the message names its PID).
+    """
+    with hold_lock(lock_path(output), output) as path:
+        for companion in (output, journal_path(output), record_path(output), failures_path(output)):
+            for stale in output.parent.glob(f".{glob.escape(companion.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        yield path
+
+
+# ---- what an earlier run left ------------------------------------------------------------------
+
+
+def claim_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to replace an earlier run's output or journal unless asked to.
+
+    Raises:
+        ValueError: Both ``resume`` and ``overwrite``.
+        FileExistsError: ``output`` or its journal exists and neither was given.
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the earlier run, overwrite replaces it")
+    if resume or overwrite:
+        return
+    if output.exists():
+        raise FileExistsError(f"{output} exists; pass {_OVERWRITE} to replace it or {_RESUME} to continue it")
+    journal = journal_path(output)
+    if journal.exists():
+        raise FileExistsError(
+            f"an interrupted run left its journal {journal}; pass {_RESUME} to continue it or {_OVERWRITE} to start over"
+        )
+
+
+@dataclass
+class Previous:
+    """What an earlier run of the same output finished.
+
+    Attributes:
+        done: ``{ImageId: RLE strings}`` of finished images (from the output and the journal).
+        failures: ``{ImageId: reason}`` of files that failed; a resume does not try them again.
+        journaled: The journal's entries ``(ImageId, RLE strings or None, reason or None)``, carried
+            into the new journal.
+    """
+
+    done: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    journaled: list[tuple[str, list[str] | None, str | None]] = field(default_factory=list)
+
+
+def _normal(identity: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(identity)))
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "model_sha256" and isinstance(value, str):
+        return value[:12]
+    return json.dumps(value)
+
+
+def _check_identity(output: Path, where: Path, recorded: Any, identity: Mapping[str, Any]) -> None:
+    if not isinstance(recorded, dict):
+        raise ResumeMismatchError(
+            f"cannot resume {output}: {where} records no model and options (written by an older steelfast); "
+            f"start over with {_OVERWRITE}"
+        )
+    now = _normal(identity)
+    diffs = [f"{key} {_show(key, recorded.get(key))} before, {_show(key, now.get(key))} now"
+             for key in sorted(set(recorded) | set(now)) if recorded.get(key) != now.get(key)]
+    if diffs:
+        raise ResumeMismatchError(
+            f"cannot resume {output}: it was started with another model or options ({'; '.join(diffs)}); "
+            f"resume with the same ones, or start over with {_OVERWRITE}"
+        )
+
+
+def _read_journal(path: Path, output: Path, identity: Mapping[str, Any], classes: int) -> Previous:
+    """Entries of a journal whose header matches ``identity``; a torn last line is ignored."""
+    prev = Previous()
+    with open(path, encoding="utf-8") as fh:
+        lines = [line for line in fh if line.endswith("\n")]
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    if not entries:
+        return prev  # killed before the header reached the disk: nothing was finished
+    head = entries[0]
+    _check_identity(output, path, head.get("run") if isinstance(head, dict) else None, identity)
+    for entry in entries[1:]:
+        if not isinstance(entry, dict) or "id" not in entry:
+            continue
+        image_id = str(entry["id"])
+        if isinstance(entry.get("rles"), list) and len(entry["rles"]) == classes:
+            prev.done[image_id] = [str(t) for t in entry["rles"]]
+            prev.journaled.append((image_id, prev.done[image_id], None))
+        elif isinstance(entry.get("error"), str):
+            prev.failures[image_id] = entry["error"]
+            prev.journaled.append((image_id, None, entry["error"]))
+    return prev
+
+
+def _read_output(path: Path, kind: str, classes: int) -> dict[str, list[str]]:
+    """Rows of a finished output file as ``{ImageId: RLE strings}``; {} if unreadable."""
+    try:
+        if kind == "parquet":
+            table = pd.read_parquet(path)
+        elif kind == "xlsx":
+            table = pd.read_excel(path, dtype={"ImageId": str, "EncodedPixels": str})
+        else:
+            table = pd.read_csv(path, dtype={"ImageId": str, "EncodedPixels": str}, keep_default_na=False)
+    except (OSError, ValueError, ImportError) as exc:
+        log.warning("cannot read the existing output %s (%s); its images run again", path, exc)
+        return {}
+    if not {"ImageId", "ClassId", "EncodedPixels"} <= set(table.columns):
+        return {}
+    table["EncodedPixels"] = table["EncodedPixels"].fillna("").astype(str)
+    done: dict[str, list[str]] = {}
+    for image_id, group in table.groupby("ImageId", sort=False):
+        by_class = dict(zip(group["ClassId"].astype(int), group["EncodedPixels"]))
+        done[str(image_id)] = [by_class.get(c, "") for c in range(1, classes + 1)]
+    return done
+
+
+def _read_failures(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return {}
+    if not {"file", "error"} <= set(table.columns):
+        return {}
+    return dict(zip(table["file"], table["error"]))
+
+
+def load_previous(
+    output: Path, kind: str, identity: Mapping[str, Any], *, resume: bool, classes: int
+) -> Previous:
+    """What the earlier run of ``output`` finished, checked against this run's ``identity``.
+
+    Without ``resume`` the earlier run's journal and run record are removed and nothing is kept
+    (call :func:`claim_output` first). With it, the finished output counts when its run record
+    matches, and the journal's entries when its header does.
+
+    Raises:
+        ResumeMismatchError: The run record or journal was written with another identity (the
+            message lists what differs), or an output exists without a run record to check.
+    """
+    journal, record = journal_path(output), record_path(output)
+    if not resume:
+        journal.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
+        return Previous()
+    prev = Previous()
+    if output.is_file() and record.is_file():
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        _check_identity(output, record, recorded, identity)
+        prev.done.update(_read_output(output, kind, classes))
+        prev.failures.update(_read_failures(failures_path(output)))
+    elif output.is_file() and not journal.is_file():
+        raise ResumeMismatchError(
+            f"cannot resume {output}: nothing records the model and options that wrote it ({record} "
+            f"is missing); start over with {_OVERWRITE}"
+        )
+    # An output without a run record but with a journal is an overwrite in progress: its rows are
+    # from the replaced run, so only the journal counts.
+    if journal.is_file():
+        logged = _read_journal(journal, output, identity, classes)
+        prev.done.update(logged.done)
+        prev.failures.update(logged.failures)
+        prev.journaled = logged.journaled
+    return prev
+
+
+# ---- writing -----------------------------------------------------------------------------------
+
+
+class Journal:
+    """The journal of a run (see the module docstring), flushed every ``every`` entries.
+
+    Opening it rewrites the file as the header plus ``carried`` entries (so a torn last line of
+    a killed run never merges with a new one), then appends. Leaving the ``with`` block, also by
+    an exception or Ctrl-C, flushes what is pending to disk.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        identity: Mapping[str, Any],
+        carried: Sequence[tuple[str, list[str] | None, str | None]] = (),
+        every: int = 1,
+    ) -> None:
+        self.path = path
+        self.every = max(1, int(every))
+        self._pending: list[str] = []
+        head = json.dumps({"run": _normal(identity)}) + "\n"
+        body = "".join(self._line(image_id, rles, error) for image_id, rles, error in carried)
+        atomic_write_bytes(path, (head + body).encode("utf-8"), fsync=True)
+        self._fh = open(path, "a", encoding="utf-8")
+
+    @staticmethod
+    def _line(image_id: str, rles: list[str] | None, error: str | None) -> str:
+        entry = {"id": image_id, "rles": rles} if rles is not None else {"id": image_id, "error": error}
+        return json.dumps(entry) + "\n"
+
+    def add(self, image_id: str, rles: list[str]) -> None:
+        """Record a finished image."""
+        self._append(self._line(image_id, rles, None))
+
+    def fail(self, image_id: str, reason: str) -> None:
+        """Record a file that failed."""
+        self._append(self._line(image_id, None, reason))
+
+    def _append(self, line: str) -> None:
+        self._pending.append(line)
+        if len(self._pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending entries and force them to disk."""
+        if self._pending:
+            self._fh.write("".join(self._pending))
+            self._pending.clear()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Flush and close."""
+        try:
+            self.flush()
+        finally:
+            self._fh.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def finish(output: Path, kind: str, frame: pd.DataFrame, failures: Mapping[str, str], identity: Mapping[str, Any]) -> None:
+    """Write the output, the failures file and the run record, then remove the journal.
+
+    Every file is written atomically; the journal goes last, so a crash in between leaves a run
+    that ``resume`` completes.
+    """
+    from steelfast.labels import write_submission
+
+    write_submission(frame, output, format=kind)
+    fail_path = failures_path(output)
+    if failures:
+        with atomic_path(fail_path) as tmp:
+            pd.DataFrame({"file": list(failures), "error": list(failures.values())}).to_csv(tmp, index=False)
+    else:
+        fail_path.unlink(missing_ok=True)
+    text = json.dumps({"run": _normal(identity)}, indent=1) + "\n"
+    atomic_write_bytes(record_path(output), text.encode("utf-8"))
+    journal_path(output).unlink(missing_ok=True)
