@@ -50,7 +50,8 @@ def _fold(args, data, cfg) -> None:
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     model = train_gated(data.subset(train_idx), cfg, progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
     seg, gate = predict_set(model, data.images[test_idx])
-    np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate)
+    np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
+             config=json.dumps(asdict(cfg)), ids=np.array(data.ids))
 
 
 def _final(args, data, cfg) -> None:
@@ -66,13 +67,30 @@ def _report(args, data, cfg) -> None:
     from steelfast.training.crossval import OutOfFold, cross_validate
     from steelfast.training.fit import cv_text, save_gated
     from steelfast.training.gate_tuning import tune_gate
+    from steelfast.training.gated import GatedTrainConfig
 
     seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
     gate = np.zeros((len(data), 4), np.float32)
-    fold = None
+    fold, covered, configs = None, np.zeros(len(data), bool), set()
     for f in range(args.folds):
-        z = np.load(args.out / f"oof_{f}.npz")
+        path = args.out / f"oof_{f}.npz"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: run the 'fold' step for fold {f} first")
+        z = np.load(path)
+        if fold is not None and not np.array_equal(z["fold"], fold):
+            raise SystemExit(f"{path} was made with other folds than oof_0.npz (another --folds or --seed?)")
+        if "ids" in z and list(z["ids"]) != data.ids:
+            raise SystemExit(f"{path} was made on other images than the current data")
         seg[z["idx"]], gate[z["idx"]], fold = z["seg"], z["gate"], z["fold"]
+        covered[z["idx"]] = True
+        if "config" in z:
+            configs.add(str(z["config"]))
+    if not covered.all() or int(fold.max()) + 1 != args.folds:
+        raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
+    if len(configs) > 1:
+        raise SystemExit("the fold files were trained with different configs")
+    if configs:  # record the config the folds were really trained with
+        cfg = GatedTrainConfig(**json.loads(configs.pop()))
     oof = OutOfFold(fold, seg, gate)
     cv = cross_validate(data, oof)
     summary = cv.summary()

@@ -184,6 +184,15 @@ class GatedUNet(nn.Module):
         self.register_buffer("gate_thresholds", torch.tensor(gates, dtype=torch.float32))
         nn.init.constant_(self.head.bias, -3.0)  # start near "no defect": most pixels are clean
 
+    def _apply(self, fn: Any, recurse: bool = True) -> GatedUNet:
+        # .to(dtype) / .half() would round the thresholds (bf16 turns 0.61 into 0.6094): keep
+        # them float32, rebuilt from the exact values in the config, on the new device.
+        super()._apply(fn, recurse)
+        if self.gate_thresholds.dtype != torch.float32:
+            exact = torch.tensor(self.config["gate_thresholds"], dtype=torch.float32)
+            self.gate_thresholds = exact.to(self.gate_thresholds.device)
+        return self
+
     def set_gate_thresholds(self, thresholds: list[float]) -> None:
         """Replace the per-class gate thresholds (also in :attr:`config`)."""
         vals = [float(t) for t in thresholds]

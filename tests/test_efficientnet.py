@@ -150,3 +150,11 @@ def test_forward_gates_before_upsampling_like_forward_both(net: GatedUNet) -> No
     with torch.no_grad():
         seg, _ = net.forward_both(x)
         torch.testing.assert_close(net(x), seg)  # gate open: the same logits
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gate_thresholds_stay_exact_in_half_precision(dtype: torch.dtype) -> None:
+    model = GatedUNet(gate_thresholds=[0.61, 0.37, 2.0, 0.0]).to(dtype=dtype)
+    assert model.gate_thresholds.dtype == torch.float32
+    assert model.gate_thresholds.tolist() == pytest.approx([0.61, 0.37, 2.0, 0.0], abs=1e-7)
+    assert model.encoder.stem[0].weight.dtype == dtype

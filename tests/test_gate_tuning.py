@@ -40,9 +40,9 @@ def _oracle_gain(seg, gate, masks, presence, c, g, t, a, pi, slack):
         if m is not None and pos[i] and nonempty[i]:
             p = seg[i, c] > int(np.floor(t * 255))
             dice[i] = 2 * (p & (m[c] > 0)).sum() / (p.sum() + m[c].sum())
-    known = full & pos & nonempty
-    mean_dice = dice[known].mean() if known.any() else 0.0
     on = (gate[:, c] >= g) & nonempty
+    known = full & pos & on  # weak positives: mean Dice of the full positives predicted at this setting
+    mean_dice = dice[known].mean() if known.any() else 0.0
     credit = np.where(full, dice, mean_dice) * (pos & on)
     return pi * credit.sum() / pos.sum() - (1 - pi) * ((neg & on).sum() + slack) / neg.sum()
 
@@ -65,6 +65,8 @@ def test_choice_is_the_oracle_maximum(seed: int, slack: int) -> None:
             got = _oracle_gain(seg, gate, masks, presence, c, choice.gate[c], choice.thresholds[c],
                                choice.min_areas[c], prevalence[c], slack)
             assert got == pytest.approx(best)
+            # The threshold sits strictly between two observed scores (or at 0): rounding-safe.
+            assert choice.gate[c] == 0.0 or choice.gate[c] not in set(gate[:, c].tolist())
             assert choice.gain[c] == pytest.approx(best + (1 - prevalence[c]) * slack / (~presence[:, c]).sum())
 
 
@@ -99,3 +101,13 @@ def test_shape_errors() -> None:
         tune_gate(seg, gate[:3], masks, presence)
     with pytest.raises(ValueError, match="prevalence needs 2 values"):
         tune_gate(seg, gate, masks, presence, prevalence=(0.1,))
+
+
+@pytest.mark.parametrize("t", [0.3, 0.4, 0.5, 0.6, 0.7])
+def test_stored_pixel_threshold_matches_the_tuned_uint8_test(t: float) -> None:
+    from steelfast.training.gate_tuning import effective_threshold
+
+    eff = effective_threshold(t)
+    p = np.linspace(0, 1, 200001)
+    q = np.round(p * 255)
+    np.testing.assert_array_equal(p > eff, q > np.floor(t * 255))

@@ -32,7 +32,7 @@ import numpy as np
 
 from steelfast.severstal import PREVALENCE
 
-__all__ = ["CLASS_OFF", "GateChoice", "apply_choice", "tune_gate"]
+__all__ = ["CLASS_OFF", "GateChoice", "apply_choice", "effective_threshold", "tune_gate"]
 
 #: Gate threshold that switches a class off (gate probabilities never exceed 1).
 CLASS_OFF = 2.0
@@ -62,6 +62,15 @@ class GateChoice:
         """JSON-ready dict."""
         return {"gate": self.gate, "thresholds": self.thresholds, "min_areas": self.min_areas,
                 "gain": self.gain, "details": self.details}
+
+
+def effective_threshold(t: float) -> float:
+    """The threshold ``encode_probs`` must use to match the uint8 test ``q > floor(255 t)``.
+
+    With ``q = round(255 p)``, ``q > floor(255 t)`` holds exactly when ``p >= (floor(255 t) + 0.5) / 255``;
+    the value returned sits just below that, so that ``p > value`` agrees.
+    """
+    return float(np.nextafter((np.floor(t * 255) + 0.5) / 255, 0.0))
 
 
 def _areas(seg_c: np.ndarray, truth_c: list[np.ndarray | None], t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,20 +141,27 @@ def tune_gate(
             for a in min_areas:
                 nonempty = area >= max(a, 1)
                 dice = np.where(nonempty & (tarea > 0), 2 * inter / np.maximum(area + tarea, 1), 0.0)
-                known = full & pos & nonempty
-                mean_dice = float(dice[known].mean()) if known.any() else 0.0
-                credit = np.where(full, dice, mean_dice) * (pos & nonempty)
-                fp = (neg & nonempty).astype(float)
+                known = (full & pos & nonempty)[order]
+                weak_on = (~full & pos & nonempty)[order]
+                fp = (neg & nonempty)[order].astype(float)
                 # Gate at each distinct score: predicted = nonempty and gate >= g (g = sorted score).
-                cum_credit = np.cumsum(credit[order])
-                cum_fp = np.cumsum(fp[order])
+                # Weak positives are credited with the mean Dice of the fully labelled positives
+                # predicted at the same setting, gate included (the same prefix of the order).
+                cum_known = np.cumsum(known)
+                cum_dice = np.cumsum(np.where(known, dice[order], 0.0))
+                mean_dice = cum_dice / np.maximum(cum_known, 1)
+                cum_credit = cum_dice + mean_dice * np.cumsum(weak_on)
+                cum_fp = np.cumsum(fp)
                 last = np.r_[g_sorted[1:] != g_sorted[:-1], True]  # end of each group of equal scores
                 gains = pi * cum_credit / n_pos - (1 - pi) * (cum_fp + slack) / n_neg
                 gains[~last] = -np.inf
                 k = int(np.argmax(gains))
                 if gains[k] > best[0]:
-                    best = (float(gains[k]), (float(g_sorted[k]), t, a, int(cum_fp[k]),
-                                              int(((pos & nonempty)[order])[: k + 1].sum()), mean_dice))
+                    # Halfway to the next lower score: rounding of the gate (bf16, fp16) cannot
+                    # move an image across the threshold the way it could at the score itself.
+                    g = float(g_sorted[k] + g_sorted[k + 1]) / 2 if k + 1 < n else 0.0
+                    best = (float(gains[k]), (g, effective_threshold(t), a, int(cum_fp[k]),
+                                              int((known | weak_on)[: k + 1].sum()), float(mean_dice[k])))
         detail = {"positives": n_pos, "negatives": n_neg, "prevalence": pi}
         if best[1] is not None:
             g, t, a, fps, tps, md = best[1]
