@@ -221,7 +221,7 @@ def train(
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
     all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
     if arch == "gated-effnet-lite0":
-        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, progress)
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads)
         return
     if arch != "unet":
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
@@ -261,7 +261,7 @@ def train(
 
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
-    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], progress: bool,
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int],
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
@@ -270,9 +270,9 @@ def _train_gated(
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)
-    say = typer.echo if progress else (lambda line: typer.echo(line) if line.startswith("fold") or "epoch" in line else None)
     try:
-        path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=say,
+        # One line per epoch, with or without progress bars (the gated trainer draws none).
+        path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,
                               command="steelfast " + " ".join(sys.argv[1:]))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)

@@ -110,7 +110,7 @@ class _Encoder(nn.Module):
 
 
 class _Up(nn.Module):
-    """Nearest ×2 up-sampling, concatenation with the skip, two 3×3 conv-BN-ReLU."""
+    """Nearest ×2 up-sampling, concatenation with the skip (if any), two 3×3 conv-BN-ReLU."""
 
     def __init__(self, cin: int, skip: int, cout: int) -> None:
         super().__init__()
@@ -119,9 +119,9 @@ class _Up(nn.Module):
             *_conv_bn(cout, cout, 3), nn.ReLU(inplace=True),
         )
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return self.body(torch.cat([x, skip], dim=1))
+        return self.body(x if skip is None else torch.cat([x, skip], dim=1))
 
 
 class GatedUNet(nn.Module):
@@ -221,10 +221,7 @@ class GatedUNet(nn.Module):
         gate = self.gate(torch.cat([deep.mean(dim=(2, 3)), deep.amax(dim=(2, 3))], dim=1))
         y = deep
         for up, skip in zip(self.decoder, [feats[3], feats[2], feats[1], feats[0], None]):
-            if skip is None:
-                y = up.body(F.interpolate(y, scale_factor=2.0, mode="nearest"))
-            else:
-                y = up(y, skip)
+            y = up(y, skip)
         return self.head(y), gate
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:

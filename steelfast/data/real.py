@@ -22,11 +22,10 @@ import pandas as pd
 
 from steelfast.images import list_images, read_gray
 from steelfast.labels import LabelError, build_masks, read_labels
+from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["LabelledSet", "load_labelled", "load_shared", "read_presence", "shared_data_dir"]
 
-#: The dataset's classes (Kaggle ClassId 1..4).
-CLASSES = (1, 2, 3, 4)
 
 
 @dataclass
@@ -166,17 +165,17 @@ def load_labelled(
         raise ValueError(f"no labelled images found in {dirs}")
     # A table may list an image twice (two copies of it); a class counts when any row has it.
     weak_rows = weak.groupby("ImageId")[list(CLASSES)].any() if weak is not None else None
-    images = np.empty((len(ids), 256, 1600), np.uint8)
+    images = np.empty((len(ids), *SHAPE), np.uint8)
     pres = np.zeros((len(ids), 4), bool)
     is_full = np.zeros(len(ids), bool)
     masks: list[np.ndarray | None] = []
     for n, image_id in enumerate(tqdm(ids, desc="reading", disable=not progress, unit="img")):
         gray = read_gray(files[image_id])
-        if gray.shape != (256, 1600):
-            raise ValueError(f"{files[image_id]}: expected a 256×1600 image, got {gray.shape[0]}×{gray.shape[1]}")
+        if gray.shape != SHAPE:
+            raise ValueError(f"{files[image_id]}: expected a {SHAPE[0]}×{SHAPE[1]} image, got {gray.shape[0]}×{gray.shape[1]}")
         images[n] = gray
         if image_id in full:
-            m = build_masks(table, image_id) if table is not None else np.zeros((4, 256, 1600), np.uint8)
+            m = build_masks(table, image_id) if table is not None else np.zeros((len(CLASSES), *SHAPE), np.uint8)
             masks.append(m)
             pres[n] = m.reshape(4, -1).any(axis=1)
             is_full[n] = True

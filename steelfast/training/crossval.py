@@ -77,8 +77,8 @@ def out_of_fold(
 ) -> OutOfFold:
     """Train one model per fold on the other folds and predict the fold."""
     k = int(folds.max()) + 1
-    seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
-    gate = np.zeros((len(data), 4), np.float32)
+    seg = np.zeros((len(data), data.presence.shape[1], *data.images.shape[1:]), np.uint8)
+    gate = np.zeros(data.presence.shape, np.float32)
     for f in range(k):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         say = (lambda line, f=f: progress(f"fold {f + 1}/{k}: {line}")) if progress else None

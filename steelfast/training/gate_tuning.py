@@ -190,18 +190,11 @@ def apply_choice(
     n, classes = gate.shape
     predicted = np.zeros((n, classes), bool)
     dice = np.full((n, classes), np.nan)
+    full = np.array([m is not None for m in masks])
     for c in range(classes):
-        cut = int(np.floor(choice.thresholds[c] * 255))
-        for i in range(n):
-            above = seg[i, c] > cut
-            area = np.count_nonzero(above)
-            on = gate[i, c] >= choice.gate[c] and area >= max(choice.min_areas[c], 1)
-            predicted[i, c] = on
-            if masks[i] is not None:
-                truth = masks[i][c] > 0
-                ta = np.count_nonzero(truth)
-                if not on:
-                    dice[i, c] = 1.0 if ta == 0 else 0.0
-                else:
-                    dice[i, c] = 2 * np.count_nonzero(above & truth) / (area + ta)
+        area, inter, tarea = _areas(seg[:, c], [m[c] if m is not None else None for m in masks], choice.thresholds[c])
+        on = (gate[:, c] >= choice.gate[c]) & (area >= max(choice.min_areas[c], 1))
+        predicted[:, c] = on
+        scored = np.where(on, 2 * inter / np.maximum(area + tarea, 1), (tarea == 0).astype(float))
+        dice[full, c] = scored[full]
     return predicted, dice

@@ -160,7 +160,7 @@ def train_gated(
     total = cfg.epochs * steps_per_epoch
     warmup = max(1, steps_per_epoch // 2)
     augment = SteelAugment()
-    zeros = np.zeros((4, 256, 1600), np.uint8)
+    zeros = np.zeros((data.presence.shape[1], *data.images.shape[1:]), np.uint8)  # target of weak images
     step = 0
     for epoch in range(cfg.epochs):
         model.train()
