@@ -152,7 +152,7 @@ UNET_FAST: dict[str, Any] = {
 def train(
     data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
     out: Path = typer.Option(..., "--out", help="Run folder for best.*, last.*, history.csv and history.png."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30 unet, 10 gated)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Images per step, per process under torchrun (default: 16 unet, 4 gated)."
     ),
@@ -221,7 +221,7 @@ def train(
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
     all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
     if arch == "gated-effnet-lite0":
-        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads)
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device)
         return
     if arch != "unet":
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
@@ -261,12 +261,12 @@ def train(
 
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
-    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int],
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
 
-    config = GatedTrainConfig(seed=seed, threads=threads)
+    config = GatedTrainConfig(seed=seed, threads=threads, device=device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)

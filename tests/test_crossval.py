@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from steelfast import cli
@@ -62,11 +63,32 @@ def test_training_needs_a_fully_labelled_image() -> None:
         train_gated(_set(0, 3), GatedTrainConfig(epochs=1, pretrained=False))
 
 
-@pytest.mark.parametrize(("field", "value", "match"), [("epochs", 0, "epochs"), ("lr", 2.0, "lr"),
-                                                         ("frozen_blocks", -1, "frozen_blocks")])
-def test_bad_config(field: str, value: object, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(("field", "value", "exc", "match"), [
+    ("epochs", 0, ValueError, "epochs"), ("lr", 2.0, ValueError, "lr"),
+    ("frozen_blocks", -1, ValueError, "frozen_blocks"), ("device", 0, TypeError, "device must be a str.*got 0"),
+    ("device", "tpu", ValueError, "device must be.*'tpu'"),
+])
+def test_bad_config(field: str, value: object, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
         train_gated(_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_asked_without_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train_gated(_set(2, 0), GatedTrainConfig(device="cuda", pretrained=False))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_and_predict_on_cuda() -> None:
+    data = _set(2, 1)
+    model = train_gated(data, GatedTrainConfig(epochs=1, pretrained=False, device="cuda"))
+    assert next(model.parameters()).device.type == "cpu"  # handed back on the CPU
+    seg_cpu, gate_cpu = predict_set(model, data.images[:1])
+    seg_gpu, gate_gpu = predict_set(model.to("cuda"), data.images[:1])
+    assert np.abs(seg_cpu.astype(int) - seg_gpu.astype(int)).max() <= 2
+    np.testing.assert_allclose(gate_cpu, gate_gpu, atol=1e-3)
 
 
 @pytest.mark.slow

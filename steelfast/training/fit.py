@@ -33,7 +33,8 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
     est = cv.real_estimate
     return (
         f"{len(cv.folds)}-fold CV over {int(data.full.sum())} fully labelled images "
-        f"({int((~data.full).sum())} weakly labelled images in every training fold, never scored)\n\n"
+        f"({int((~data.full).sum())} weakly labelled images dealt to the folds too: they train the "
+        "other folds' models and tune the gate, but are never scored)\n\n"
         + cv.folds.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n\n"
         + f"score {s['score_mean']:.4f} ± {s['score_std']:.4f} (all-empty {s['all_empty_mean']:.4f}), "
         + f"worst fold margin {s['margin_min']:+.4f}, "

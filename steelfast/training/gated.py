@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from steelfast.data.augment import SteelAugment
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
+from steelfast.train import resolve_device
 
 __all__ = ["GatedTrainConfig", "NORMALIZATION", "predict_set", "train_gated"]
 
@@ -57,9 +58,11 @@ class GatedTrainConfig:
             batches of a few images estimate them badly.
         seed: Seed of weights, order and augmentations.
         threads: torch CPU threads (None: leave torch's setting).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``. Training runs in float32 on either.
     """
 
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 4
     lr: float = 1e-3
     encoder_lr_scale: float = 0.3
@@ -68,9 +71,10 @@ class GatedTrainConfig:
     full_repeat: int = 2
     pretrained: bool = True
     scale: float = 0.5
-    frozen_blocks: int = 3
+    frozen_blocks: int = 1
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad field and its value."""
@@ -86,6 +90,8 @@ class GatedTrainConfig:
         check_fraction("encoder_lr_scale", self.encoder_lr_scale, low=0.0, high=10.0)
         check_fraction("weight_decay", self.weight_decay, low=0.0, high=1.0)
         check_fraction("gate_weight", self.gate_weight, low=0.0, high=100.0)
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
 
 
 def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
@@ -119,7 +125,7 @@ def train_gated(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> GatedUNet:
-    """Train a :class:`~steelfast.efficientnet.GatedUNet` on ``data`` (CPU or the default device).
+    """Train a :class:`~steelfast.efficientnet.GatedUNet` on ``data`` (on ``config.device``).
 
     Args:
         data: Labelled images; weak ones (``full`` False) train the gate and the absent classes.
@@ -127,13 +133,14 @@ def train_gated(
         progress: Called with one line per epoch (loss, seconds, images/s).
 
     Returns:
-        The trained model in eval mode, its gate thresholds all 0 (open) until tuned.
+        The trained model in eval mode, on the CPU, its gate thresholds all 0 (open) until tuned.
 
     Raises:
         ValueError: An invalid config, or no fully labelled image in ``data``.
     """
     cfg = config or GatedTrainConfig()
     cfg.validate()
+    device = resolve_device(cfg.device)
     if not data.full.any():
         raise ValueError("training needs at least one fully labelled image (masks known)")
     if cfg.threads is not None:
@@ -143,7 +150,7 @@ def train_gated(
     model = GatedUNet(scale=cfg.scale)
     if cfg.pretrained:
         load_imagenet_lite0(model)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device=device, memory_format=torch.channels_last)
     frozen = [model.encoder.stem, *model.encoder.blocks[: cfg.frozen_blocks]]
     for module in frozen:
         module.requires_grad_(False)
@@ -176,11 +183,11 @@ def train_gated(
                 g, m = augment(data.images[i], data.masks[i] if data.full[i] else zeros, rng)
                 grays.append(g)
                 masks.append(np.ascontiguousarray(m))
-            x = _batch_input(grays).to(memory_format=torch.channels_last)
-            full = torch.from_numpy(data.full[idx])
-            presence = torch.from_numpy(data.presence[idx].astype(np.float32))
+            x = _batch_input(grays).to(device=device, memory_format=torch.channels_last)
+            full = torch.from_numpy(data.full[idx]).to(device)
+            presence = torch.from_numpy(data.presence[idx].astype(np.float32)).to(device)
             pixel_weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
-            target = torch.from_numpy(np.stack(masks)).float()
+            target = torch.from_numpy(np.stack(masks)).to(device).float()
             frac = step / total
             lr_factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
             for g, base in zip(opt.param_groups, base_lrs):
@@ -199,7 +206,7 @@ def train_gated(
         log.info(line)
         if progress is not None:
             progress(line)
-    return model.eval()
+    return model.cpu().eval()
 
 
 @torch.inference_mode()
@@ -216,12 +223,13 @@ def predict_set(model: GatedUNet, images: np.ndarray, batch_size: int = 4) -> tu
         float32 (N, C) gate probabilities.
     """
     model.eval()
+    device = next(model.parameters()).device
     segs, gates = [], []
     for start in range(0, len(images), batch_size):
-        x = _batch_input(list(images[start : start + batch_size])).to(memory_format=torch.channels_last)
-        seg, gate = model.forward_both(x)
-        segs.append((torch.sigmoid(seg) * 255).round().to(torch.uint8).contiguous().numpy())
-        gates.append(torch.sigmoid(gate).float().numpy())
+        x = _batch_input(list(images[start : start + batch_size]))
+        seg, gate = model.forward_both(x.to(device=device, memory_format=torch.channels_last))
+        segs.append((torch.sigmoid(seg) * 255).round().to(torch.uint8).contiguous().cpu().numpy())
+        gates.append(torch.sigmoid(gate).float().cpu().numpy())
     return np.concatenate(segs), np.concatenate(gates)
 
 
