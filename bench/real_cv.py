@@ -55,25 +55,42 @@ def _config(args: argparse.Namespace):
     return cfg
 
 
+def _training_set(args, data, train):
+    """The real training images, plus or replaced by synthetic ones made of them (``--synth``)."""
+    if not args.synth:
+        return train
+    from steelfast.data.real import LabelledSet, shared_data_dir
+    from steelfast.data.realsynth import RealParts, load_shape_bank, synthesize
+
+    # Shapes from the real masks of images that are not in the data at all (never a scored one).
+    bank = load_shape_bank(shared_data_dir() / "train_partial.csv", exclude=data.ids)
+    parts = RealParts.from_set(train, bank, sheets=args.synth_sheets)
+    synth = synthesize(parts, args.synth, seed=args.seed * 100 + args.fold)
+    return synth if args.synth_only else LabelledSet.concat([train, synth])
+
+
 def _fold(args, data, cfg) -> None:
+    from steelfast._device import resolve_device
     from steelfast.training.crossval import stratified_folds
     from steelfast.training.gated import predict_set, train_gated
 
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
-    from steelfast.train import resolve_device
-
-    model = train_gated(data.subset(train_idx), cfg, progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
+    train = _training_set(args, data, data.subset(train_idx))
+    model = train_gated(train, cfg, progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
-             config=json.dumps(asdict(cfg)), ids=np.array(data.ids))
+             config=json.dumps({**asdict(cfg), "synth": args.synth, "synth_only": args.synth_only,
+                                "synth_sheets": args.synth_sheets}),
+             ids=np.array(data.ids))
 
 
 def _final(args, data, cfg) -> None:
     from steelfast.checkpoint import save_checkpoint
     from steelfast.training.gated import train_gated
 
-    model = train_gated(data, cfg, progress=lambda s: print(f"final: {s}", flush=True))
+    args.fold = args.folds  # a seed of its own for the final model's synthetic images
+    model = train_gated(_training_set(args, data, data), cfg, progress=lambda s: print(f"final: {s}", flush=True))
     save_checkpoint(args.out / "final_ungated.safetensors", model, {"training": {"config": asdict(cfg)}})
 
 
@@ -104,13 +121,16 @@ def _report(args, data, cfg) -> None:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
     if len(configs) > 1:
         raise SystemExit("the fold files were trained with different configs")
+    synth = {}
     if configs:  # record the config the folds were really trained with
-        cfg = GatedTrainConfig(**json.loads(configs.pop()))
+        recorded = json.loads(configs.pop())
+        synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
+        cfg = GatedTrainConfig(**recorded)
     oof = OutOfFold(fold, seg, gate)
     cv = cross_validate(data, oof)
     summary = cv.summary()
     (args.out / "cv.json").write_text(json.dumps(
-        {"data": data.source, "config": asdict(cfg), **summary, "choices": [c.to_dict() for c in cv.choices]},
+        {"data": data.source, "config": asdict(cfg), "synthetic": synth, **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
     text = cv_text(data, cv)
@@ -138,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"trainer option {name} (default: GatedTrainConfig's)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    ap.add_argument("--synth", type=int, default=0,
+                    help="add this many synthetic images made of each model's real training images "
+                         "(steelfast.data.realsynth; shapes from train_partial.csv masks of other images)")
+    ap.add_argument("--synth-only", action="store_true", help="train on the synthetic images alone")
+    ap.add_argument("--synth-sheets", choices=["all", "defect-free"], default="all",
+                    help="sheets of the synthetic images: every real training image (its defects kept) "
+                         "or only the defect-free ones (every defect pasted)")
     ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")

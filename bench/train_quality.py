@@ -26,7 +26,7 @@ Train-speed comparison only (fp32 eager vs bfloat16 autocast + channels_last)::
 
 Steps: :func:`steelfast.synth.make_dataset` writes ``n_train + n_val`` training images and
 ``n_test`` held-out test images (with ``test_labels.csv``); the training images are split (stratified) into
-train and validation; :func:`steelfast.train.train` trains until the epochs or the budget run out,
+train and validation; :func:`steelfast.training.loop.train` trains until the epochs or the budget run out,
 tuning per-class threshold and minimum area on the validation images; the best checkpoint is
 then scored on the held-out test images with those parameters. Results go to
 ``<out>/results.json`` and are printed:
@@ -57,7 +57,10 @@ from steelfast.images import list_images
 from steelfast.labels import read_labels
 from steelfast.metrics import kaggle_score
 from steelfast.synth import make_dataset
-from steelfast.train import TrainConfig, evaluate, load_data, train
+from steelfast.training.config import TrainConfig
+from steelfast.training.data import load_data
+from steelfast.training.loop import train
+from steelfast.training.validation import evaluate
 
 __all__ = ["main", "measure_speed", "provenance", "run"]
 
@@ -121,7 +124,7 @@ def _tune_and_test_with_tta(
         (postprocess metadata with ``"tta": True``, test evaluation, tuned validation score).
     """
     from steelfast.segment import Segmenter
-    from steelfast.tune import tune_on_images
+    from steelfast.training.tune import tune_on_images
 
     segmenter = Segmenter(checkpoint, backend="torch", batch_size=8, tta=True)
     tuned = tune_on_images(segmenter, data_dir / "train_images", data.val_truth, data.val_ids, progress=args.progress)
@@ -419,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tta", action="store_true",
         help="After training, re-tune thresholds and minimum areas on flip-averaged validation probabilities "
-        "(steelfast.tune.tune_on_images) and score the test images with flip TTA; the checkpoint records tta=true.",
+        "(steelfast.training.tune.tune_on_images) and score the test images with flip TTA; the checkpoint records tta=true.",
     )
     p.add_argument("--dice-mode", default="global", choices=["global", "class", "pair"], help="Soft Dice pooling of the loss.")
     p.add_argument(

@@ -225,8 +225,8 @@ def train(
         return
     if arch != "unet":
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
-    from steelfast.train import TrainConfig
-    from steelfast.train import train as run_training
+    from steelfast.training.config import TrainConfig
+    from steelfast.training.loop import train as run_training
 
     config = TrainConfig(
         # "is None", not "or": an explicit --epochs 0 must reach the validation, not the default.

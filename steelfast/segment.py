@@ -141,7 +141,7 @@ class Segmenter:
         tta: Average the probabilities of the image and its horizontal and vertical flips
             (three forward passes). None (the default) follows the checkpoint: True when its
             post-processing was tuned on flip-averaged probabilities (``postprocess.tta`` in the
-            metadata, written by :func:`steelfast.tune.tune_on_images`), else False.
+            metadata, written by :func:`steelfast.training.tune.tune_on_images`), else False.
         thresholds: Per-class probability thresholds (one float or one per class); default from
             the checkpoint metadata.
         min_areas: Per-class minimum areas in pixels; default from the checkpoint metadata.

@@ -494,9 +494,6 @@ def _image_id(rng: np.random.Generator, taken: set[str]) -> str:
             return iid
 
 
-
-
-
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode())
 

@@ -192,7 +192,7 @@ def test_ctrl_c_keeps_the_journal_and_says_how_to_resume(
 
 
 def test_ctrl_c_during_train_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import steelfast.train as train_mod
+    import steelfast.training.epoch as train_mod
 
     (tmp_path / "data" / "train_images").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -291,7 +291,7 @@ COMMANDS = {  # command line, library function it calls
     "synth": (["synth", "{tmp}/data"], "steelfast.synth.make_dataset"),
     "eda": (["eda", "{tmp}/labels.csv"], "steelfast.eda.eda_report"),
     "overlay": (["overlay", "{tmp}/image.png"], "steelfast.overlay.overlay_file"),
-    "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.train.train"),
+    "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.training.loop.train"),
     "export": (["export", "{ckpt}", "--onnx", "{tmp}/m.onnx"], "steelfast.export.export_onnx"),
     "segment": (["segment", "{tmp}", "--model", "{ckpt}", "-o", "{tmp}/s.csv"], "steelfast.segment.segment_to_file"),
 }

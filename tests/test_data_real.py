@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steelfast.data.real import load_labelled, load_shared, read_presence
+from steelfast.data.real import LabelledSet, load_labelled, load_shared, read_presence
 from steelfast.labels import LabelError
 from steelfast.rle import encode
 
@@ -94,3 +94,26 @@ def test_shared_material(real_data: Path) -> None:
         assert data.presence[i].tolist() == expected, image_id
         if data.full[i]:
             assert [int(data.masks[i][c].sum()) for c in range(4)] == [int(areas.loc[image_id, f"area_class_{c}"]) for c in (1, 2, 3, 4)]
+
+
+def _tiny(ids: list[str], full: bool) -> LabelledSet:
+    n = len(ids)
+    masks = [np.full((4, 256, 1600), k % 2, np.uint8) if full else None for k in range(n)]
+    return LabelledSet(ids, np.full((n, 256, 1600), len(ids[0]), np.uint8),
+                       np.eye(4, dtype=bool)[np.arange(n) % 4], np.full(n, full), masks, {"name": ids[0]})
+
+
+def test_concat_keeps_order_and_parts() -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["cc.jpg"], False)
+    both = LabelledSet.concat([a, b])
+    assert both.ids == ["a.jpg", "b.jpg", "cc.jpg"] and both.full.tolist() == [True, True, False]
+    assert both.images[2, 0, 0] == 6 and both.masks[2] is None and both.masks[1][0, 0, 0] == 1
+    np.testing.assert_array_equal(both.presence, np.concatenate([a.presence, b.presence]))
+    assert both.source == {"parts": [{"name": "a.jpg"}, {"name": "cc.jpg"}]}
+
+
+@pytest.mark.parametrize(("sets", "match"), [([], "at least one LabelledSet"),
+                                             ([["a.jpg"], ["a.jpg"]], "more than one set")])
+def test_concat_errors(sets: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LabelledSet.concat([_tiny(ids, True) for ids in sets])

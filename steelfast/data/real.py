@@ -27,7 +27,6 @@ from steelfast.severstal import CLASSES, SHAPE
 __all__ = ["LabelledSet", "load_labelled", "load_shared", "read_presence", "shared_data_dir"]
 
 
-
 @dataclass
 class LabelledSet:
     """Labelled real images held in memory.
@@ -58,6 +57,18 @@ class LabelledSet:
             [self.ids[i] for i in idx], self.images[idx], self.presence[idx], self.full[idx],
             [self.masks[i] for i in idx], dict(self.source),
         )
+
+    @classmethod
+    def concat(cls, sets: Sequence[LabelledSet]) -> LabelledSet:
+        """One set of all images of ``sets``, in order (ImageIds must stay unique)."""
+        if not sets:
+            raise ValueError("concat needs at least one LabelledSet")
+        ids = [i for s in sets for i in s.ids]
+        if len(set(ids)) != len(ids):
+            raise ValueError("concat: an ImageId appears in more than one set")
+        return cls(ids, np.concatenate([s.images for s in sets]), np.concatenate([s.presence for s in sets]),
+                   np.concatenate([s.full for s in sets]), [m for s in sets for m in s.masks],
+                   {"parts": [s.source for s in sets]})
 
     def summary(self) -> dict:
         """Counts for metadata and logs: images, full, weak, and images per class."""

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from steelfast.data.real import LabelledSet
-from steelfast.evaluate import pair_report
 from steelfast.efficientnet import GatedUNet
+from steelfast.evaluate import pair_report
 from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated

@@ -18,7 +18,13 @@ from typing import Any
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
 from steelfast.evaluate import format_report
-from steelfast.training.crossval import CVResult, cross_validate, fit_gated, out_of_fold, stratified_folds
+from steelfast.training.crossval import (
+    CVResult,
+    cross_validate,
+    fit_gated,
+    out_of_fold,
+    stratified_folds,
+)
 from steelfast.training.gate_tuning import GateChoice
 from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from steelfast.data.augment import SteelAugment
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
-from steelfast.train import resolve_device
+from steelfast._device import resolve_device
 
 __all__ = ["GatedTrainConfig", "NORMALIZATION", "predict_set", "train_gated"]
 

@@ -1,4 +1,4 @@
-"""Tests for steelfast.train (and the ``train`` CLI command) on a tiny on-the-fly dataset."""
+"""Tests for steelfast.training.loop (and the ``train`` CLI command) on a tiny on-the-fly dataset."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import steelfast.train as train_mod
+import steelfast.training.epoch as epoch_mod
+import steelfast.training.loop as train_mod
 from steelfast.checkpoint import load_checkpoint, load_training_state, read_metadata
 from steelfast.rle import encode
-from steelfast.train import TrainConfig, evaluate, load_data, train
-from steelfast.tune import tune_postprocess
+from steelfast.training.config import TrainConfig
+from steelfast.training.data import load_data
+from steelfast.training.loop import train
+from steelfast.training.validation import evaluate
+from steelfast.training.tune import tune_postprocess
 
 H, W = 32, 128
 TINY_ARCH = {"in_channels": 3, "widths": [4, 8], "decoder_widths": [8, 4], "bottleneck": 8}
@@ -146,7 +150,7 @@ def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
 
 def test_ctrl_c_saves_a_resumable_checkpoint(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     calls = {"n": 0}
-    real = train_mod.bce_dice_loss
+    real = epoch_mod.bce_dice_loss
 
     def interrupting(*args, **kwargs):
         calls["n"] += 1
@@ -154,14 +158,14 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data_dir: Path, tmp_path: Path, mon
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "bce_dice_loss", interrupting)
+    monkeypatch.setattr(epoch_mod, "bce_dice_loss", interrupting)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, tmp_path / "run", _config(epochs=3))
     meta = read_metadata(tmp_path / "run" / "last.json")
     assert "interrupted" in meta["training"]["note"]
     state = load_training_state(tmp_path / "run" / "last.state.pt", restore_rng=False)
     assert state["epoch"] == 1 and len(state["history"]) == 1
-    monkeypatch.setattr(train_mod, "bce_dice_loss", real)
+    monkeypatch.setattr(epoch_mod, "bce_dice_loss", real)
     result = train(
         data_dir, tmp_path / "run", _config(epochs=2), resume=tmp_path / "run" / "last.safetensors"
     )
@@ -225,7 +229,7 @@ def test_class_balance_weights_rare_classes_and_trains(data_dir: Path, tmp_path:
 
 
 def test_distributed_sampler_ranks_share_one_weighted_draw() -> None:
-    from steelfast.distributed import EpochDistributedSampler
+    from steelfast.training.distributed import EpochDistributedSampler
 
     weights = np.array([0.0, 1.0, 3.0, 0.0, 1.0])
     ranks = [

@@ -1,4 +1,4 @@
-"""Tests for steelfast.tune: counts against a pixel-level oracle and the compiled RLE path."""
+"""Tests for steelfast.training.tune: counts against a pixel-level oracle and the compiled RLE path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from steelfast.tune import (
+from steelfast.training.tune import (
     DEFAULT_MIN_AREAS,
     DEFAULT_THRESHOLDS,
     ThresholdStats,
