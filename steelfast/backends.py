@@ -63,7 +63,7 @@ from steelfast.inference.errors import BackendUnavailableError
 from steelfast.models import UNet, inference_graph
 from steelfast.onnx_fp16 import onnx_precision
 from steelfast.tensorrt_engine import build_tensorrt_engine, read_sidecar
-from steelfast.tensorrt_plan import TENSORRT_INSTALL, import_tensorrt
+from steelfast.tensorrt_plan import SUPPORTED_MAJORS, TENSORRT_INSTALL, import_tensorrt, tensorrt_major
 
 __all__ = [
     "BACKENDS",
@@ -88,12 +88,13 @@ def _tensorrt_importable() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _tensorrt_builds() -> bool:
+    """``tensorrt`` imports with its builder, in a version the builder supports."""
     try:
-        import_tensorrt(builder=True)
+        trt = import_tensorrt(builder=True)
     except ImportError as exc:
         log.info("the tensorrt backend is not available: %s", exc)
         return False
-    return True
+    return tensorrt_major(trt.__version__) in SUPPORTED_MAJORS
 
 
 def _onnxruntime_importable() -> bool:

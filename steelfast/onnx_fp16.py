@@ -188,14 +188,19 @@ def convert_to_fp16(model: Any) -> Any:
     if OUTPUT_NAME not in [o.name for o in model.graph.output]:
         raise ValueError(f"the ONNX model has no {OUTPUT_NAME!r} output; export it with export_onnx")
     inferred = onnx.shape_inference.infer_shapes(model)
+    for index, node in enumerate(inferred.graph.node):
+        node.name = node.name or f"steelfast_node_{index}"  # the converter blocks nodes by name
     blocked_ops = [op for op in float16.DEFAULT_OP_BLOCK_LIST if op != "Resize"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # "the float32 number ... will be truncated": tiny weights
         half = float16.convert_float_to_float16(
             inferred, keep_io_types=True, op_block_list=blocked_ops, node_block_list=_small_nodes(inferred)
         )
-    if caught:
-        log.info("float16 conversion: %d values outside float16's normal range were clipped", len(caught))
+    clipped = sum("truncated" in str(w.message) for w in caught)
+    if clipped:
+        log.info("float16 conversion: %d weights below 1e-7 or above 1e4 in size were moved to that range", clipped)
+    for other in (w for w in caught if "truncated" not in str(w.message)):
+        log.warning("float16 conversion: %s", other.message)
     _restore_float32_weights(half, model)
     _half_output(half)
     onnx.checker.check_model(half, full_check=True)

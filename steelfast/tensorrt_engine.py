@@ -29,7 +29,13 @@ from steelfast._atomic import atomic_path
 from steelfast._validate import check_bool, check_choice
 from steelfast.export import INPUT_NAME, file_sha256, read_onnx_metadata
 from steelfast.inference.errors import BackendUnavailableError
-from steelfast.tensorrt_plan import HARDWARE_COMPATIBILITY, PRECISIONS, BuildPlan, import_tensorrt, plan_build
+from steelfast.tensorrt_plan import (
+    HARDWARE_COMPATIBILITY,
+    PRECISIONS,
+    BuildPlan,
+    import_tensorrt,
+    plan_build,
+)
 
 __all__ = [
     "EngineKey",
@@ -238,7 +244,8 @@ def build_tensorrt_engine(
     Args:
         onnx_path: ONNX file from :func:`steelfast.export.export_onnx` (float32 or float16).
         cache_dir: Engine cache folder (default :func:`default_cache_dir`).
-        precision: ``"fp16"`` or ``"fp32"`` (see the module table for what each means per version).
+        precision: ``"fp16"`` or ``"fp32"`` (:mod:`steelfast.tensorrt_plan` says what each means
+            per TensorRT version).
         batch: Optimization profile over the batch dimension: (min, opt, max).
         height: Input height of the profile (default: the ``input`` size in the ONNX metadata).
         width: Input width of the profile (default: likewise).

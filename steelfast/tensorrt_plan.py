@@ -72,7 +72,7 @@ def import_tensorrt(*, builder: bool = True) -> Any:
             bindings wheel was installed), or cannot build; the message names what to install.
     """
     try:
-        import tensorrt as trt  # noqa: PLC0415 - optional dependency
+        import tensorrt as trt
     except (ImportError, OSError) as exc:
         lean = _lean_runtime()
         if lean is not None:

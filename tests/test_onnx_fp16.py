@@ -31,9 +31,9 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the F
 onnx = pytest.importorskip("onnx", reason="onnx is needed for the FP16 tests")
 pytest.importorskip("onnxconverter_common", reason="onnxconverter-common is needed for the FP16 conversion")
 
-from onnx import TensorProto, numpy_helper  # noqa: E402
+from onnx import TensorProto, numpy_helper
 
-from steelfast.onnx_fp16 import convert_to_fp16, onnx_precision, to_fp16_onnx  # noqa: E402
+from steelfast.onnx_fp16 import convert_to_fp16, onnx_precision, to_fp16_onnx
 
 #: Per-image tolerance of the float16 model against the float32 model (README, TensorRT section).
 MEAN_ABS_TOL = 1e-3

@@ -118,8 +118,8 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     ("case", "match"),
     [
         ("missing", f"^the tensorrt package is missing or incomplete: {INSTALL}; its {LIBS}"),
-        ("lean runtime only", r"^only a TensorRT runtime without the builder \(tensorrt_lean\) is installed: it runs "
-                              f"version-compatible engines but cannot build them; install the full TensorRT: {INSTALL}"),
+        ("lean runtime only", (r"^only a TensorRT runtime without the builder \(tensorrt_lean\) is installed: it runs "
+                               f"version-compatible engines but cannot build them; install the full TensorRT: {INSTALL}")),
         ("no Builder", f"^the installed tensorrt 11.4.0.106 has no Builder .*cannot build engines; .*{INSTALL}; its {LIBS}"),
     ],
 )
