@@ -27,6 +27,8 @@ __all__ = [
     "as_rle_texts",
     "as_shape",
     "as_threads",
+    "check_bool",
+    "check_choice",
     "check_fraction",
     "check_positive_int",
     "per_class",
@@ -173,3 +175,25 @@ def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0
     if not (low <= float(value) <= high):
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``, else raise.
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices`` (any type), quoting it and the choices.
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (NumPy's included), else raise.
+
+    Raises:
+        TypeError: ``value`` is not a bool (``0`` and ``1`` are refused too), quoting it.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
+    return bool(value)

@@ -9,14 +9,15 @@ float32 or float16 (:meth:`Backend.predict_proba`). The ones here:
     else float32), channels-last memory format, ``torch.inference_mode``, and ``torch.compile``
     (inductor) when a C++ compiler is found. On CUDA: float16 and channels-last.
 ``onnxruntime``
-    ONNX Runtime's CPU provider on a file from :func:`steelfast.export.export_onnx` (float32).
+    ONNX Runtime's CPU provider on a file from :func:`steelfast.export.export_onnx` (float32, or
+    float16 with float16 probabilities).
 ``tensorrt``
-    A serialized TensorRT engine (FP16) built and cached by
-    :func:`steelfast.export.build_tensorrt_engine`, run with the TensorRT runtime on torch CUDA
-    memory.
+    A serialized TensorRT engine (FP16; TensorRT 10 or 11) built and cached by
+    :func:`steelfast.tensorrt_engine.build_tensorrt_engine`, run with the TensorRT runtime on torch
+    CUDA memory.
 
-``backend="auto"`` picks, in this order (:func:`resolve_backend`): ``tensorrt`` when the
-``tensorrt`` package imports and CUDA is available; ``torch`` on CUDA when CUDA is available;
+``backend="auto"`` picks, in this order (:func:`resolve_backend`): ``tensorrt`` when CUDA is
+available and the ``tensorrt`` package imports with its builder; ``torch`` on CUDA when CUDA is available;
 otherwise ``torch`` on the CPU. On the 2-core AVX-512-BF16 machine this was tuned on, the CPU
 ``torch`` backend (compiled, bfloat16, channels-last) ran about 40 images/s at 256x1600 against
 about 16 for ONNX Runtime (float32), and even without ``torch.compile`` or bfloat16 the torch
@@ -33,6 +34,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -52,7 +54,6 @@ from steelfast.export import (
     INPUT_NAME,
     OUTPUT_NAME,
     ProbabilityModel,
-    build_tensorrt_engine,
     export_onnx,
     file_sha256,
     load_model,
@@ -60,6 +61,9 @@ from steelfast.export import (
 )
 from steelfast.inference.errors import BackendUnavailableError
 from steelfast.models import UNet, inference_graph
+from steelfast.onnx_fp16 import onnx_precision
+from steelfast.tensorrt_engine import build_tensorrt_engine, read_sidecar
+from steelfast.tensorrt_plan import SUPPORTED_MAJORS, TENSORRT_INSTALL, import_tensorrt, tensorrt_major
 
 __all__ = [
     "BACKENDS",
@@ -82,6 +86,17 @@ def _tensorrt_importable() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
+@functools.lru_cache(maxsize=1)
+def _tensorrt_builds() -> bool:
+    """``tensorrt`` imports with its builder, in a version the builder supports."""
+    try:
+        trt = import_tensorrt(builder=True)
+    except ImportError as exc:
+        log.info("the tensorrt backend is not available: %s", exc)
+        return False
+    return tensorrt_major(trt.__version__) in SUPPORTED_MAJORS
+
+
 def _onnxruntime_importable() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
@@ -89,7 +104,7 @@ def _onnxruntime_importable() -> bool:
 def available_backends() -> list[str]:
     """Backends that can run on this machine, in :func:`resolve_backend`'s order of preference."""
     names = []
-    if torch.cuda.is_available() and _tensorrt_importable():
+    if torch.cuda.is_available() and _tensorrt_importable() and _tensorrt_builds():
         names.append("tensorrt")
     names.append("torch")
     if _onnxruntime_importable():
@@ -374,6 +389,7 @@ class OnnxRuntimeBackend(Backend):
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=providers or ["CPUExecutionProvider"]
         )
+        self.precision = onnx_precision(self.onnx_path)
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -389,13 +405,18 @@ class OnnxRuntimeBackend(Backend):
 class TensorRTBackend(Backend):
     """A TensorRT engine run with the TensorRT runtime on torch CUDA memory.
 
+    The input and output dtypes are read from the engine by name into :attr:`io_dtypes` (float32
+    input and float16 output for an engine built from a float16 ONNX model, float32 both for one
+    built with TensorRT 10's FP16 flag). A version-compatible engine (its sidecar says so) is deserialized with
+    ``engine_host_code_allowed``: it runs the lean runtime it carries.
+
     Args:
-        engine_path: Serialized engine from :func:`steelfast.export.build_tensorrt_engine`.
+        engine_path: Serialized engine from :func:`steelfast.tensorrt_engine.build_tensorrt_engine`.
         metadata: The model's metadata (from the ONNX file the engine was built from).
         device: CUDA device index.
 
     Raises:
-        ImportError: ``tensorrt`` is not installed.
+        ImportError: ``tensorrt`` is missing (the message says what to install).
         BackendUnavailableError: No CUDA device, or the engine cannot be deserialized (e.g. built
             by another TensorRT version); a ``RuntimeError``.
     """
@@ -405,19 +426,25 @@ class TensorRTBackend(Backend):
     precision = "fp16"
 
     def __init__(self, engine_path: PathLike, metadata: Mapping[str, Any], *, device: int = 0) -> None:
-        import tensorrt as trt
-
+        trt = import_tensorrt(builder=False)
         super().__init__(metadata)
         if not torch.cuda.is_available():
             raise BackendUnavailableError("the tensorrt backend needs a CUDA device; none is available")
+        built = read_sidecar(engine_path)
+        self.precision = str(built.get("precision", "fp16"))
         self._torch_device = torch.device("cuda", device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if built.get("version_compatible"):
+            self._runtime.engine_host_code_allowed = True  # our own cache: a trusted plan
         self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise BackendUnavailableError(f"TensorRT {trt.__version__} could not deserialize {engine_path}")
+            raise BackendUnavailableError(
+                f"TensorRT {trt.__version__} could not deserialize {engine_path} (built by another TensorRT or for "
+                "another GPU, or a version-compatible engine without its .json sidecar)"
+            )
         self.context = self.engine.create_execution_context()
-        self._dtypes = {
+        self.io_dtypes = {
             self.engine.get_tensor_name(i): _torch_dtype(trt, self.engine.get_tensor_dtype(self.engine.get_tensor_name(i)))
             for i in range(self.engine.num_io_tensors)
         }
@@ -427,10 +454,10 @@ class TensorRTBackend(Backend):
     def _run(self, x: np.ndarray) -> np.ndarray:
         with torch.cuda.stream(self._stream):
             inp = torch.from_numpy(x).pin_memory().to(self._torch_device, non_blocking=True)
-            inp = inp.to(self._dtypes[INPUT_NAME]).contiguous()
+            inp = inp.to(self.io_dtypes[INPUT_NAME]).contiguous()
             if not self.context.set_input_shape(INPUT_NAME, tuple(inp.shape)):
                 raise ValueError(f"input shape {tuple(inp.shape)} is outside the engine's optimization profile")
-            out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT_NAME)), dtype=self._dtypes[OUTPUT_NAME], device=self._torch_device)
+            out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT_NAME)), dtype=self.io_dtypes[OUTPUT_NAME], device=self._torch_device)
             self.context.set_tensor_address(INPUT_NAME, inp.data_ptr())
             self.context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
             if not self.context.execute_async_v3(self._stream.cuda_stream):
@@ -491,7 +518,9 @@ def make_backend(
     if name == "onnxruntime" and not _onnxruntime_importable():
         raise ImportError("the onnxruntime backend needs onnxruntime and onnx: pip install 'steelfast[onnx]'")
     if name == "tensorrt" and not _tensorrt_importable():
-        raise ImportError("the tensorrt backend needs the tensorrt package: pip install 'steelfast[tensorrt]'")
+        raise ImportError(f"the tensorrt backend needs the tensorrt package: {TENSORRT_INSTALL}")
+    if name == "tensorrt":
+        import_tensorrt(builder=True)  # it imports and can build, or a one-line message
     if name == "tensorrt" and not torch.cuda.is_available():
         raise BackendUnavailableError("the tensorrt backend needs a CUDA device; none is available")
     if isinstance(model, (str, os.PathLike)) and not Path(model).exists():

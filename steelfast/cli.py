@@ -317,22 +317,41 @@ def export(
     ),
     onnx: Path = typer.Option(..., "--onnx", help="Output ONNX file (dynamic batch, probabilities output)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset version (>= 17)."),
+    precision: str = typer.Option(
+        "fp32", "--precision",
+        help="ONNX precision: fp32, or fp16 (float16 weights and activations, float32 input, float16 output; "
+        "what TensorRT 11 builds FP16 engines from).",
+    ),
     tensorrt: bool = typer.Option(
-        False, "--tensorrt/--no-tensorrt", help="Also build (or find cached) an FP16 TensorRT engine; needs a GPU."
+        False, "--tensorrt/--no-tensorrt",
+        help="Also build (or find cached) an FP16 TensorRT engine (TensorRT 10 or 11); needs a GPU.",
     ),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimization profile."),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="TensorRT engine cache folder (default ~/.cache/steelfast/tensorrt)."
     ),
+    hardware_compatibility: str = typer.Option(
+        "none", "--hardware-compatibility",
+        help="TensorRT engine for other GPUs: none, ampere_plus or same_compute_capability (slower).",
+    ),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible/--no-version-compatible",
+        help="TensorRT engine that later TensorRT versions and the lean runtime can run (slower).",
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
-    from steelfast.export import build_tensorrt_engine, export_onnx
+    from steelfast.export import export_onnx
     from steelfast.segment import resolve_model
 
-    path = export_onnx(resolve_model(checkpoint), onnx, opset=opset)
+    path = export_onnx(resolve_model(checkpoint), onnx, opset=opset, precision=precision)
     typer.echo(f"wrote {path}")
     if tensorrt:
-        engine = build_tensorrt_engine(path, cache_dir=cache_dir, batch=(1, min(8, max_batch), max_batch))
+        from steelfast.tensorrt_engine import build_tensorrt_engine
+
+        engine = build_tensorrt_engine(
+            path, cache_dir=cache_dir, batch=(1, min(8, max_batch), max_batch),
+            hardware_compatibility=hardware_compatibility, version_compatible=version_compatible,
+        )
         typer.echo(f"TensorRT engine: {engine}")
 
 

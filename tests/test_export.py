@@ -1,4 +1,5 @@
-"""ONNX export (parity with PyTorch through ONNX Runtime) and the TensorRT engine cache."""
+"""ONNX export: parity with PyTorch through ONNX Runtime, metadata, input errors (the TensorRT
+engine cache is tested in test_tensorrt_engine.py, the float16 model in test_onnx_fp16.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,7 @@ import pytest
 import torch
 
 from steelfast.checkpoint import save_checkpoint
-from steelfast.export import (
-    EngineKey,
-    _engine_paths,
-    _remove_stale,
-    engine_cache_key,
-    export_onnx,
-    read_onnx_metadata,
-)
+from steelfast.export import export_onnx, read_onnx_metadata
 from steelfast.models import UNet
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the ONNX parity tests")
@@ -87,103 +81,6 @@ def test_export_rejects_bad_paths(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="bad.onnx"):
         read_onnx_metadata(bad)
-
-
-# ---- TensorRT engine cache key (pure Python) ---------------------------------------------------
-
-def _key(tmp_path: Path, **overrides: object) -> EngineKey:
-    onnx_file = tmp_path / "m.onnx"
-    if not onnx_file.exists():
-        onnx_file.write_bytes(b"onnx bytes")
-    args = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0), "precision": "fp16"}
-    args.update(overrides)
-    return engine_cache_key(onnx_file, **args)  # type: ignore[arg-type]
-
-
-def test_cache_key_is_stable(tmp_path: Path) -> None:
-    a, b = _key(tmp_path), _key(tmp_path)
-    assert a == b and a.digest() == b.digest()
-    assert a.compute_capability == "9.0"
-    assert a.as_dict()["shapes"] == [[1, 8, 32], 3, 256, 1600]
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"tensorrt_version": "10.4.0"},
-        {"gpu_name": "NVIDIA A100-SXM4-40GB"},
-        {"compute_capability": "8.0"},
-        {"precision": "fp32"},
-        {"batch": (1, 4, 16)},
-        {"height": 128},
-    ],
-)
-def test_cache_key_changes_with_each_field(tmp_path: Path, change: dict) -> None:
-    base, other = _key(tmp_path), _key(tmp_path, **change)
-    assert base.digest() != other.digest()
-    assert _engine_paths(tmp_path, base)[0] != _engine_paths(tmp_path, other)[0]
-
-
-def test_cache_key_changes_with_the_onnx_file(tmp_path: Path) -> None:
-    before = _key(tmp_path)
-    (tmp_path / "m.onnx").write_bytes(b"other onnx bytes")
-    assert _key(tmp_path).onnx_sha256 != before.onnx_sha256
-
-
-def test_engine_file_names_carry_version_and_gpu(tmp_path: Path) -> None:
-    engine, sidecar, timing = _engine_paths(tmp_path, _key(tmp_path))
-    assert "trt10.3.0" in engine.name and "nvidia-h100-80gb-hbm3-sm9.0" in engine.name
-    assert sidecar.suffix == ".json" and timing.name == "timing-nvidia-h100-80gb-hbm3-sm9.0-trt10.3.0.cache"
-
-
-def test_new_tensorrt_version_removes_stale_engines(tmp_path: Path) -> None:
-    old, new = _key(tmp_path, tensorrt_version="10.0.1"), _key(tmp_path)
-    old_engine, old_side, _ = _engine_paths(tmp_path, old)
-    new_engine, new_side, _ = _engine_paths(tmp_path, new)
-    for p in (old_engine, new_engine):
-        p.write_bytes(b"engine")
-    old_side.write_text(json.dumps(old.as_dict()))
-    new_side.write_text(json.dumps(new.as_dict()))
-    _remove_stale(tmp_path, new, new_engine)
-    assert not old_engine.exists() and not old_side.exists()
-    assert new_engine.exists() and new_side.exists()
-
-
-@pytest.mark.parametrize(
-    ("change", "match"),
-    [
-        ({"precision": "int8"}, "precision must be 'fp16' or 'fp32', got 'int8'"),
-        ({"batch": (4, 2, 8)}, r"1 <= min <= opt <= max, got \(4, 2, 8\)"),
-        ({"width": 1000}, "multiples of 32, got 256x1000"),
-        ({"gpu_name": ""}, "gpu_name must be a non-empty string"),
-    ],
-)
-def test_cache_key_rejects_bad_arguments(tmp_path: Path, change: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        _key(tmp_path, **change)
-
-
-# ---- TensorRT build (only where tensorrt and a GPU exist) -------------------------------------
-
-@pytest.mark.gpu
-@pytest.mark.tensorrt
-def test_tensorrt_engine_builds_caches_and_matches_torch(exported: tuple[UNet, Path], tmp_path: Path) -> None:
-    pytest.importorskip("tensorrt", reason="the tensorrt package is not installed (it needs an NVIDIA GPU machine)")
-    if not torch.cuda.is_available():
-        pytest.skip("TensorRT needs a CUDA device; none is available")
-    from steelfast.backends import TensorRTBackend
-    from steelfast.export import build_tensorrt_engine
-
-    model, onnx_path = exported
-    engine = build_tensorrt_engine(onnx_path, cache_dir=tmp_path, batch=(1, 2, 4), height=64, width=128)
-    stamp = engine.stat().st_mtime_ns
-    again = build_tensorrt_engine(onnx_path, cache_dir=tmp_path, batch=(1, 2, 4), height=64, width=128)
-    assert again == engine and engine.stat().st_mtime_ns == stamp  # a cache hit, not a rebuild
-    x = np.random.default_rng(0).normal(size=(3, 3, 64, 128)).astype(np.float32)
-    got = TensorRTBackend(engine, read_onnx_metadata(onnx_path)).predict_proba(x)
-    with torch.no_grad():
-        want = torch.sigmoid(model(torch.from_numpy(x))).numpy()
-    np.testing.assert_allclose(got.astype(np.float32), want, atol=2e-2, rtol=0)  # FP16 engine
 
 
 def _onnx_with_metadata(path: Path, value: str) -> Path:
