@@ -42,10 +42,20 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if device.type == "cuda":
         return torch.float16
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    native = (check() if check else True) or (amx() if amx else False)
-    return torch.bfloat16 if native else None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), the one answer
+    training and inference both use; False where torch cannot tell."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:
+            continue
+    return False
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

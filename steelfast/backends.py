@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from steelfast._device import cpu_has_native_bf16
 from steelfast.export import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -218,13 +219,6 @@ class Backend(abc.ABC):
         return f"{type(self).__name__}(device={self.device!r})"
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class TorchBackend(Backend):
     """PyTorch eager or compiled inference.
 
@@ -259,7 +253,7 @@ class TorchBackend(Backend):
         if device == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("device='cuda' was asked for but CUDA is not available")
         if precision is None:
-            precision = "fp16" if device == "cuda" else ("bf16" if _cpu_has_bf16() else "fp32")
+            precision = "fp16" if device == "cuda" else ("bf16" if cpu_has_native_bf16() else "fp32")
         dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
         if precision not in dtypes:
             raise ValueError(f"precision must be one of {sorted(dtypes)}, got {precision!r}")

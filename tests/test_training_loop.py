@@ -435,3 +435,14 @@ def test_cli_unet_defaults_are_the_benchmarks_fast_configuration(tmp_path: Path,
     )
     assert (config.lr, config.lr_schedule, config.crop_width, config.batch_size) == (3e-3, "cosine", 256, 16)
     assert config.amp == TrainConfig().amp == "auto"  # bf16 only where the CPU has it natively
+
+
+def test_one_bf16_answer_for_training_and_inference() -> None:
+    from steelfast._device import autocast_dtype, cpu_has_native_bf16
+    from steelfast.backends import TorchBackend
+    from steelfast.models import UNet
+
+    native = cpu_has_native_bf16()
+    assert (autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16) is native
+    backend = TorchBackend(UNet().eval(), {"normalization": {"mean": 0.5, "std": 0.25}}, device="cpu", compile=False)
+    assert (backend.precision == "bf16") is native
