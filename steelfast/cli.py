@@ -341,7 +341,8 @@ def export(
 def segment(
     input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
     output: Path = typer.Option(
-        Path("submission.csv"), "-o", "--output", help="Submission file (.csv, .xlsx or .parquet), written atomically."
+        Path("submission.csv"), "-o", "--output",
+        help="Output file (.csv, .xlsx, .parquet; .jsonl or .json for defect records), written atomically."
     ),
     model: Optional[Path] = typer.Option(
         None, "--model", help="Checkpoint (.safetensors/.json) or ONNX file; default: the shipped model."
@@ -351,7 +352,9 @@ def segment(
         None, "--batch-size", help="Images per forward pass (default: 1 on CPU, 8 on GPU)."
     ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", help="csv, xlsx or parquet (default: from the output suffix)."
+        None, "--format",
+        help="csv, xlsx or parquet (submission rows), json (JSON Lines defect records) or coco (COCO defect "
+        "records); default: from the output suffix (.csv, .xlsx, .parquet, .jsonl, .json).",
     ),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for PNG overlays of the predicted masks."),
     tta: Optional[bool] = typer.Option(
