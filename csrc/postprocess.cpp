@@ -17,58 +17,75 @@ namespace {
 
 constexpr uint16_t kHalfInfinity = 0x7C00;
 
+// The largest of peak and row[0..width) under `greater` (which must be false for values to skip). Independent lanes
+// keep the loop free of a carried dependency, so it vectorizes; one running maximum would serialize it.
+template <class T, class Greater>
+T row_peak(const T* row, int64_t width, T peak, Greater greater) {
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  T lanes[kLanes];
+  for (auto& lane : lanes) lane = peak;
+  int64_t x = 0;
+  for (; x + kLanes <= width; x += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k) lanes[k] = greater(row[x + k], lanes[k]) ? row[x + k] : lanes[k];
+  for (; x < width; ++x) peak = greater(row[x], peak) ? row[x] : peak;
+  for (const T lane : lanes) peak = greater(lane, peak) ? lane : peak;
+  return peak;
+}
+
+// NaN never compares greater, so it is skipped.
+bool float_greater(float a, float b) { return a > b; }
+
+// Positive finite halves and +infinity order like their bit patterns; the sign bit and NaN patterns lie above
+// kHalfInfinity and are skipped.
+bool half_greater(uint16_t a, uint16_t b) { return (a > b) & (a <= kHalfInfinity); }
+
 // Writes row[x] > threshold as 0/1 into out and returns the count. The unit-stride branch vectorizes. With kPeak it
-// also raises `peak` to the largest value of the row (NaN never compares greater, so it is skipped).
+// also raises `peak` to the largest value of the row (float_greater).
 template <bool kPeak>
 int64_t threshold_row(const float* row, int64_t stride, int64_t width, float threshold, uint8_t* out, float& peak) {
   int32_t area = 0;
-  float top = peak;
   if (stride == 1) {
     for (int64_t x = 0; x < width; ++x) {
       const uint8_t set = row[x] > threshold;
       out[x] = set;
       area += set;
-      if constexpr (kPeak) top = row[x] > top ? row[x] : top;
     }
+    if constexpr (kPeak) peak = row_peak(row, width, peak, float_greater);
   } else {
     for (int64_t x = 0; x < width; ++x) {
       const float value = row[x * stride];
       const uint8_t set = value > threshold;
       out[x] = set;
       area += set;
-      if constexpr (kPeak) top = value > top ? value : top;
+      if constexpr (kPeak) peak = float_greater(value, peak) ? value : peak;
     }
   }
-  peak = top;
   return area;
 }
 
 // Half-precision variant on raw bits: positive finite halves order like their bit patterns, and anything with the
 // sign bit or a NaN pattern is above kHalfInfinity, so one unsigned range test matches the float comparison. The
-// peak is kept as bits too, over the non-negative values only.
+// peak is kept as bits too (half_greater).
 template <bool kPeak>
 int64_t threshold_row(const uint16_t* row, int64_t stride, int64_t width, uint16_t threshold, uint8_t* out,
                       uint16_t& peak) {
   int32_t area = 0;
-  uint16_t top = peak;
   if (stride == 1) {
     for (int64_t x = 0; x < width; ++x) {
-      const uint16_t bits = row[x];
-      const uint8_t set = (bits > threshold) & (bits <= kHalfInfinity);
+      const uint8_t set = (row[x] > threshold) & (row[x] <= kHalfInfinity);
       out[x] = set;
       area += set;
-      if constexpr (kPeak) top = (bits > top) & (bits <= kHalfInfinity) ? bits : top;
     }
+    if constexpr (kPeak) peak = row_peak(row, width, peak, half_greater);
   } else {
     for (int64_t x = 0; x < width; ++x) {
       const uint16_t bits = row[x * stride];
       const uint8_t set = (bits > threshold) & (bits <= kHalfInfinity);
       out[x] = set;
       area += set;
-      if constexpr (kPeak) top = (bits > top) & (bits <= kHalfInfinity) ? bits : top;
+      if constexpr (kPeak) peak = half_greater(bits, peak) ? bits : peak;
     }
   }
-  peak = top;
   return area;
 }
 
