@@ -23,11 +23,19 @@ namespace {
 
 int64_t elements(const py::array& array, py::ssize_t axis) { return array.strides(axis) / array.itemsize(); }
 
-py::array_t<int64_t> to_array(const std::vector<int64_t>& values) {
-  py::array_t<int64_t> out(static_cast<py::ssize_t>(values.size()));
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& values) {
+  py::array_t<T> out(static_cast<py::ssize_t>(values.size()));
   // An empty vector's data() may be null, and memcpy from null is undefined even for 0 bytes.
-  if (!values.empty()) std::memcpy(out.mutable_data(), values.data(), values.size() * sizeof(int64_t));
+  if (!values.empty()) std::memcpy(out.mutable_data(), values.data(), values.size() * sizeof(T));
   return out;
+}
+
+ProbView prob_view(const py::array& probs) {
+  // probs: (N, C, H, W) float32 or float16, any whole-element strides.
+  return ProbView{probs.data(),       probs.itemsize() == 2, probs.shape(0),      probs.shape(1),
+                  probs.shape(2),     probs.shape(3),        elements(probs, 0), elements(probs, 1),
+                  elements(probs, 2), elements(probs, 3)};
 }
 
 }  // namespace
@@ -132,16 +140,29 @@ PYBIND11_MODULE(_core, m) {
       "encode_probs",
       [](const py::array& probs, const std::vector<float>& thresholds, const std::vector<uint16_t>& half_thresholds,
          const std::vector<int64_t>& min_areas, int threads) {
-        // probs: (N, C, H, W) float32 or float16, any whole-element strides.
-        ProbView view{probs.data(),      probs.itemsize() == 2, probs.shape(0),      probs.shape(1),
-                      probs.shape(2),    probs.shape(3),        elements(probs, 0), elements(probs, 1),
-                      elements(probs, 2), elements(probs, 3)};
+        const ProbView view = prob_view(probs);
         std::vector<std::string> out;
         {
           py::gil_scoped_release release;
           out = encode_probs(view, thresholds, half_thresholds, min_areas, threads);
         }
         return out;
+      },
+      py::arg("probs").noconvert(), py::arg("thresholds"), py::arg("half_thresholds"), py::arg("min_areas"),
+      py::arg("threads"));
+
+  m.def(
+      "encode_probs_records",
+      [](const py::array& probs, const std::vector<float>& thresholds, const std::vector<uint16_t>& half_thresholds,
+         const std::vector<int64_t>& min_areas, int threads) {
+        const ProbView view = prob_view(probs);
+        RecordTable table;
+        {
+          py::gil_scoped_release release;
+          table = encode_probs_records(view, thresholds, half_thresholds, min_areas, threads);
+        }
+        return py::make_tuple(table.rles, to_array(table.presence), to_array(table.counts), to_array(table.boxes),
+                              to_array(table.scores), table.defect_rles);
       },
       py::arg("probs").noconvert(), py::arg("thresholds"), py::arg("half_thresholds"), py::arg("min_areas"),
       py::arg("threads"));

@@ -1,8 +1,10 @@
-// Fuzz driver for the RLE parser, decoder, Dice and encoder.
+// Fuzz driver for the RLE parser, decoder, Dice, encoder and defect records.
 //
 // Built with STEELFAST_FUZZ=ON (and STEELFAST_SANITIZE=ON so ASan/UBSan catch memory errors). With clang and
 // -fsanitize=fuzzer, LLVMFuzzerTestOneInput is driven by libFuzzer; otherwise main() runs a deterministic random
-// campaign: mutated valid encodings, random token soup and random masks, and checks the round trip on the masks.
+// campaign: mutated valid encodings, random token soup and random masks, and checks the round trip on the masks and
+// the records' components against a flood fill.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -54,6 +56,78 @@ void exercise_text(const std::string& text) {
   }
 }
 
+// The records of a random mask of random size (row-major probabilities, optionally channels-last strides) against
+// an 8-connected flood fill: same text as encode_probs, same components in the same order, each component's own text
+// painting exactly its pixels, boxes, areas and scores. Returns false on a mismatch.
+bool check_records(std::mt19937_64& rng) {
+  const int64_t h = 1 + static_cast<int64_t>(rng() % 12), w = 1 + static_cast<int64_t>(rng() % 12);
+  const int64_t total = h * w, step = 1 + static_cast<int64_t>(rng() % 2);  // step 2: every other element
+  const int density = static_cast<int>(rng() % 101);
+  std::vector<float> probs(static_cast<size_t>(total * step), -1.0f);
+  for (int64_t i = 0; i < total; ++i)
+    probs[static_cast<size_t>(i * step)] = static_cast<int>(rng() % 100) < density ? 0.5f + (rng() % 50) / 100.0f
+                                                                                   : (rng() % 50) / 100.0f;
+  auto at = [&](int64_t y, int64_t x) { return probs[static_cast<size_t>((y * w + x) * step)]; };
+  const ProbView view{probs.data(), false, 1, 1, h, w, total * step, total * step, w * step, step};
+  const int64_t min_area = rng() % 4 == 0 ? static_cast<int64_t>(rng() % 8) : 0;
+  const RecordTable table = encode_probs_records(view, {0.5f}, {0}, {min_area}, 1 + static_cast<int>(rng() % 2));
+  if (table.rles.size() != 1 || table.rles[0] != encode_probs(view, {0.5f}, {0}, {min_area}, 1)[0]) return false;
+  // Flood fill in column-major order of the first pixel, the order the records promise.
+  std::vector<int64_t> label(static_cast<size_t>(total), -1);
+  std::vector<std::vector<int64_t>> pixels;  // per component, column-major pixel indices
+  int64_t area = 0;
+  for (int64_t x = 0; x < w; ++x)
+    for (int64_t y = 0; y < h; ++y) {
+      if (!(at(y, x) > 0.5f) || label[static_cast<size_t>(y * w + x)] >= 0) continue;
+      std::vector<int64_t> stack{y * w + x}, own;
+      label[static_cast<size_t>(y * w + x)] = static_cast<int64_t>(pixels.size());
+      while (!stack.empty()) {
+        const int64_t p = stack.back();
+        stack.pop_back();
+        own.push_back((p % w) * h + p / w);
+        for (int64_t dy = -1; dy <= 1; ++dy)
+          for (int64_t dx = -1; dx <= 1; ++dx) {
+            const int64_t ny = p / w + dy, nx = p % w + dx;
+            if (ny < 0 || ny >= h || nx < 0 || nx >= w || !(at(ny, nx) > 0.5f)) continue;
+            int64_t& l = label[static_cast<size_t>(ny * w + nx)];
+            if (l < 0) {
+              l = static_cast<int64_t>(pixels.size());
+              stack.push_back(ny * w + nx);
+            }
+          }
+      }
+      area += static_cast<int64_t>(own.size());
+      pixels.push_back(std::move(own));
+    }
+  if (area == 0 || area < min_area) pixels.clear();
+  if (table.counts[0] != static_cast<int64_t>(pixels.size()) || table.defect_rles.size() != pixels.size()) return false;
+  for (size_t k = 0; k < pixels.size(); ++k) {
+    std::vector<int64_t>& own = pixels[k];
+    std::sort(own.begin(), own.end());
+    std::vector<uint8_t> painted(static_cast<size_t>(total));
+    paint_runs(parse_rle(table.defect_rles[k], total), painted.data());
+    int64_t left = w, top = h, right = -1, bottom = -1;
+    double sum = 0.0;
+    float peak = 0.0f;
+    for (const int64_t p : own) {
+      if (!painted[static_cast<size_t>(p)]) return false;
+      const int64_t x = p / h, y = p % h;
+      left = std::min(left, x), right = std::max(right, x), top = std::min(top, y), bottom = std::max(bottom, y);
+      sum += at(y, x);
+      peak = std::max(peak, at(y, x));
+    }
+    if (std::count(painted.begin(), painted.end(), 1) != static_cast<int64_t>(own.size())) return false;
+    const int64_t* box = &table.boxes[5 * k];
+    if (box[0] != left || box[1] != top || box[2] != right - left + 1 || box[3] != bottom - top + 1 ||
+        box[4] != static_cast<int64_t>(own.size()))
+      return false;
+    const double mean = sum / static_cast<double>(own.size());
+    if (table.scores[2 * k] < mean - 1e-9 || table.scores[2 * k] > mean + 1e-9) return false;
+    if (table.scores[2 * k + 1] != static_cast<double>(peak)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -87,6 +161,10 @@ int main(int argc, char** argv) {
     ProbView pv{probs.data(), false, 1, 1, kHeight, kWidth, kTotal, kTotal, kWidth, 1};
     if (encode_probs(pv, {0.5f}, {0}, {0}, 1)[0] != text) {
       std::fprintf(stderr, "encode_probs differs from encode_mask\n");
+      return 1;
+    }
+    if (!check_records(rng)) {
+      std::fprintf(stderr, "encode_probs_records differs from the flood fill (iteration %ld)\n", it);
       return 1;
     }
     std::string mutated = text;

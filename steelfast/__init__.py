@@ -27,6 +27,7 @@ __all__ = [
     "metrics",
     "rle",
     "segment_folder",
+    "segment_with_ray",
     "iter_segment_folder",
 ]
 
@@ -37,4 +38,8 @@ def __getattr__(name: str):
         from steelfast import segment
 
         return getattr(segment, name)
+    if name == "segment_with_ray":  # Ray itself is imported only when the function runs
+        from steelfast.inference.ray_engine import segment_with_ray
+
+        return segment_with_ray
     raise AttributeError(f"module 'steelfast' has no attribute {name!r}")

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_INT64",
     "MAX_THREADS",
     "as_mask_array",
+    "as_postprocess",
     "as_prob_array",
     "as_rle_text",
     "as_rle_texts",
@@ -147,6 +148,28 @@ def per_class(value: Any, classes: int, name: str, kind: type) -> list:
         raise TypeError(f"{name} must be numbers, got {value!r}") from None
     except OverflowError:  # float(10**400)
         raise ValueError(f"{name} has a value too large for a float: {value!r:.80}") from None
+
+
+def as_postprocess(thresholds: Any, min_areas: Any, classes: int) -> tuple[list[float], list[int], list[int]]:
+    """Per-class thresholds in [0, 1], minimum areas (non-negative ints below 2**63) and half-threshold bits.
+
+    The bits are those of the largest float16 <= each threshold: then ``p > t`` is exactly ``p > that half`` for any
+    float16 ``p``, which is how the compiled core thresholds float16 probabilities.
+
+    Raises:
+        ValueError: A threshold outside [0, 1] or NaN, a bad minimum area, or the wrong number of values.
+        TypeError: Values that are not numbers.
+    """
+    limits = per_class(thresholds, classes, "thresholds", float)
+    if any(not 0.0 <= t <= 1.0 for t in limits):
+        raise ValueError(f"thresholds must lie in [0, 1], got {thresholds!r}")
+    minimum = per_class(min_areas, classes, "min_areas", float)
+    if any(not 0 <= m < 2.0**63 or m != int(m) for m in minimum):  # NaN and inf fail the range test
+        raise ValueError(f"min_areas must be non-negative integers below 2**63, got {min_areas!r}")
+    halves = np.array(limits, dtype=np.float16)
+    above = halves.astype(np.float64) > np.array(limits, dtype=np.float64)
+    halves[above] = np.nextafter(halves[above], np.float16(0))
+    return limits, [int(m) for m in minimum], [int(b) for b in halves.view(np.uint16)]
 
 
 def check_positive_int(name: str, value: Any) -> int:

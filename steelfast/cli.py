@@ -360,7 +360,8 @@ def export(
 def segment(
     input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
     output: Path = typer.Option(
-        Path("submission.csv"), "-o", "--output", help="Submission file (.csv, .xlsx or .parquet), written atomically."
+        Path("submission.csv"), "-o", "--output",
+        help="Output file (.csv, .xlsx, .parquet; .jsonl or .json for defect records), written atomically."
     ),
     model: Optional[Path] = typer.Option(
         None, "--model", help="Checkpoint (.safetensors/.json) or ONNX file; default: the shipped model."
@@ -370,7 +371,9 @@ def segment(
         None, "--batch-size", help="Images per forward pass (default: 1 on CPU, 8 on GPU)."
     ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", help="csv, xlsx or parquet (default: from the output suffix)."
+        None, "--format",
+        help="csv, xlsx or parquet (submission rows), json (JSON Lines defect records) or coco (COCO defect "
+        "records); default: from the output suffix (.csv, .xlsx, .parquet, .jsonl, .json).",
     ),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for PNG overlays of the predicted masks."),
     tta: Optional[bool] = typer.Option(
@@ -391,13 +394,29 @@ def segment(
     ),
     workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (Ray Data actors; csv or parquet output)."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="--engine ray: the cluster to join (default: start Ray on this machine)."
+    ),
+    concurrency: int = typer.Option(1, "--concurrency", help="--engine ray: model actors."),
+    num_gpus: float = typer.Option(0.0, "--num-gpus", help="--engine ray: GPUs per actor."),
 ) -> None:
-    """Segment a folder of steel images into a Kaggle submission file."""
+    """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
     from steelfast.backends import resolve_backend
     from steelfast.inference.writer import journal_path
     from steelfast.segment import resolve_model, segment_to_file
 
     resolve_backend(backend)  # an unknown name fails before any work
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        _segment_with_ray(input_dir, output, resolve_model(model), fmt=fmt, overwrite=overwrite, resume=resume,
+                          overlays=overlays, other_sizes=other_sizes, max_pixels=max_pixels, backend=backend,
+                          batch_size=batch_size, tta=tta, ray_address=ray_address, concurrency=concurrency,
+                          num_gpus=num_gpus)
+        return
     try:
         summary = segment_to_file(
             input_dir, output, resolve_model(model), format=fmt, resume=resume, overwrite=overwrite,
@@ -409,11 +428,34 @@ def segment(
         hint = f": finished images are kept in {journal}; run the same command with --resume to continue"
         typer.echo(f"interrupted{hint if journal.is_file() else ''}", err=True)
         raise typer.Exit(code=130) from None
+    _report(summary)
+
+
+def _report(summary: Any) -> None:
     for name, message in summary.failures.items():
         typer.echo(f"failed: {name}: {message}", err=True)
     for name, note in summary.notes.items():
         typer.echo(f"warning: {name}: {note}", err=True)
     typer.echo(summary.line())
+
+
+def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: bool, overlays: Optional[Path],
+                      **options: Any) -> None:
+    """``--engine ray``: the same submission through :func:`steelfast.segment_with_ray`."""
+    from steelfast.inference.ray_engine import import_ray, segment_with_ray
+
+    if resume or overlays is not None:
+        raise ValueError("--engine ray writes a submission in one go: --resume and --overlays need --engine local")
+    fmt, tta = options.pop("fmt"), options.pop("tta")
+    ray = import_ray()
+    started = not ray.is_initialized()
+    try:
+        summary = segment_with_ray(input_dir, model, output=output, format=fmt,
+                                   **({"tta": tta} if tta is not None else {}), **options)
+    finally:
+        if started:  # the runtime this command started (a cluster it joined stays up)
+            ray.shutdown()
+    _report(summary)
 
 # ---- end section: inference -------------------------------------------------------------------
 

@@ -27,12 +27,12 @@ from steelfast._compiled import core
 from steelfast._validate import (
     MAX_INT64,
     as_mask_array,
+    as_postprocess,
     as_prob_array,
     as_rle_text,
     as_rle_texts,
     as_shape,
     as_threads,
-    per_class,
 )
 
 __all__ = [
@@ -210,14 +210,6 @@ def runs(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.nd
     return core.rle_runs(as_rle_text(rle), height * width)
 
 
-def _half_threshold_bits(thresholds: list[float]) -> list[int]:
-    # The largest float16 <= t: then `p > t` is exactly `p > that half` for any half p.
-    halves = np.array(thresholds, dtype=np.float16)
-    above = halves.astype(np.float64) > np.array(thresholds, dtype=np.float64)
-    halves[above] = np.nextafter(halves[above], np.float16(0))
-    return [int(b) for b in halves.view(np.uint16)]
-
-
 def encode_probs(
     probs: Any, thresholds: Any = 0.5, min_areas: Any = 0, threads: int | None = None
 ) -> list[list[str]]:
@@ -237,16 +229,11 @@ def encode_probs(
     """
     array = as_prob_array(probs)
     n, classes = array.shape[:2]
-    limits = per_class(thresholds, classes, "thresholds", float)
-    if any(not 0.0 <= t <= 1.0 for t in limits):
-        raise ValueError(f"thresholds must lie in [0, 1], got {thresholds!r}")
-    minimum = per_class(min_areas, classes, "min_areas", float)
-    if any(not 0 <= m < 2.0**63 or m != int(m) for m in minimum):  # NaN and inf fail the range test
-        raise ValueError(f"min_areas must be non-negative integers below 2**63, got {min_areas!r}")
+    limits, minimum, half_bits = as_postprocess(thresholds, min_areas, classes)
     n_threads = as_threads(threads)  # checked even when there is nothing to do
     if n == 0:
         return []
-    flat = core.encode_probs(array, limits, _half_threshold_bits(limits), [int(m) for m in minimum], n_threads)
+    flat = core.encode_probs(array, limits, half_bits, minimum, n_threads)
     return [flat[i * classes : (i + 1) * classes] for i in range(n)]
 
 

@@ -33,6 +33,7 @@ size the model saw.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import time
@@ -51,6 +52,7 @@ from steelfast.backends import Backend, make_backend
 from steelfast.export import file_sha256
 from steelfast.images import MAX_PIXELS
 from steelfast.inference import writer
+from steelfast.inference.decode import as_grays, check_sizes, fit_size
 from steelfast.severstal import SHAPE
 
 __all__ = [
@@ -84,6 +86,8 @@ class ImageResult(NamedTuple):
         error: Why the file failed (decode error, not a regular file, too large, other size), or
             None.
         note: A warning about a file that did not fail (it was resized), or None.
+        record: Its :class:`~steelfast.inference.records.ImageRecord` when the pipeline ran with
+            ``records=True``, else None.
     """
 
     image_id: str
@@ -91,6 +95,7 @@ class ImageResult(NamedTuple):
     encoded: list[str] | None
     error: str | None = None
     note: str | None = None
+    record: Any = None
 
 
 def resolve_model(model: PathLike | None) -> Path:
@@ -264,19 +269,29 @@ class Segmenter:
         """
         from steelfast.rle import encode_probs
 
-        result: list[list[str]] = [[] for _ in shapes]
+        return self._post(groups, shapes, lambda p: encode_probs(p, self.thresholds, self.min_areas, self.threads))
+
+    def encode_records(self, groups: list[tuple[list[int], np.ndarray]], shapes: Sequence[tuple[int, int]]) -> list:
+        """Like :meth:`encode`, but one :class:`~steelfast.inference.records.ImageRecord` per image (its defects,
+        found in the same core pass as the RLE; ``image_id`` is the index in the batch)."""
+        from steelfast.inference.records import encode_records
+
+        return self._post(groups, shapes, lambda p: encode_records(p, self.thresholds, self.min_areas, self.threads))
+
+    @staticmethod
+    def _post(groups: list[tuple[list[int], np.ndarray]], shapes: Sequence[tuple[int, int]], post: Any) -> list:
+        result: list[Any] = [None] * len(shapes)
         for idx, probs in groups:
             sizes = {shapes[i] for i in idx}
             if len(sizes) == 1:
                 h, w = sizes.pop()
                 # A cropped view: the encoder reads any strides, nothing is copied.
-                texts = encode_probs(probs[:, :, :h, :w], self.thresholds, self.min_areas, self.threads)
-                for k, i in enumerate(idx):
-                    result[i] = texts[k]
+                for i, out in zip(idx, post(probs[:, :, :h, :w])):
+                    result[i] = out
             else:
                 for k, i in enumerate(idx):
                     h, w = shapes[i]
-                    result[i] = encode_probs(probs[k : k + 1, :, :h, :w], self.thresholds, self.min_areas, self.threads)[0]
+                    result[i] = post(probs[k : k + 1, :, :h, :w])[0]
         return result
 
     # -- public -----------------------------------------------------------------------------
@@ -306,25 +321,7 @@ class Segmenter:
             ValueError: An image is not 2-D or empty.
             ImageReadError: A path cannot be decoded.
         """
-        from steelfast.images import read_gray
-
-        grays: list[np.ndarray] = []
-        names: list[str] = []
-        items = list(images) if not isinstance(images, np.ndarray) or images.ndim == 3 else [images]
-        if isinstance(images, np.ndarray) and images.ndim not in (2, 3):
-            raise ValueError(f"images must be (N, H, W) or (H, W), got shape {images.shape}")
-        for k, item in enumerate(items):
-            if isinstance(item, (str, os.PathLike)):
-                grays.append(read_gray(item))
-                names.append(Path(item).name)
-                continue
-            arr = np.asarray(item)
-            if arr.dtype != np.uint8:
-                raise TypeError(f"image {k} must be uint8, got dtype {arr.dtype}")
-            if arr.ndim != 2 or arr.size == 0:
-                raise ValueError(f"image {k} must be a non-empty (H, W) array, got shape {arr.shape}")
-            grays.append(np.ascontiguousarray(arr))
-            names.append(str(k))
+        grays, names = as_grays(images)
         encoded: list[list[str]] = []
         for start in range(0, len(grays), self.batch_size):
             chunk = grays[start : start + self.batch_size]
@@ -335,6 +332,31 @@ class Segmenter:
         if len(ids) != len(encoded):
             raise ValueError(f"got {len(ids)} image_ids for {len(encoded)} images")
         return _frame(zip(ids, encoded), self.classes)
+
+    def predict_records(self, images: Any, *, image_ids: Sequence[str] | None = None) -> list:
+        """Segment images into defect records (:mod:`steelfast.inference.records`).
+
+        Args:
+            images: As in :meth:`predict`.
+            image_ids: Names of the records (default: file names for paths, else ``"0", "1", ...``).
+
+        Returns:
+            One :class:`~steelfast.inference.records.ImageRecord` per image; its ``rles`` are what
+            :meth:`predict` returns.
+
+        Raises:
+            As :meth:`predict`.
+        """
+        grays, names = as_grays(images)
+        ids = list(image_ids) if image_ids is not None else names
+        if len(ids) != len(grays):
+            raise ValueError(f"got {len(ids)} image_ids for {len(grays)} images")
+        out: list[Any] = []
+        for start in range(0, len(grays), self.batch_size):
+            chunk = grays[start : start + self.batch_size]
+            found = self.encode_records(self.predict_proba(chunk), [g.shape for g in chunk])
+            out.extend(dataclasses.replace(r, image_id=str(ids[start + k])) for k, r in enumerate(found))
+        return out
 
 
 def _frame(items: Iterable[tuple[str, Sequence[str]]], classes: int = 4) -> pd.DataFrame:
@@ -350,32 +372,13 @@ def _frame(items: Iterable[tuple[str, Sequence[str]]], classes: int = 4) -> pd.D
     )
 
 
-def _check_sizes(image_size: tuple[int, int] | None, other_sizes: str, max_pixels: int | None) -> None:
-    if other_sizes not in ("skip", "resize"):
-        raise ValueError(f"other_sizes must be 'skip' or 'resize', got {other_sizes!r}")
-    if image_size is not None and (
-        len(image_size) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in image_size)
-    ):
-        raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
-
-
 def _read(
     path: Path, image_size: tuple[int, int] | None, other_sizes: str, max_pixels: int | None
 ) -> tuple[np.ndarray, str | None]:
     """The decode stage: a grey image at ``image_size`` (when given) and a note, or an error."""
     from steelfast.images import read_gray
 
-    gray = read_gray(path, max_pixels=max_pixels)
-    if image_size is None or gray.shape == tuple(image_size):
-        return gray, None
-    (h, w), (height, width) = gray.shape, image_size
-    if other_sizes == "skip":
-        raise ValueError(f"size {h}x{w}, expected {height}x{width}")
-    shrink = h >= height and w >= width
-    resized = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return resized, f"resized from {h}x{w} to {height}x{width}; its masks are in {height}x{width} coordinates"
+    return fit_size(read_gray(path, max_pixels=max_pixels), image_size, other_sizes)
 
 
 def iter_segment_folder(
@@ -391,6 +394,7 @@ def iter_segment_folder(
     image_size: tuple[int, int] | None = None,
     other_sizes: str = "skip",
     max_pixels: int | None = MAX_PIXELS,
+    records: bool = False,
     **options: Any,
 ) -> Iterator[ImageResult]:
     """Stream the images of a folder through the model, one result per file.
@@ -408,6 +412,8 @@ def iter_segment_folder(
         other_sizes: For an image not of ``image_size``: ``"skip"`` (a failure, "size HxW,
             expected HxW") or ``"resize"`` (resized for the model, with a note).
         max_pixels: Refuse larger images (:func:`steelfast.images.read_gray`); None = no limit.
+        records: Post-process with :meth:`Segmenter.encode_records`: each result also carries its
+            defect record (same RLE strings, defects from the same core pass).
         **options: More :class:`Segmenter` keyword arguments.
 
     Yields:
@@ -421,7 +427,7 @@ def iter_segment_folder(
     """
     from steelfast.images import list_images
 
-    _check_sizes(image_size, other_sizes, max_pixels)
+    check_sizes(image_size, other_sizes, max_pixels)
     files = list_images(folder, regular_only=False) if isinstance(folder, (str, os.PathLike)) else [Path(f) for f in folder]
     done = set(skip)
     files = [f for f in files if f.name not in done]
@@ -429,6 +435,7 @@ def iter_segment_folder(
     if not files:
         return
     size = seg.batch_size
+    post = seg.encode_records if records else seg.encode
     lookahead = max(2 * size, 2 * workers)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="steelfast-decode") as decoders, \
             ThreadPoolExecutor(1, thread_name_prefix="steelfast-encode") as encoder:
@@ -447,8 +454,13 @@ def iter_segment_folder(
         def drain(keep: int) -> Iterator[ImageResult]:
             while len(posted) > keep:
                 paths, fut = posted.popleft()
-                for p, texts in zip(paths, fut.result()):
-                    yield ImageResult(p.name, p, texts, note=notes.pop(p, None))
+                for p, out in zip(paths, fut.result()):
+                    note = notes.pop(p, None)
+                    if records:
+                        record = dataclasses.replace(out, image_id=p.name, note=note)
+                        yield ImageResult(p.name, p, list(out.rles), note=note, record=record)
+                    else:
+                        yield ImageResult(p.name, p, out, note=note)
 
         batch: list[tuple[Path, np.ndarray]] = []
         refill()
@@ -471,7 +483,7 @@ def iter_segment_folder(
                 continue
             grays = [g for _, g in batch]
             groups = seg.predict_proba(grays)  # the model runs here, on this thread
-            posted.append(([p for p, _ in batch], encoder.submit(seg.encode, groups, [g.shape for g in grays])))
+            posted.append(([p for p, _ in batch], encoder.submit(post, groups, [g.shape for g in grays])))
             batch = []
             # Keep one batch in post-processing while the next one runs through the model.
             yield from drain(1)
@@ -609,8 +621,12 @@ def segment_to_file(
         folder: Image folder.
         output: Submission file (``.csv``, ``.xlsx`` or ``.parquet``), written atomically at the
             end. A journal ``<output>.partial`` grows while running and is removed at the end.
+            Defect records instead for ``.jsonl`` (JSON Lines) or ``.json`` (COCO), see
+            :mod:`steelfast.inference.record_writer` (no journal: ``resume`` and ``overlays`` are
+            refused for them).
         model: As in :class:`Segmenter`.
-        format: ``"csv"``, ``"xlsx"`` or ``"parquet"`` (default: from the suffix).
+        format: ``"csv"``, ``"xlsx"``, ``"parquet"``, ``"json"`` or ``"coco"`` (default: from the
+            suffix).
         resume: Keep the images finished by an earlier run of this output (from its journal or
             its output) and run only the rest; refused when that run used another model or other
             result-changing options. Files that failed in it are listed again, not retried.
@@ -647,8 +663,11 @@ def segment_to_file(
     start = time.perf_counter()
     out = Path(output)
     kind = writer.check_output(out, format)
-    _check_sizes(image_size, other_sizes, max_pixels)
+    check_sizes(image_size, other_sizes, max_pixels)
     files = _listed(folder)
+    if kind in writer.RECORD_FORMATS and (resume or overlays is not None):
+        raise ValueError(f"a {kind} output is written in one go: resume and overlays work with csv, xlsx and "
+                         f"parquet outputs only (got resume={resume!r}, overlays={overlays!r})")
     with writer.lock_output(out):
         writer.claim_output(out, resume=resume, overwrite=overwrite)
         if overlays is not None:
@@ -656,6 +675,13 @@ def segment_to_file(
         if segmenter is None:
             segmenter_options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
         seg = segmenter or Segmenter(model, **segmenter_options)
+        if kind in writer.RECORD_FORMATS:
+            from steelfast.inference.record_writer import records_to_file
+
+            summary = records_to_file(folder, out, kind, segmenter=seg, files=files, overwrite=overwrite,
+                                      progress=progress, workers=workers, image_size=image_size,
+                                      other_sizes=other_sizes, max_pixels=max_pixels)
+            return dataclasses.replace(summary, seconds=time.perf_counter() - start)
         identity = {**seg.identity(), "image_size": list(image_size), "other_sizes": other_sizes}
         prev = writer.load_previous(out, kind, identity, resume=resume, classes=seg.classes)
         names = {f.name for f in files}

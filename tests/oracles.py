@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mask2rle", "rle2mask", "dice_reference"]
+__all__ = ["components_reference", "dice_reference", "mask2rle", "rle2mask"]
 
 
 def mask2rle(mask: np.ndarray) -> str:
@@ -36,3 +36,23 @@ def dice_reference(pred: np.ndarray, truth: np.ndarray) -> float:
     x, y = np.asarray(pred) != 0, np.asarray(truth) != 0
     total = x.sum() + y.sum()
     return 1.0 if total == 0 else 2.0 * np.logical_and(x, y).sum() / total
+
+
+def components_reference(mask: np.ndarray, probs: np.ndarray) -> list[dict]:
+    """8-connected components of a 2-D mask by OpenCV, ordered by their first pixel in column-major order.
+
+    Each is ``{"bbox": (x, y, w, h), "area", "mean", "max", "mask"}``, its scores over ``probs`` (float64).
+    """
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((np.asarray(mask) != 0).astype(np.uint8), connectivity=8)
+    ids, first = np.unique(labels.T.ravel(), return_index=True)  # first pixel of each label, column-major
+    out = []
+    for label in ids[np.argsort(first)]:
+        if label == 0:  # the background
+            continue
+        x, y, w, h, area = (int(v) for v in stats[label])
+        values = np.asarray(probs, np.float64)[labels == label]
+        out.append({"bbox": (x, y, w, h), "area": area, "mean": float(values.mean()), "max": float(values.max()),
+                    "mask": (labels == label).astype(np.uint8)})
+    return out

@@ -1,4 +1,4 @@
-"""Fuzzing the public rle, metrics and labels functions with random and adversarial inputs.
+"""Fuzzing the public rle, metrics, labels and records functions with random and adversarial inputs.
 
 Every call must return or raise ValueError/TypeError (RLEError and LabelError are ValueErrors): no crash, no other
 exception. A valid input must give the NumPy oracles' result (tests/oracles.py, and the format's rules written out in
@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from oracles import dice_reference, mask2rle, rle2mask
+from oracles import components_reference, dice_reference, mask2rle, rle2mask
 
 from steelfast import labels, metrics, rle
+from steelfast.inference.records import encode_records
 
 SEED = int(os.environ.get("STEELFAST_FUZZ_SEED", "0"))
 ITERS = int(os.environ.get("STEELFAST_FUZZ_ITERS", "3000"))
@@ -319,6 +320,38 @@ def fuzz_encode_probs(rng: np.random.Generator) -> None:
     assert result == expected, what
 
 
+def fuzz_encode_records(rng: np.random.Generator) -> None:
+    """encode_records on random probabilities (NaN, infinities, negatives, the threshold itself, float16, channels-last)
+    and bad arguments: the same texts as encode_probs, and OpenCV's components."""
+    n, c = int(rng.integers(0, 3)), int(rng.integers(1, 4))
+    dtype = np.float32 if rng.random() < 0.5 else np.float16
+    edge = float(rng.random())
+    levels = np.array([0.0, -0.0, 0.25, 0.5, 1.0, -1.0, 2.0, np.nan, np.inf, -np.inf, edge])
+    size = (n, c) + small_shape(rng)
+    probs = np.where(rng.random(size) < 0.3, rng.choice(levels, size), rng.random(size)).astype(dtype)
+    if rng.random() < 0.3:
+        probs = np.ascontiguousarray(probs.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    thresholds, t_ok = pick(rng, [0.5, 0.0, edge, [float(v) for v in rng.random(c)]], [-0.1, float("nan"), "x"], 0.08)
+    min_areas, m_ok = pick(rng, [0, 2, [int(v) for v in rng.integers(0, 9, c)]], [-1, 1.5, [0] * (c + 1)], 0.08)
+    threads, threads_ok = pick(rng, [None, 1, 2], BAD_THREADS)
+    what = f"encode_records({probs!r}, {thresholds!r}, {min_areas!r}, {threads!r})"
+    result, _ = outcome(t_ok and m_ok and threads_ok, what,
+                        lambda: encode_records(probs, thresholds, min_areas, threads))
+    if result is None:
+        return
+    assert [list(r.rles) for r in result] == rle.encode_probs(probs, thresholds, min_areas, threads), what
+    t = np.broadcast_to(np.asarray(thresholds, np.float64), (c,))
+    for image, record in zip(probs, result):
+        for k in range(c):
+            mask = image[k] > np.float32(t[k]) if dtype == np.float32 else image[k].astype(np.float64) > t[k]
+            got = [d for d in record.defects if d.class_id == k + 1]
+            expected = components_reference(mask, image[k]) if record.rles[k] else []
+            assert [(d.bbox, d.area) for d in got] == [(e["bbox"], e["area"]) for e in expected], what
+            for d, e in zip(got, expected):
+                np.testing.assert_array_equal(rle2mask(d.rle, mask.shape), e["mask"], err_msg=what)
+                assert d.score_max == e["max"] and d.score_mean == pytest.approx(e["mean"], rel=1e-6), what
+
+
 def fuzz_coco(rng: np.random.Generator) -> None:
     shape = small_shape(rng)
     total = shape[0] * shape[1]
@@ -420,7 +453,8 @@ def fuzz_labels(rng: np.random.Generator, tmp: Any) -> None:
 
 # Shares of STEELFAST_FUZZ_ITERS; pandas makes a labels call some 50 times slower than the others.
 FAMILIES = {"rle_text": (fuzz_rle_text, 0.4), "encode": (fuzz_encode, 0.15), "dice": (fuzz_dice, 0.1),
-            "encode_probs": (fuzz_encode_probs, 0.1), "coco": (fuzz_coco, 0.2), "labels": (fuzz_labels, 0.05)}
+            "encode_probs": (fuzz_encode_probs, 0.1), "encode_records": (fuzz_encode_records, 0.1),
+            "coco": (fuzz_coco, 0.2), "labels": (fuzz_labels, 0.05)}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -42,12 +42,14 @@ from steelfast.inference.lock import hold_lock
 
 __all__ = [
     "OUTPUT_FORMATS",
+    "RECORD_FORMATS",
     "Journal",
     "Previous",
     "check_output",
     "claim_output",
     "failures_path",
     "finish",
+    "finish_companions",
     "journal_path",
     "load_previous",
     "lock_output",
@@ -58,7 +60,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Output suffixes and their formats.
-OUTPUT_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
+OUTPUT_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet", ".jsonl": "json", ".json": "coco"}
+#: The formats of defect records (:mod:`steelfast.inference.record_writer`) rather than submission rows.
+RECORD_FORMATS = ("json", "coco")
 #: The package each format needs beyond pandas, and the steelfast extra that installs it.
 _NEEDS = {"xlsx": ("openpyxl", "excel"), "parquet": ("pyarrow", "parquet")}
 _RESUME = "resume=True (CLI: --resume)"
@@ -90,7 +94,8 @@ def check_output(output: Path, format: str | None = None) -> str:
 
     Args:
         output: The submission file.
-        format: ``"csv"``, ``"xlsx"`` or ``"parquet"``; default: from the suffix of ``output``.
+        format: ``"csv"``, ``"xlsx"``, ``"parquet"``, ``"json"`` (JSON Lines defect records) or
+            ``"coco"`` (COCO defect records); default: from the suffix of ``output``.
 
     Returns:
         The format.
@@ -105,8 +110,11 @@ def check_output(output: Path, format: str | None = None) -> str:
     if output.is_dir():
         raise IsADirectoryError(f"the output {output} is a folder; give a file name such as {output / 'submission.csv'}")
     kind = format or OUTPUT_FORMATS.get(output.suffix.lower())
-    if kind not in ("csv", "xlsx", "parquet"):
-        raise ValueError(f"unknown output format for {output}: use a .csv, .xlsx or .parquet suffix, got {format!r}")
+    if kind not in set(OUTPUT_FORMATS.values()):
+        raise ValueError(
+            f"unknown output format for {output}: use a .csv, .xlsx, .parquet, .jsonl (json) or .json (coco) "
+            f"suffix, or format csv, xlsx, parquet, json or coco; got {format!r}"
+        )
     if kind in _NEEDS:
         module, extra = _NEEDS[kind]
         if importlib.util.find_spec(module) is None:
@@ -385,6 +393,11 @@ def finish(output: Path, kind: str, frame: pd.DataFrame, failures: Mapping[str, 
     from steelfast.labels import write_submission
 
     write_submission(frame, output, format=kind)
+    finish_companions(output, failures, identity)
+
+
+def finish_companions(output: Path, failures: Mapping[str, str], identity: Mapping[str, Any]) -> None:
+    """Write the failures file and the run record of a written ``output``, then remove its journal."""
     fail_path = failures_path(output)
     if failures:
         with atomic_path(fail_path) as tmp:
