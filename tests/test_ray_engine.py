@@ -60,7 +60,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ray_rows_equal_local_rows_on_40_images_with_two_bad_files(ray_runtime, checkpoint: Path, folder: Path) -> None:
     local = segment_folder(folder, checkpoint, image_size=SIZE, compile=False)
-    result = segment_with_ray(folder, checkpoint, image_size=SIZE, concurrency=2, batch_size=None)
+    # Two actors, each with the local engine's thread count: the same computation, so the same rows.
+    result = segment_with_ray(folder, checkpoint, image_size=SIZE, concurrency=2, batch_size=None,
+                              model_threads=torch.get_num_threads())
     got = result.to_pandas()
     assert len(got) == 4 * 38 and (got["EncodedPixels"] != "").any()  # the fixture does segment something
     pd.testing.assert_frame_equal(got, local)  # row for row, dtypes included

@@ -11,6 +11,8 @@ The model side (decode, batch, model, post-process, RLE) lives in :mod:`steelfas
 * :mod:`steelfast.inference.records`: defect records (connected components with box, area and
   scores, found by the compiled core in the RLE pass) per image.
 * :mod:`steelfast.inference.record_writer`: records to a JSON Lines or COCO file, atomically.
+* :mod:`steelfast.inference.ray_engine`: the same submission on Ray Data (``--engine ray``):
+  actors that reuse :class:`~steelfast.segment.Segmenter`, Ray imported only there.
 * :mod:`steelfast.inference.lock`: the lock file that keeps one writer per output.
 * :mod:`steelfast.inference.errors`: the errors of a run that are neither bad values nor bad
   paths (a busy output, a resume that does not match, a backend that cannot run here).
