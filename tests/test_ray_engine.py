@@ -95,7 +95,8 @@ def test_written_output_equals_the_local_file(ray_runtime, checkpoint: Path, fol
     if suffix == ".csv":
         assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     else:
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray.parquet"),
+                                      pd.read_parquet(tmp_path / "local.parquet"))
     assert summary.failures_file.read_text() == local.failures_file.read_text()
     assert (summary.images, summary.defects, summary.failures) == (local.images, local.defects, local.failures)
     assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / f"ray{suffix}.partial").exists()
@@ -154,7 +155,8 @@ def test_cli_engine_ray_writes_what_the_local_engine_writes(ray_runtime, checkpo
     folder.mkdir()
     rng = np.random.default_rng(3)
     for i in range(3):
-        cv2.imwrite(str(folder / f"im{i}.jpg"), cv2.GaussianBlur(rng.integers(0, 256, (256, 1600), np.uint8), (7, 7), 3))
+        noise = rng.integers(0, 256, (256, 1600), np.uint8)
+        cv2.imwrite(str(folder / f"im{i}.jpg"), cv2.GaussianBlur(noise, (7, 7), 3))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     common = ["segment", str(folder), "--model", str(checkpoint), "--backend", "torch", "--no-progress"]
     runner = CliRunner()

@@ -53,7 +53,8 @@ def folder(tmp_path: Path) -> Path:
 
 def masks_of_csv(path: Path) -> dict[tuple[str, int], np.ndarray]:
     table = pd.read_csv(path, keep_default_na=False)
-    return {(i, int(c)): rle.decode(t, SIZE) for i, c, t in zip(table["ImageId"], table["ClassId"], table["EncodedPixels"])}
+    rows = zip(table["ImageId"], table["ClassId"], table["EncodedPixels"])
+    return {(i, int(c)): rle.decode(t, SIZE) for i, c, t in rows}
 
 
 def test_predict_records_carries_the_predict_rles(backend: TorchBackend, folder: Path) -> None:
@@ -214,11 +215,11 @@ def test_cli_writes_records(folder: Path, tmp_path: Path, fmt: str, name: str) -
                                           "--backend", "torch", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "failed: img02.png: cannot read image" in result.output and "5 images -> " in result.output
-    text = out.read_text()
+    text, names = out.read_text(), [f"img{i:02d}.png" for i in (0, 1, 3, 4, 5)]
     if fmt == "json":
-        assert [json.loads(line)["image_id"] for line in text.splitlines()] == [f"img{i:02d}.png" for i in (0, 1, 3, 4, 5)]
+        assert [json.loads(line)["image_id"] for line in text.splitlines()] == names
     else:
-        assert [im["file_name"] for im in json.loads(text)["images"]] == [f"img{i:02d}.png" for i in (0, 1, 3, 4, 5)]
+        assert [im["file_name"] for im in json.loads(text)["images"]] == names
     again = CliRunner().invoke(cli.app, ["segment", str(folder), "-o", str(out), "--format", fmt, "--resume",
                                          "--model", str(ckpt), "--backend", "torch", "--no-progress"])
     assert again.exit_code == 1 and again.output.startswith("error: a ") and "Traceback" not in again.output
