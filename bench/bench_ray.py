@@ -23,13 +23,12 @@ Run: ``python -m pytest bench/bench_ray.py -p no:cacheprovider --benchmark-enabl
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from harness import shared_data_dir
+from harness import copy_real_jpegs
 
 from steelfast.segment import segment_to_file
 
@@ -47,14 +46,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = shared_data_dir()
-    files = sorted((root / "images").glob("*.jpg")) + sorted((root / "test_images").glob("*.jpg"))
-    if len(files) < 20:
-        pytest.skip(f"real JPEGs not found in {root}")
-    out = tmp_path_factory.mktemp("real_jpegs")
-    for f in files[:N_IMAGES]:
-        shutil.copyfile(f, out / f.name)
-    return out
+    return copy_real_jpegs(tmp_path_factory, N_IMAGES)
 
 
 @pytest.fixture(scope="module")

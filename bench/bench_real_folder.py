@@ -15,12 +15,11 @@ Run: ``python -m pytest bench/bench_real_folder.py -p no:cacheprovider --benchma
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import _MEANS, make_timed, shared_data_dir, speedup
+from harness import _MEANS, copy_real_jpegs, make_timed, speedup
 
 from steelfast.images import read_gray, to_model_input
 from steelfast.segment import Segmenter, segment_folder
@@ -31,14 +30,7 @@ N_IMAGES = 200
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = shared_data_dir()
-    files = sorted((root / "images").glob("*.jpg")) + sorted((root / "test_images").glob("*.jpg"))
-    if len(files) < 20:
-        pytest.skip(f"real JPEGs not found in {root}")
-    out = tmp_path_factory.mktemp("real_jpegs")
-    for f in files[:N_IMAGES]:
-        shutil.copyfile(f, out / f.name)
-    return out
+    return copy_real_jpegs(tmp_path_factory, N_IMAGES)
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,10 @@ Run: ``python -m pytest bench/bench_records.py -p no:cacheprovider --benchmark-e
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from harness import _MEANS, make_timed, shared_data_dir
+from harness import _MEANS, copy_real_jpegs, make_timed
 
 from steelfast.images import read_gray
 from steelfast.rle import to_coco
@@ -39,14 +38,7 @@ N_PROBS = 16
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = shared_data_dir()
-    files = sorted((root / "images").glob("*.jpg")) + sorted((root / "test_images").glob("*.jpg"))
-    if len(files) < 20:
-        pytest.skip(f"real JPEGs not found in {root}")
-    out = tmp_path_factory.mktemp("real_jpegs")
-    for f in files[:N_IMAGES]:
-        shutil.copyfile(f, out / f.name)
-    return out
+    return copy_real_jpegs(tmp_path_factory, N_IMAGES)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Nu
 
 from oracles import mask2rle, rle2mask  # noqa: E402  (re-exported for the bench modules)
 
-__all__ = ["assert_goals", "make_timed", "mask2rle", "recorded_speedup", "rle2mask", "shared_data_dir", "speedup"]
+__all__ = ["assert_goals", "copy_real_jpegs", "make_timed", "mask2rle", "recorded_speedup", "rle2mask", "shared_data_dir", "speedup"]
 
 _TIMES: dict[tuple[str, str], float] = {}  # best round time
 _MEANS: dict[tuple[str, str], float] = {}  # mean round time: the sustained rate of a throughput benchmark
@@ -27,6 +27,21 @@ _MEANS: dict[tuple[str, str], float] = {}  # mean round time: the sustained rate
 def shared_data_dir() -> Path:
     env = os.environ.get("STEELFAST_SHARED_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"
+
+
+def copy_real_jpegs(tmp_path_factory: pytest.TempPathFactory, n: int) -> Path:
+    """A fresh folder of the first ``n`` real JPEGs of ../shared (train, then test images); skips
+    the calling test where fewer than 20 are found."""
+    import shutil
+
+    root = shared_data_dir()
+    files = sorted((root / "images").glob("*.jpg")) + sorted((root / "test_images").glob("*.jpg"))
+    if len(files) < 20:
+        pytest.skip(f"real JPEGs not found in {root}")
+    out = tmp_path_factory.mktemp("real_jpegs")
+    for f in files[:n]:
+        shutil.copyfile(f, out / f.name)
+    return out
 
 
 def make_timed(benchmark, rounds: int | None = None):
