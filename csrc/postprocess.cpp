@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
-#include <type_traits>
 #include <utility>
 
 #include "components.hpp"
@@ -201,16 +200,19 @@ void check_classes(const char* what, const ProbView& probs, const std::vector<fl
                                 std::to_string(classes) + ")");
 }
 
-// Calls body(plane, i) for each (image, class) plane i = n * C + c on `threads` threads, plane typed by dtype.
+// Calls body(plane, threshold, c, i) for each (image, class) plane i = n * C + c on `threads` threads. The plane is
+// typed by dtype once here, and the threshold comes in the plane's units: float32 probability, or float16 bits.
 template <class Body>
-void for_each_plane(const ProbView& probs, int threads, Body&& body) {
+void for_each_plane(const ProbView& probs, const std::vector<float>& thresholds,
+                    const std::vector<uint16_t>& half_thresholds, int threads, Body&& body) {
   parallel_for(probs.n * probs.c, threads, [&](int64_t i) {
     const int64_t n = i / probs.c, c = i % probs.c;
     const int64_t offset = n * probs.stride_n + c * probs.stride_c;
+    const auto k = static_cast<size_t>(c);
     if (probs.half) {
-      body(static_cast<const uint16_t*>(probs.data) + offset, c, i);
+      body(static_cast<const uint16_t*>(probs.data) + offset, half_thresholds[k], k, i);
     } else {
-      body(static_cast<const float*>(probs.data) + offset, c, i);
+      body(static_cast<const float*>(probs.data) + offset, thresholds[k], k, i);
     }
   });
 }
@@ -223,16 +225,10 @@ std::vector<std::string> encode_probs(const ProbView& probs, const std::vector<f
   check_classes("encode_probs", probs, thresholds, half_thresholds, min_areas);
   std::vector<std::string> out(static_cast<size_t>(probs.n * probs.c));
   if (probs.h == 0 || probs.w == 0) return out;
-  for_each_plane(probs, threads, [&](const auto* plane, int64_t c, int64_t i) {
-    const auto threshold = [&] {
-      if constexpr (std::is_same_v<std::decay_t<decltype(*plane)>, uint16_t>) {
-        return half_thresholds[static_cast<size_t>(c)];
-      } else {
-        return thresholds[static_cast<size_t>(c)];
-      }
-    }();
-    out[static_cast<size_t>(i)] = encode_plane(plane, probs, threshold, min_areas[static_cast<size_t>(c)]);
-  });
+  const auto encode = [&](const auto* plane, auto threshold, size_t c, int64_t i) {
+    out[static_cast<size_t>(i)] = encode_plane(plane, probs, threshold, min_areas[c]);
+  };
+  for_each_plane(probs, thresholds, half_thresholds, threads, encode);
   return out;
 }
 
@@ -242,16 +238,10 @@ RecordTable encode_probs_records(const ProbView& probs, const std::vector<float>
   check_classes("encode_probs_records", probs, thresholds, half_thresholds, min_areas);
   std::vector<PlaneRecord> planes(static_cast<size_t>(probs.n * probs.c));
   if (probs.h > 0 && probs.w > 0) {
-    for_each_plane(probs, threads, [&](const auto* plane, int64_t c, int64_t i) {
-      const auto threshold = [&] {
-        if constexpr (std::is_same_v<std::decay_t<decltype(*plane)>, uint16_t>) {
-          return half_thresholds[static_cast<size_t>(c)];
-        } else {
-          return thresholds[static_cast<size_t>(c)];
-        }
-      }();
-      planes[static_cast<size_t>(i)] = record_plane(plane, probs, threshold, min_areas[static_cast<size_t>(c)]);
-    });
+    for_each_plane(probs, thresholds, half_thresholds, threads,
+                   [&](const auto* plane, auto threshold, size_t c, int64_t i) {
+                     planes[static_cast<size_t>(i)] = record_plane(plane, probs, threshold, min_areas[c]);
+                   });
   }
   RecordTable table;
   for (PlaneRecord& plane : planes) {
