@@ -69,6 +69,17 @@ def _training_set(args, data, train):
     return synth if args.synth_only else LabelledSet.concat([train, synth])
 
 
+def _network(args):
+    """A new network for ``--arch unet`` (the baseline with a gate head); None: train_gated's GatedUNet."""
+    if args.arch == "effnet-lite0":
+        return None
+    import torch
+    from baseline_gated import GatedBaselineUNet
+
+    torch.manual_seed(args.seed * 100 + args.fold)
+    return GatedBaselineUNet()
+
+
 def _fold(args, data, cfg) -> None:
     from steelfast._device import resolve_device
     from steelfast.training.crossval import stratified_folds
@@ -77,10 +88,11 @@ def _fold(args, data, cfg) -> None:
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     train = _training_set(args, data, data.subset(train_idx))
-    model = train_gated(train, cfg, progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
+    model = train_gated(train, cfg, model=_network(args),
+                        progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
-             config=json.dumps({**asdict(cfg), "synth": args.synth, "synth_only": args.synth_only,
+             config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
                                 "synth_sheets": args.synth_sheets}),
              ids=np.array(data.ids))
 
@@ -121,16 +133,19 @@ def _report(args, data, cfg) -> None:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
     if len(configs) > 1:
         raise SystemExit("the fold files were trained with different configs")
-    synth = {}
+    synth, arch = {}, "effnet-lite0"
     if configs:  # record the config the folds were really trained with
         recorded = json.loads(configs.pop())
         synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
+        arch = recorded.pop("arch", "effnet-lite0")
+        if arch != "effnet-lite0" and args.save is not None:
+            raise SystemExit(f"the folds trained the {arch!r} comparison network; only effnet-lite0 is saved")
         cfg = GatedTrainConfig(**recorded)
     oof = OutOfFold(fold, seg, gate)
     cv = cross_validate(data, oof)
     summary = cv.summary()
     (args.out / "cv.json").write_text(json.dumps(
-        {"data": data.source, "config": asdict(cfg), "synthetic": synth, **summary, "choices": [c.to_dict() for c in cv.choices]},
+        {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
     text = cv_text(data, cv)
@@ -156,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, kind in _OPTIONS.items():
         ap.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                         help=f"trainer option {name} (default: GatedTrainConfig's)")
+    ap.add_argument("--arch", choices=["effnet-lite0", "unet"], default="effnet-lite0",
+                    help="the default model's gated EfficientNet-Lite0 U-Net, or the seed's baseline U-Net with "
+                         "the same gate head (baseline_gated.py; compared, never saved)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     ap.add_argument("--synth", type=int, default=0,
@@ -178,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         for f in range(args.folds) if args.step == "all" else [args.fold]:
             args.fold = f
             _fold(args, data, cfg)
+    if args.arch != "effnet-lite0" and args.step in ("final", "all"):
+        raise SystemExit(f"--arch {args.arch} is a comparison on the folds; the final model is effnet-lite0 only")
     if args.step in ("final", "all"):
         _final(args, data, cfg)
     if args.step in ("report", "all"):

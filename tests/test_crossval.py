@@ -63,6 +63,33 @@ def test_training_needs_a_fully_labelled_image() -> None:
         train_gated(_set(0, 3), GatedTrainConfig(epochs=1, pretrained=False))
 
 
+class _TinyGated(torch.nn.Module):
+    """The smallest network with GatedUNet's training interface."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seg = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.gate = torch.nn.Linear(3, 4)
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.seg(x), self.gate(x.mean(dim=(2, 3)))
+
+
+def test_trains_another_network_with_forward_both() -> None:
+    net = _TinyGated()
+    before = [p.detach().clone() for p in net.parameters()]
+    out = train_gated(_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False), model=net)
+    assert out is net and not out.training
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # every parameter trained
+    seg, gate = predict_set(out, _set(1, 0).images)
+    assert seg.shape == (1, 4, 256, 1600) and seg.dtype == np.uint8 and gate.shape == (1, 4)
+
+
+def test_another_network_needs_forward_both() -> None:
+    with pytest.raises(TypeError, match="forward_both.*Conv2d"):
+        train_gated(_set(2, 0), GatedTrainConfig(epochs=1), model=torch.nn.Conv2d(3, 4, 1))
+
+
 @pytest.mark.parametrize(("field", "value", "exc", "match"), [
     ("epochs", 0, ValueError, "epochs"), ("lr", 2.0, ValueError, "lr"),
     ("frozen_blocks", -1, ValueError, "frozen_blocks"), ("device", 0, TypeError, "device must be a str.*got 0"),

@@ -123,6 +123,7 @@ def train_gated(
     data: LabelledSet,
     config: GatedTrainConfig | None = None,
     *,
+    model: torch.nn.Module | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GatedUNet:
     """Train a :class:`~steelfast.efficientnet.GatedUNet` on ``data`` (on ``config.device``).
@@ -130,6 +131,11 @@ def train_gated(
     Args:
         data: Labelled images; weak ones (``full`` False) train the gate and the absent classes.
         config: Options (default :class:`GatedTrainConfig`).
+        model: Another network to train the same way instead of a new ``GatedUNet``: a module
+            whose ``forward_both(x)`` maps the (N, 3, H, W) input to segmentation logits
+            (N, C, H, W) and gate logits (N, C), such as the seed's baseline U-Net with a gate head
+            in ``bench/real_cv.py --arch unet``. The config's ``pretrained``, ``scale`` and
+            ``frozen_blocks`` concern the ``GatedUNet`` only; all of ``model`` trains at ``lr``.
         progress: Called with one line per epoch (loss, seconds, images/s).
 
     Returns:
@@ -137,6 +143,7 @@ def train_gated(
 
     Raises:
         ValueError: An invalid config, or no fully labelled image in ``data``.
+        TypeError: ``model`` has no ``forward_both``.
     """
     cfg = config or GatedTrainConfig()
     cfg.validate()
@@ -147,20 +154,23 @@ def train_gated(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = GatedUNet(scale=cfg.scale)
-    if cfg.pretrained:
-        load_imagenet_lite0(model)
+    if model is not None and not callable(getattr(model, "forward_both", None)):
+        raise TypeError(f"model must have a forward_both method (see GatedUNet), got {type(model).__name__}")
+    gated = model is None
+    if model is None:
+        model = GatedUNet(scale=cfg.scale)
+        if cfg.pretrained:
+            load_imagenet_lite0(model)
     model = model.to(device=device, memory_format=torch.channels_last)
-    frozen = [model.encoder.stem, *model.encoder.blocks[: cfg.frozen_blocks]]
-    for module in frozen:
-        module.requires_grad_(False)
-    enc = [p for p in model.encoder.parameters() if p.requires_grad]
+    enc: list[torch.nn.Parameter] = []
+    if gated:
+        for module in [model.encoder.stem, *model.encoder.blocks[: cfg.frozen_blocks]]:
+            module.requires_grad_(False)
+        enc = [p for p in model.encoder.parameters() if p.requires_grad]
     enc_ids = {id(p) for p in enc}
     rest = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
-    opt = torch.optim.AdamW(
-        [{"params": enc, "lr": cfg.lr * cfg.encoder_lr_scale}, {"params": rest, "lr": cfg.lr}],
-        weight_decay=cfg.weight_decay,
-    )
+    groups = [{"params": enc, "lr": cfg.lr * cfg.encoder_lr_scale}] if enc else []
+    opt = torch.optim.AdamW(groups + [{"params": rest, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
     order_base = np.concatenate([np.arange(len(data))] + [np.flatnonzero(data.full)] * (cfg.full_repeat - 1))
     steps_per_epoch = math.ceil(len(order_base) / cfg.batch_size)
@@ -171,7 +181,7 @@ def train_gated(
     step = 0
     for epoch in range(cfg.epochs):
         model.train()
-        for module in model.encoder.modules():
+        for module in model.encoder.modules() if gated else ():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
         order = rng.permutation(order_base)
