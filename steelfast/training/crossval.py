@@ -24,6 +24,7 @@ from steelfast.evaluate import pair_report
 from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
+from steelfast.training.mix import SynthMix
 
 __all__ = ["CVResult", "OutOfFold", "cross_validate", "fit_gated", "out_of_fold", "stratified_folds"]
 
@@ -74,15 +75,23 @@ class OutOfFold:
 def out_of_fold(
     data: LabelledSet, config: GatedTrainConfig, folds: np.ndarray,
     progress: Callable[[str], None] | None = None,
+    mix: SynthMix | None = None,
 ) -> OutOfFold:
-    """Train one model per fold on the other folds and predict the fold."""
+    """Train one model per fold on the other folds and predict the fold.
+
+    With ``mix``, each fold's training set gets synthetic images made of that training set only
+    (shapes from the mask table minus the fold's images), seeded by config seed and fold.
+    """
     k = int(folds.max()) + 1
     seg = np.zeros((len(data), data.presence.shape[1], *data.images.shape[1:]), np.uint8)
     gate = np.zeros(data.presence.shape, np.float32)
     for f in range(k):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         say = (lambda line, f=f: progress(f"fold {f + 1}/{k}: {line}")) if progress else None
-        model = train_gated(data.subset(train_idx), config, progress=say)
+        train = data.subset(train_idx)
+        if mix is not None:
+            train = mix(train, [data.ids[i] for i in test_idx], seed=config.seed * 100 + f)
+        model = train_gated(train, config, progress=say)
         seg[test_idx], gate[test_idx] = predict_set(model, data.images[test_idx])
     return OutOfFold(folds, seg, gate)
 
@@ -157,14 +166,17 @@ def cross_validate(data: LabelledSet, oof: OutOfFold) -> CVResult:
 def fit_gated(
     data: LabelledSet, config: GatedTrainConfig, oof: OutOfFold,
     progress: Callable[[str], None] | None = None,
+    mix: SynthMix | None = None,
 ) -> tuple[GatedUNet, GateChoice]:
-    """Tune settings on all out-of-fold predictions, train the final model on all images.
+    """Tune settings on all out-of-fold predictions, train the final model on all images
+    (plus ``mix``'s synthetic images made of all of them).
 
     Returns:
         The model (gate thresholds set) and the chosen settings (pixel thresholds and minimum
         areas go into the checkpoint's post-processing).
     """
     choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
-    model = train_gated(data, config, progress=progress)
+    train = data if mix is None else mix(data, [], seed=config.seed * 100 + int(oof.fold.max()) + 1)
+    model = train_gated(train, config, progress=progress)
     model.set_gate_thresholds(choice.gate)
     return model, choice

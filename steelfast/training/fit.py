@@ -27,6 +27,7 @@ from steelfast.training.crossval import (
 )
 from steelfast.training.gate_tuning import GateChoice
 from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
+from steelfast.training.mix import SynthMix
 
 __all__ = ["cv_text", "fit_folder", "save_gated"]
 
@@ -53,16 +54,21 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
 
 def save_gated(
     path: str | os.PathLike[str], model: GatedUNet, choice: GateChoice, data: LabelledSet,
-    config: GatedTrainConfig, cv: dict[str, Any] | None, command: str,
+    config: GatedTrainConfig, cv: dict[str, Any] | None, command: str, synthetic: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a fitted gated model; the metadata records data, settings, gate and CV figures."""
+    """Save a fitted gated model; the metadata records data, settings, gate and CV figures.
+
+    ``synthetic`` describes the synthetic images mixed into training (None: real images only).
+    """
     from steelfast.checkpoint import save_checkpoint
 
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
         "training": {
-            "trained_on": "real labelled images (see data); no synthetic images",
+            "trained_on": "real labelled images (see data); no synthetic images" if synthetic is None else
+            "real labelled images (see data) plus synthetic images made of them (see synthetic)",
+            "synthetic": synthetic,
             "data": {**data.source, **data.summary()},
             "encoder_init": ENCODER_SOURCE if config.pretrained else "random",
             "config": asdict(config),
@@ -84,6 +90,7 @@ def fit_folder(
     labels_file: str = "train.csv",
     progress: Callable[[str], None] | None = None,
     command: str = "",
+    mix: SynthMix | None = None,
 ) -> tuple[Path, CVResult]:
     """Cross-validate and fit a gated model on a Kaggle-layout folder.
 
@@ -97,6 +104,8 @@ def fit_folder(
         labels_file: Label file name inside ``data_dir``.
         progress: Called with one line per epoch.
         command: The command line, recorded in the metadata.
+        mix: Synthetic images made of real parts, added to every model's training images at a
+            ratio (:class:`~steelfast.training.mix.SynthMix`); the CV scores real images only.
 
     Returns:
         The checkpoint path and the cross-validation result.
@@ -113,12 +122,13 @@ def fit_folder(
         raise FileNotFoundError(f"label file {str(labels)!r} not found (expected the Kaggle layout)")
     data = load_labelled(root / "train_images", labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)
-    oof = out_of_fold(data, cfg, fold_ids, progress=progress)
+    oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix)
     cv = cross_validate(data, oof)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     summary = cv.summary()
     (run / "cv.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
-    model, choice = fit_gated(data, cfg, oof, progress=progress)
-    return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command), cv
+    model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix)
+    synthetic = None if mix is None else mix.describe()
+    return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic), cv

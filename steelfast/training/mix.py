@@ -1,0 +1,73 @@
+"""Mixing real and synthetic training images at a ratio, without leaking a scored image.
+
+Flow: a model's real training set (:class:`~steelfast.data.real.LabelledSet`), the ImageIds it
+will be scored on, and a table of real defect masks → :class:`SynthMix` → the training set plus
+``round(ratio × len(train))`` synthetic images made by :mod:`steelfast.data.realsynth` of that
+training set's own fully labelled images (sheets and defect texture), pasting defect shapes from
+the mask table minus the scored images' rows.
+
+:func:`~steelfast.training.crossval.out_of_fold` calls it once per fold (the fold's images are
+excluded from every part), and :func:`~steelfast.training.crossval.fit_gated` once for the final
+model (nothing is scored there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from steelfast._validate import check_fraction
+from steelfast.data.real import LabelledSet
+from steelfast.data.realsynth import RealParts, load_shape_bank, synthesize
+from steelfast.labels import read_labels
+
+__all__ = ["SynthMix"]
+
+
+@dataclass
+class SynthMix:
+    """Synthetic images made of real parts, added to each model's real training images.
+
+    Attributes:
+        ratio: Synthetic images per real training image (weakly labelled ones count too); > 0.
+        shapes: Real defect masks to paste: new-format rows ``ImageId, ClassId, EncodedPixels``
+            (the training labels themselves, or a larger bank such as the 3,689 masks of
+            ``train_partial.csv``).
+        sheets: ``"all"`` (every fully labelled training image is a sheet, its defects kept) or
+            ``"defect-free"`` (only clean sheets: every defect is pasted).
+    """
+
+    ratio: float
+    shapes: pd.DataFrame
+    sheets: str = "all"
+
+    def __post_init__(self) -> None:
+        self.ratio = check_fraction("synthetic ratio", self.ratio, low=0.0, high=100.0)
+        if self.ratio == 0:
+            raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
+        if self.sheets not in ("all", "defect-free"):
+            raise ValueError(f"sheets must be 'all' or 'defect-free', got {self.sheets!r}")
+
+    @classmethod
+    def from_labels(cls, ratio: float, labels: str | os.PathLike[str], *, sheets: str = "all") -> SynthMix:
+        """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
+        frame = read_labels(labels)
+        return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets)
+
+    def __call__(self, train: LabelledSet, scored: Sequence[str], seed: int) -> LabelledSet:
+        """``train`` plus its synthetic images; no part comes from an image in ``scored``."""
+        overlap = set(train.ids) & set(scored)
+        if overlap:
+            raise ValueError(f"the training set holds {len(overlap)} scored image(s), e.g. {sorted(overlap)[0]!r}")
+        n = max(1, round(self.ratio * len(train)))
+        bank = load_shape_bank(self.shapes, exclude=scored)
+        synth = synthesize(RealParts.from_set(train, bank, sheets=self.sheets), n, seed=seed)
+        return LabelledSet.concat([train, synth])
+
+    def describe(self) -> dict:
+        """JSON-ready settings for checkpoint metadata."""
+        return {"ratio": self.ratio, "sheets": self.sheets, "shape_rows": int(len(self.shapes)),
+                "generator": "steelfast.data.realsynth"}
