@@ -9,15 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from steelfast.backends import (
-    OnnxRuntimeBackend,
-    TorchBackend,
-    available_backends,
-    make_backend,
-    resolve_backend,
-)
 from steelfast.checkpoint import default_metadata, save_checkpoint
-from steelfast.export import export_onnx
+from steelfast.inference.backends import available_backends, make_backend, resolve_backend
+from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from steelfast.inference.backends.torch_backend import TorchBackend
+from steelfast.inference.export import export_onnx
 from steelfast.models import UNet
 
 # Stated tolerances on probabilities (absolute): float32 backends differ only in summation
@@ -111,7 +107,7 @@ def test_compile_failure_falls_back_with_a_warning(model: UNet, monkeypatch: pyt
     monkeypatch.setattr(torch, "compile", broken_compile)
     backend = TorchBackend(model, default_metadata(model), device="cpu", precision="fp32", compile=True)
     x = batch(2)
-    with caplog.at_level(logging.WARNING, logger="steelfast.backends"):
+    with caplog.at_level(logging.WARNING, logger="steelfast.inference.backends.torch_backend"):
         got = backend.predict_proba(x)
     assert "torch.compile failed (RuntimeError: no C++ compiler)" in caplog.text
     assert backend.compiled is False

@@ -11,17 +11,14 @@ import pytest
 import torch
 
 from steelfast.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
     default_checkpoint_path,
     load_checkpoint,
-    load_training_state,
     read_metadata,
     save_checkpoint,
-    save_training_state,
-    state_path_for,
 )
+from steelfast.model_metadata import CHECKPOINT_FORMAT, CheckpointError
 from steelfast.models import UNet
+from steelfast.training.state import load_training_state, save_training_state, state_path_for
 
 TINY = {"widths": (4, 8), "decoder_widths": (8, 4), "bottleneck": 8}
 
@@ -288,7 +285,7 @@ def test_truncated_safetensors_header_is_refused(tmp_path) -> None:
 
 
 def test_validate_metadata_is_public_and_names_the_source() -> None:
-    from steelfast.checkpoint import validate_metadata
+    from steelfast.model_metadata import validate_metadata
 
     with pytest.raises(CheckpointError, match="^model.onnx: unknown checkpoint format"):
         validate_metadata({"format": "x"}, "model.onnx")

@@ -22,12 +22,15 @@ import torch
 
 import steelfast.images
 from steelfast import rle
-from steelfast.backends import TorchBackend, resolve_backend
 from steelfast.checkpoint import default_metadata, save_checkpoint
 from steelfast.images import to_model_input
+from steelfast.inference.backends import resolve_backend
+from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.errors import OutputBusyError, ResumeMismatchError
+from steelfast.inference.pipeline import iter_segment_folder, segment_folder
+from steelfast.inference.run import segment_to_file
+from steelfast.inference.segmenter import Segmenter
 from steelfast.models import UNet
-from steelfast.segment import Segmenter, iter_segment_folder, segment_folder, segment_to_file
 
 THRESHOLDS = [0.5, 0.45, 0.55, 0.5]
 MIN_AREAS = [0, 20, 0, 50]
@@ -477,12 +480,12 @@ def test_problems_are_found_before_any_image_is_read(
     ],
 )
 def test_auto_backend_runs_an_onnx_file(monkeypatch: pytest.MonkeyPatch, available: list, model, expected: str) -> None:
-    monkeypatch.setattr("steelfast.backends.available_backends", lambda: list(available))
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: list(available))
     assert resolve_backend("auto", model) == expected
 
 
 def test_auto_backend_without_an_onnx_runtime_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("steelfast.backends.available_backends", lambda: ["torch"])
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: ["torch"])
     with pytest.raises(ImportError, match=r"running the ONNX file 'm.onnx' needs onnxruntime: pip install 'steelfast\[onnx\]'"):
         resolve_backend("auto", "m.onnx")
 
@@ -629,7 +632,7 @@ def test_a_crash_while_writing_leaves_no_temporary_file(
 
 def test_an_onnx_file_runs_with_the_auto_backend(checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="running ONNX needs onnxruntime")
-    from steelfast.export import export_onnx
+    from steelfast.inference.export import export_onnx
 
     onnx = export_onnx(checkpoint, tmp_path / "m.onnx")
     seg = Segmenter(onnx)  # backend="auto"
