@@ -175,3 +175,23 @@ def test_torch_cuda_fp16_matches_cpu(model: UNet) -> None:
     assert backend.precision == "fp16"
     x = batch(4)
     np.testing.assert_allclose(backend.predict_proba(x).astype(np.float32), reference(model, x), atol=FP16_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("available", "model", "expected"),
+    [
+        (["torch", "onnxruntime"], "m.onnx", "onnxruntime"),
+        (["tensorrt", "torch", "onnxruntime"], "m.onnx", "tensorrt"),
+        (["torch", "onnxruntime"], "m.safetensors", "torch"),
+        (["torch", "onnxruntime"], None, "torch"),
+    ],
+)
+def test_auto_backend_runs_an_onnx_file(monkeypatch: pytest.MonkeyPatch, available: list, model, expected: str) -> None:
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: list(available))
+    assert resolve_backend("auto", model) == expected
+
+
+def test_auto_backend_without_an_onnx_runtime_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: ["torch"])
+    with pytest.raises(ImportError, match=r"running the ONNX file 'm.onnx' needs onnxruntime: pip install 'steelfast\[onnx\]'"):
+        resolve_backend("auto", "m.onnx")
