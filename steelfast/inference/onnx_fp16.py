@@ -1,4 +1,6 @@
-"""Half-precision ONNX models: a float32 ONNX model in, its float16 copy out (what TensorRT 11 builds FP16 engines from).
+"""Half-precision ONNX models: a float32 ONNX model in, its float16 copy out.
+
+The float16 copy is what TensorRT 11 builds FP16 engines from.
 
 TensorRT 11 takes the precision from the tensors' types (strongly typed networks), so an FP16
 engine needs an FP16 ONNX model. :func:`convert_to_fp16` (in memory), :func:`to_fp16_onnx` (file

@@ -1,4 +1,6 @@
-"""Ray Data engine: the same submission as :func:`steelfast.inference.pipeline.segment_folder`, on a Ray cluster.
+"""Ray Data engine: a folder, paths or a Ray Dataset in, submission rows or a submission file out.
+
+The same submission as :func:`steelfast.inference.pipeline.segment_folder`, on a Ray cluster.
 
 The flow is Ray Data's documented batch-inference idiom::
 

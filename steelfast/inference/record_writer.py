@@ -1,4 +1,6 @@
-"""Defect records to a file: ``steelfast-segment DIR -o out.jsonl --format json`` (or ``.json``, ``coco``).
+"""Defect records to a file: records in, a JSON Lines or COCO file out.
+
+The job of ``steelfast-segment DIR -o out.jsonl --format json`` (or ``.json``, ``coco``).
 
 The records (:mod:`steelfast.inference.records`) come out of the same pipeline as the submission
 (:func:`steelfast.inference.pipeline.iter_segment_folder` with ``records=True``) and are streamed into a

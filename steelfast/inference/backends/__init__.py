@@ -1,4 +1,4 @@
-"""Inference backends: a model (checkpoint, ONNX file or module) and a backend name in, a ready :class:`Backend` out.
+"""Inference backends: a model (checkpoint, ONNX file or module) and a name in, a ready backend out.
 
 Every backend maps a normalized float32 batch (N, C, H, W) to probabilities (N, classes, H, W)
 (:mod:`.base`). The ones here:
@@ -152,7 +152,8 @@ def make_backend(
         device: For ``torch``: ``"cpu"`` or ``"cuda"`` (default: CUDA when available).
         compile: For ``torch``: see :class:`TorchBackend`.
         cache_dir: For ``onnxruntime`` and ``tensorrt``: where exported ONNX files and engines
-            are kept (default: a temporary folder for ONNX, :func:`~steelfast.inference.backends.tensorrt_engine.default_cache_dir` for engines).
+            are kept (default: a temporary folder for ONNX,
+            :func:`~steelfast.inference.backends.tensorrt_engine.default_cache_dir` for engines).
         max_batch_size: For ``tensorrt``: the largest batch of the optimization profile.
 
     Returns:

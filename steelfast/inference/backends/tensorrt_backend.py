@@ -34,7 +34,8 @@ class TensorRTBackend(Backend):
     ``engine_host_code_allowed``: it runs the lean runtime it carries.
 
     Args:
-        engine_path: Serialized engine from :func:`steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine`.
+        engine_path: Serialized engine from
+            :func:`~steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine`.
         metadata: The model's metadata (from the ONNX file the engine was built from).
         device: CUDA device index.
 

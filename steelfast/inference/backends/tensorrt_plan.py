@@ -1,4 +1,4 @@
-"""Which TensorRT is installed, and how to build an engine with it (pure functions, no GPU).
+"""Which TensorRT is installed: a TensorRT version in, how to build an engine with it out (no GPU).
 
 :func:`import_tensorrt` imports the ``tensorrt`` package or says in one line what to install (the
 ``-libs`` packages come from NVIDIA's index). :func:`plan_build` decides, from the TensorRT
@@ -20,7 +20,8 @@ No INT8. Portable engines: ``hardware_compatibility="ampere_plus"`` (any GPU of 
 capability 8.0 or newer) or ``"same_compute_capability"`` sets ``HardwareCompatibilityLevel``;
 ``version_compatible=True`` sets ``BuilderFlag.VERSION_COMPATIBLE`` (the engine carries a lean
 runtime and runs on later TensorRT versions; deserializing it needs ``engine_host_code_allowed``,
-which :class:`steelfast.inference.backends.tensorrt_backend.TensorRTBackend` sets for engines whose sidecar says so). Both
+which :class:`~steelfast.inference.backends.tensorrt_backend.TensorRTBackend` sets for engines
+whose sidecar says so). Both
 are slower than a plain engine.
 """
 
@@ -100,7 +101,8 @@ def _lean_runtime() -> str | None:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """How :func:`steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine` builds with one TensorRT version.
+    """How :func:`~steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine` builds with one
+    TensorRT version.
 
     Attributes:
         tensorrt_major: The TensorRT major version.
