@@ -50,7 +50,6 @@ def merge_metadata(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-
 def _json_default(obj: object) -> object:
     # numpy scalars/arrays and Paths show up in training summaries.
     if hasattr(obj, "tolist"):

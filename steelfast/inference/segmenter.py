@@ -35,6 +35,7 @@ from steelfast.inference.backends import make_backend
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.decode import as_grays
 from steelfast.inference.export import INPUT_MULTIPLE
+from steelfast.severstal import CLASSES
 
 __all__ = ["Segmenter", "submission_frame"]
 
@@ -100,7 +101,7 @@ class Segmenter:
         self._source = Path(source) if isinstance(source, (str, os.PathLike)) else None
         meta = self.backend.metadata
         self.metadata = meta
-        self.classes = len(meta.get("classes", [1, 2, 3, 4]))
+        self.classes = len(meta.get("classes", CLASSES))
         norm = meta.get("normalization", {})
         self.mean, self.std = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
         self.channels = int(meta.get("input", {}).get("channels", 3))

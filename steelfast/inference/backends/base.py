@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from steelfast.inference.export import INPUT_MULTIPLE
+from steelfast.severstal import CLASSES
 
 __all__ = ["Backend", "check_batch"]
 
@@ -48,7 +49,6 @@ def check_batch(x: Any, channels: int | None) -> np.ndarray:
             f"height and width must be multiples of {INPUT_MULTIPLE} (pad the images), got shape {x.shape}"
         )
     return x
-
 
 
 class Backend(abc.ABC):
@@ -87,7 +87,7 @@ class Backend(abc.ABC):
         """
         batch = check_batch(x, self.channels)
         if batch.shape[0] == 0:
-            classes = len(self.metadata.get("classes", [1, 2, 3, 4]))
+            classes = len(self.metadata.get("classes", CLASSES))
             return np.zeros((0, classes, *batch.shape[2:]), np.float32)
         return self._run(batch)
 
