@@ -36,11 +36,13 @@ import pytest
 import torch
 from harness import _MEANS, _TIMES, make_timed, speedup
 
-from steelfast.backends import OnnxRuntimeBackend, TorchBackend
 from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
-from steelfast.export import export_onnx
 from steelfast.images import to_model_input
-from steelfast.segment import Segmenter, segment_folder
+from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from steelfast.inference.backends.torch_backend import TorchBackend
+from steelfast.inference.export import export_onnx
+from steelfast.inference.pipeline import segment_folder
+from steelfast.inference.segmenter import Segmenter
 from steelfast.synth import make_dataset, synth_image
 
 BF16_MEAN_ATOL = 1e-3

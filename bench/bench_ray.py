@@ -3,7 +3,7 @@
 Input: up to 200 real Severstal JPEGs from ``../shared/data/severstal`` (``images/`` and
 ``test_images/``), copied into a temporary folder; skipped when the real data or Ray is absent.
 
-* Reference ("local"): :func:`steelfast.segment.segment_to_file`, the ``steelfast-segment`` job
+* Reference ("local"): :func:`steelfast.inference.run.segment_to_file`, the ``steelfast-segment`` job
   (model load, decode threads, model, post-processing, RLE, CSV writer).
 * Ours ("ray x1", "ray x2"): :func:`steelfast.segment_with_ray` writing the same CSV, on a local
   Ray runtime started once beforehand with ``ray.init(num_cpus=2)`` (its start-up is printed, not
@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 from harness import copy_real_jpegs
 
-from steelfast.segment import segment_to_file
+from steelfast.inference.run import segment_to_file
 
 N_IMAGES = 200
 ROUNDS = int(os.environ.get("STEELFAST_BENCH_ROUNDS", "3"))

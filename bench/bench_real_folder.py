@@ -22,7 +22,8 @@ import pytest
 from harness import _MEANS, copy_real_jpegs, make_timed, speedup
 
 from steelfast.images import read_gray, to_model_input
-from steelfast.segment import Segmenter, segment_folder
+from steelfast.inference.pipeline import segment_folder
+from steelfast.inference.segmenter import Segmenter
 
 GROUP = "default-model-real-jpegs"
 N_IMAGES = 200

@@ -3,7 +3,7 @@
 Input: up to 200 real Severstal JPEGs from ``../shared/data/severstal`` (``images/`` and
 ``test_images/``), copied into a temporary folder; skipped when the real data is absent.
 
-* Reference ("csv"): the main job, :func:`steelfast.segment.segment_to_file` writing the
+* Reference ("csv"): the main job, :func:`steelfast.inference.run.segment_to_file` writing the
   submission CSV (decode, model, post-processing, RLE, writer).
 * "json" and "coco": the same call writing the defect records (JSON Lines, COCO) instead.
 * "encode" vs "records-json"/"records-coco": the post-processing alone on the probabilities of
@@ -27,8 +27,9 @@ import pytest
 from harness import _MEANS, copy_real_jpegs, make_timed
 
 from steelfast.images import read_gray
+from steelfast.inference.run import segment_to_file
+from steelfast.inference.segmenter import Segmenter
 from steelfast.rle import to_coco
-from steelfast.segment import Segmenter, segment_to_file
 
 GROUP_JOB = "records-vs-main-job"
 GROUP_POST = "records-post-processing"

@@ -1,7 +1,7 @@
 """FP16 ONNX against FP32 ONNX on the bundled models: the figures behind the README's tolerance.
 
 A standalone script (no pytest, no GPU): exports each bundled model to a float32 ONNX file,
-converts it with :func:`steelfast.onnx_fp16.convert_to_fp16`, runs both with ONNX Runtime on the
+converts it with :func:`steelfast.inference.onnx_fp16.convert_to_fp16`, runs both with ONNX Runtime on the
 CPU over real Severstal images (``../shared/data/severstal/images`` or ``$STEELFAST_SHARED_DATA``;
 skipped when absent) and over synthetic images from :func:`steelfast.synth.synth_image`, and prints
 one JSON object. Per model and image set:
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from steelfast.checkpoint import BUNDLED_MODELS, bundled_checkpoint_path
     from steelfast.data.real import shared_data_dir
-    from steelfast.export import export_onnx, read_onnx_metadata
     from steelfast.images import read_gray, to_model_input
-    from steelfast.onnx_fp16 import fp16_converter_version, to_fp16_onnx
+    from steelfast.inference.export import export_onnx, read_onnx_metadata
+    from steelfast.inference.onnx_fp16 import fp16_converter_version, to_fp16_onnx
     from steelfast.synth import synth_image
 
     torch.set_num_threads(args.threads)

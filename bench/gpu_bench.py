@@ -8,11 +8,11 @@ as the model's metadata says.
 
 Backends, each skipped with a message in the JSON where it cannot run:
 
-* ``torch-cuda-fp16-channels_last``: :class:`steelfast.backends.TorchBackend` on CUDA;
+* ``torch-cuda-fp16-channels_last``: :class:`steelfast.inference.backends.torch_backend.TorchBackend` on CUDA;
 * ``onnxruntime-cuda-fp32`` / ``onnxruntime-cuda-fp16``: the float32 ONNX file and its float16
-  copy (:func:`steelfast.onnx_fp16.to_fp16_onnx`) with ONNX Runtime's CUDAExecutionProvider
+  copy (:func:`steelfast.inference.onnx_fp16.to_fp16_onnx`) with ONNX Runtime's CUDAExecutionProvider
   (needs onnxruntime-gpu);
-* ``tensorrt-fp16``: the engine of :func:`steelfast.tensorrt_engine.build_tensorrt_engine`
+* ``tensorrt-fp16``: the engine of :func:`steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine`
   (TensorRT 10: float32 ONNX with the FP16 flag; 11: the float16 ONNX, strongly typed).
 
 Two figures per backend and batch size:
@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steelfast.backends import TorchBackend
 from steelfast.checkpoint import default_checkpoint_path, default_metadata, load_checkpoint
 from steelfast.images import to_model_input
+from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.models import UNet
 from steelfast.synth import synth_image
 
@@ -79,7 +79,7 @@ def _onnxruntime(report: dict, onnx_paths: dict, batches: dict, seconds: float) 
     try:
         import onnxruntime as ort
 
-        from steelfast.backends import OnnxRuntimeBackend
+        from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
     except ImportError as exc:
         report["onnxruntime"] = f"not available ({exc})"
         return
@@ -97,17 +97,17 @@ def _onnxruntime(report: dict, onnx_paths: dict, batches: dict, seconds: float) 
 
 
 def _tensorrt(report: dict, onnx_path: Path, batches: dict, args: argparse.Namespace) -> None:
-    from steelfast.tensorrt_plan import import_tensorrt
+    from steelfast.inference.backends.tensorrt_plan import import_tensorrt
 
     try:
         trt = import_tensorrt(builder=True)
     except ImportError as exc:
         report["tensorrt"] = f"not available: {exc}"
         return
-    from steelfast.backends import TensorRTBackend
-    from steelfast.export import read_onnx_metadata
+    from steelfast.inference.backends.tensorrt_backend import TensorRTBackend
+    from steelfast.inference.backends.tensorrt_engine import build_tensorrt_engine, read_sidecar
     from steelfast.inference.errors import BackendUnavailableError
-    from steelfast.tensorrt_engine import build_tensorrt_engine, read_sidecar
+    from steelfast.inference.export import read_onnx_metadata
 
     report["tensorrt"] = trt.__version__
     start = time.perf_counter()
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_paths: dict = {}
         try:
-            from steelfast.export import export_onnx
-            from steelfast.onnx_fp16 import to_fp16_onnx
+            from steelfast.inference.export import export_onnx
+            from steelfast.inference.onnx_fp16 import to_fp16_onnx
 
             onnx_paths["fp32"] = export_onnx(copy.deepcopy(ref_model).cpu(), Path(tmp) / "model.onnx", metadata=meta)
             onnx_paths["fp16"] = to_fp16_onnx(onnx_paths["fp32"], Path(tmp) / "model.fp16.onnx")

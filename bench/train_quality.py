@@ -123,7 +123,7 @@ def _tune_and_test_with_tta(
     Returns:
         (postprocess metadata with ``"tta": True``, test evaluation, tuned validation score).
     """
-    from steelfast.segment import Segmenter
+    from steelfast.inference.segmenter import Segmenter
     from steelfast.training.tune import tune_on_images
 
     segmenter = Segmenter(checkpoint, backend="torch", batch_size=8, tta=True)
@@ -137,8 +137,8 @@ def _score_test_folder(
     segmenter: Any, data_dir: Path, truth: pd.DataFrame, test_ids: list[str], args: argparse.Namespace
 ) -> SimpleNamespace:
     """Segment the test images with ``segmenter``; the result has the fields :func:`_summary` reads."""
+    from steelfast.inference.pipeline import segment_folder
     from steelfast.metrics import kaggle_score_report
-    from steelfast.segment import segment_folder
 
     start = time.perf_counter()
     frame = segment_folder(data_dir / "test_images", segmenter=segmenter, progress=args.progress)
@@ -335,7 +335,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     validation split the training used (``--n-train``, ``--n-val``, ``--seed``). Writes
     ``<out>/evaluation.json``; the checkpoint itself is not changed.
     """
-    from steelfast.segment import Segmenter
+    from steelfast.inference.segmenter import Segmenter
 
     data_dir = Path(args.data) if args.data else Path(args.out) / "data"
     if not (data_dir / "test_labels.csv").is_file():

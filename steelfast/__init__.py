@@ -34,10 +34,14 @@ __all__ = [
 
 def __getattr__(name: str):
     # The inference facade imports torch; load it on first use so `import steelfast` stays light.
-    if name in ("Segmenter", "segment_folder", "iter_segment_folder"):
-        from steelfast import segment
+    if name == "Segmenter":
+        from steelfast.inference.segmenter import Segmenter
 
-        return getattr(segment, name)
+        return Segmenter
+    if name in ("segment_folder", "iter_segment_folder"):
+        from steelfast.inference import pipeline
+
+        return getattr(pipeline, name)
     if name == "segment_with_ray":  # Ray itself is imported only when the function runs
         from steelfast.inference.ray_engine import segment_with_ray
 

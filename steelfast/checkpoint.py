@@ -1,33 +1,20 @@
-"""Checkpoints that cannot run code when loaded.
+"""Model files in, models out: checkpoints that cannot run code when loaded, and which model to run.
 
 A checkpoint is two files with the same stem:
 
 * ``<stem>.safetensors``: the weights (``state_dict`` tensors, float32, contiguous). The
   safetensors format is a JSON header plus raw tensor bytes: loading it never unpickles anything.
-* ``<stem>.json``: the metadata, a JSON object with these keys:
-
-  - ``"format"``: ``"steelfast-checkpoint/1"``;
-  - ``"steelfast_version"``: the version that wrote it;
-  - ``"architecture"``: the :attr:`steelfast.models.UNet.config` dict that rebuilds the model;
-  - ``"classes"``: class ids in channel order, ``[1, 2, 3, 4]``;
-  - ``"input"``: ``{"height", "width", "channels"}`` the model was trained/validated at;
-  - ``"normalization"``: ``{"mean", "std"}`` in 0..1 units (``(x/255 − mean)/std``);
-  - ``"postprocess"``: ``{"thresholds": [4 floats], "min_areas": [4 ints]}`` used by inference,
-    optionally ``"tta": true`` when they were tuned on flip-averaged probabilities (inference then
-    averages flips by default);
-  - ``"training"``: free-form summary (data, epochs, scores, ...);
-  - ``"weights_sha256"``: hash of the weights file, checked on load so that a weights file and a
-    metadata file from different saves are never paired silently.
+* ``<stem>.json``: the metadata (:mod:`steelfast.model_metadata` lists its keys and checks them).
 
 Both files are written to temporary names and moved into place with :func:`os.replace`, so a
 crash or Ctrl-C never leaves a half-written file under the final name. Loading compares the
 architecture, built on the ``meta`` device (no storage), with the tensor shapes in the weights
 file's header before anything is allocated, and refuses weights holding NaN or infinity.
 
-Resume state (optimizer, epoch, RNG states, history) lives in a third file,
-``<stem>.state.pt``, written with :func:`torch.save` and read with
-``torch.load(weights_only=True)``, which refuses any pickled object other than tensors and plain
-containers.
+:func:`resolve_model` turns a model argument (a path, or None for the shipped default) into a file,
+:func:`load_model` a checkpoint path or a module into ``(model, metadata)``, and
+:func:`model_file_sha256` names the weights a run used. The resume state of a training run lives
+in :mod:`steelfast.training.state`.
 """
 
 from __future__ import annotations
@@ -35,43 +22,43 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
 
 from steelfast._atomic import atomic_write_bytes
 from steelfast._version import __version__
+from steelfast.model_metadata import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    merge_metadata,
+    metadata_to_json,
+    validate_metadata,
+)
 from steelfast.models import UNet, build_model, required_multiple
 
 __all__ = [
     "BUNDLED_MODELS",
-    "CHECKPOINT_FORMAT",
     "bundled_checkpoint_path",
-    "CheckpointError",
+    "checkpoint_files",
     "default_checkpoint_path",
     "default_metadata",
+    "file_sha256",
     "load_checkpoint",
-    "load_training_state",
+    "load_model",
+    "model_file_sha256",
     "read_metadata",
+    "resolve_model",
     "save_checkpoint",
-    "save_training_state",
-    "state_path_for",
     "unwrap_model",
-    "validate_metadata",
 ]
 
-CHECKPOINT_FORMAT = "steelfast-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, malformed, unsafe, or does not match its metadata."""
-
+PathLike = Union[str, "os.PathLike[str]"]
 
 #: Models shipped in ``steelfast/weights/``: name -> what it is.
 BUNDLED_MODELS: dict[str, str] = {
@@ -96,6 +83,69 @@ def default_checkpoint_path() -> Path:
     return bundled_checkpoint_path("default")
 
 
+def resolve_model(model: PathLike | None) -> Path:
+    """The model file to use: ``model``, or the shipped default when None.
+
+    Raises:
+        FileNotFoundError: The file (or the shipped default model) does not exist; the message
+            says how to pass another one.
+    """
+    if model is not None:
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model not found: {path} (pass a .safetensors checkpoint or an .onnx file)")
+        return path
+    path = default_checkpoint_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the default model {path} is missing (the package was installed without weights); "
+            "pass a checkpoint with model=... (CLI: --model CKPT)"
+        )
+    return path
+
+
+def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Resolve a model argument into ``(model in eval mode, metadata)``.
+
+    Args:
+        source: A checkpoint path (``.safetensors`` or ``.json``), or a steelfast ``UNet``.
+        metadata: Metadata for a module ``source`` (defaults to :func:`default_metadata`);
+            ignored for a path.
+
+    Returns:
+        The model on the CPU in eval mode and its metadata dict.
+
+    Raises:
+        FileNotFoundError: The checkpoint does not exist.
+        TypeError: ``source`` is neither a path nor a module.
+    """
+    if isinstance(source, nn.Module):
+        meta = dict(metadata) if metadata is not None else default_metadata(source)
+        return source.eval(), meta
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"model checkpoint not found: {path}")
+        return load_checkpoint(path)
+    raise TypeError(f"model must be a checkpoint path or a torch module, got {type(source).__name__}")
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of the file that holds a model's weights: the ``.safetensors`` file of a
+    checkpoint given by either of its files, or an ONNX file itself."""
+    p = Path(path)
+    return file_sha256(p.with_suffix(".safetensors") if p.suffix.lower() == ".json" else p)
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The underlying module of a DDP/DataParallel wrapper or a ``torch.compile`` result."""
     while True:
@@ -107,7 +157,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+def checkpoint_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths of checkpoint ``path`` (``<stem>.safetensors`` or ``<stem>.json``).
+
+    Raises:
+        CheckpointError: ``path`` ends with neither suffix.
+    """
     p = Path(path)
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
@@ -116,12 +171,6 @@ def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             f"checkpoint path must end with .safetensors (or .json), got {str(path)!r}"
         )
     return p, p.with_suffix(".json")
-
-
-def state_path_for(path: str | os.PathLike[str]) -> Path:
-    """Path of the resume-state file that belongs to checkpoint ``path`` (``<stem>.state.pt``)."""
-    weights, _ = _paths(path)
-    return weights.with_suffix(".state.pt")
 
 
 def default_metadata(model: nn.Module) -> dict[str, Any]:
@@ -162,99 +211,6 @@ def _config_of(net: nn.Module) -> dict[str, Any]:
     return copy.deepcopy(config)
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "architecture":
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _json_default(obj: object) -> object:
-    # numpy scalars/arrays and Paths show up in training summaries.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"metadata value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
-
-
-def _finite_or_none(obj: Any) -> Any:
-    # Training summaries hold NaN for undefined means (a class with no defects in the validation
-    # set); strict JSON has no NaN, so those become null.
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
-
-
-def validate_metadata(meta: Mapping[str, Any], where: str) -> None:
-    """Raise :class:`CheckpointError` unless ``meta`` has the documented keys with sane values.
-
-    Args:
-        meta: Metadata as described in the module docstring (a checkpoint's JSON, or the copy
-            embedded in an ONNX file).
-        where: The file the metadata came from; every message starts with it.
-    """
-    if not isinstance(meta, Mapping):
-        raise CheckpointError(f"{where}: metadata must be a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{where}: unknown checkpoint format {meta.get('format')!r} "
-            f"(expected {CHECKPOINT_FORMAT!r})"
-        )
-    for key in ("architecture", "classes", "input", "normalization", "postprocess"):
-        if key not in meta:
-            raise CheckpointError(f"{where}: metadata lacks the {key!r} key")
-    classes = meta["classes"]
-    if not isinstance(classes, list) or not classes:
-        raise CheckpointError(f"{where}: 'classes' must be a non-empty list, got {classes!r}")
-    post = meta["postprocess"]
-    if not isinstance(post, Mapping):
-        raise CheckpointError(f"{where}: 'postprocess' must be an object, got {post!r}")
-    thresholds, min_areas = post.get("thresholds"), post.get("min_areas")
-    if not isinstance(thresholds, list) or len(thresholds) != len(classes):
-        raise CheckpointError(
-            f"{where}: postprocess thresholds must list {len(classes)} values, got {thresholds!r}"
-        )
-    if not all(isinstance(t, (int, float)) and 0.0 <= t < 1.0 for t in thresholds):
-        raise CheckpointError(
-            f"{where}: postprocess thresholds must be in [0, 1), got {thresholds!r}"
-        )
-    if not isinstance(min_areas, list) or len(min_areas) != len(classes):
-        raise CheckpointError(
-            f"{where}: postprocess min_areas must list {len(classes)} values, got {min_areas!r}"
-        )
-    if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in min_areas):
-        raise CheckpointError(
-            f"{where}: postprocess min_areas must be ints >= 0, got {min_areas!r}"
-        )
-    if not isinstance(post.get("tta", False), bool):
-        raise CheckpointError(f"{where}: postprocess tta must be true or false, got {post['tta']!r}")
-    norm = meta["normalization"]
-    if (
-        not isinstance(norm, Mapping)
-        or not all(
-            isinstance(norm.get(k), (int, float)) and math.isfinite(norm[k])
-            for k in ("mean", "std")
-        )
-        or norm["std"] <= 0
-    ):
-        raise CheckpointError(f"{where}: normalization must be {{'mean', 'std' > 0}}, got {norm!r}")
-    inp = meta["input"]
-    if not isinstance(inp, Mapping) or not all(
-        isinstance(inp.get(k), int) for k in ("height", "width", "channels")
-    ):
-        raise CheckpointError(
-            f"{where}: input must be {{'height', 'width', 'channels'}} ints, got {inp!r}"
-        )
-
-
 def save_checkpoint(
     path: str | os.PathLike[str], model: nn.Module, metadata: Mapping[str, Any] | None = None
 ) -> Path:
@@ -280,10 +236,10 @@ def save_checkpoint(
     """
     from safetensors.torch import save as st_save
 
-    weights_path, meta_path = _paths(path)
+    weights_path, meta_path = checkpoint_files(path)
     net = unwrap_model(model)
     base = default_metadata(net)
-    meta = _merge(base, metadata or {})
+    meta = merge_metadata(base, metadata or {})
     meta["format"] = CHECKPOINT_FORMAT
     meta["steelfast_version"] = __version__
     meta["architecture"] = base["architecture"]
@@ -297,9 +253,7 @@ def save_checkpoint(
     }
     blob = st_save(tensors, metadata={"format": CHECKPOINT_FORMAT})
     meta["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    text = json.dumps(
-        _finite_or_none(meta), indent=2, sort_keys=False, default=_json_default, allow_nan=False
-    )
+    text = metadata_to_json(meta)
 
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     # Weights first, metadata last: the hash in the JSON pairs them, so a crash between the two
@@ -316,7 +270,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: If the metadata file is missing.
         CheckpointError: If it is not valid checkpoint metadata.
     """
-    _, meta_path = _paths(path)
+    _, meta_path = checkpoint_files(path)
     if not meta_path.is_file():
         raise FileNotFoundError(f"checkpoint metadata {str(meta_path)!r} not found")
     try:
@@ -402,7 +356,7 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    weights_path, meta_path = _paths(path)
+    weights_path, meta_path = checkpoint_files(path)
     meta = read_metadata(meta_path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"checkpoint weights {str(weights_path)!r} not found")
@@ -443,112 +397,3 @@ def load_checkpoint(
         ) from None
     model.to(map_location).eval()
     return model, meta
-
-
-def _rng_state() -> dict[str, Any]:
-    import random
-
-    import numpy as np
-
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # Stored as a tensor: weights_only loading refuses numpy arrays.
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype("int64")),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-
-
-def save_training_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
-    """Atomically save resume state (tensors and plain containers only) to ``path``.
-
-    Args:
-        path: Destination, normally :func:`state_path_for` of the checkpoint.
-        state: Dict such as ``{"epoch", "optimizer", "scaler", "history", "best_score"}``; the
-            torch, Python and NumPy RNG states are added under ``"rng"``.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    import io
-
-    p = Path(path)
-    payload = dict(state)
-    payload["rng"] = _rng_state()
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(p, buf.getvalue(), fsync=True)
-    return p
-
-
-def load_training_state(
-    path: str | os.PathLike[str], *, restore_rng: bool = True
-) -> dict[str, Any]:
-    """Load resume state with ``torch.load(weights_only=True)``; optionally restore RNG states.
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        CheckpointError: If the file holds anything but tensors and plain containers (a pickle
-            that would run code is refused, not executed) or is not a torch file (for example
-            the ``.safetensors`` weights).
-    """
-    import pickle
-    import zipfile
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"training state {str(p)!r} not found")
-    # torch.save writes a zip archive; torch.load would also read a safetensors weights file
-    # (returning its tensors as if they were a state), so anything else is refused up front.
-    if not zipfile.is_zipfile(p):
-        hint = (
-            " (that is checkpoint weights; the resume state is the .state.pt file beside it)"
-            if p.suffix in (".safetensors", ".json")
-            else ""
-        )
-        raise CheckpointError(f"{p}: not a training-state file written by torch.save{hint}")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        zipfile.BadZipFile,
-        EOFError,
-        ValueError,
-        KeyError,
-    ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{p}: refusing to load (not plain tensors/containers: {first})"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{p}: training state must be a dict, got {type(state).__name__}")
-    if restore_rng and "rng" in state:
-        _set_rng_state(state["rng"])
-    return state

@@ -340,13 +340,13 @@ def export(
     ),
 ) -> None:
     """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
-    from steelfast.export import export_onnx
-    from steelfast.segment import resolve_model
+    from steelfast.checkpoint import resolve_model
+    from steelfast.inference.export import export_onnx
 
     path = export_onnx(resolve_model(checkpoint), onnx, opset=opset, precision=precision)
     typer.echo(f"wrote {path}")
     if tensorrt:
-        from steelfast.tensorrt_engine import build_tensorrt_engine
+        from steelfast.inference.backends.tensorrt_engine import build_tensorrt_engine
 
         engine = build_tensorrt_engine(
             path, cache_dir=cache_dir, batch=(1, min(8, max_batch), max_batch),
@@ -404,9 +404,10 @@ def segment(
     num_gpus: float = typer.Option(0.0, "--num-gpus", help="--engine ray: GPUs per actor."),
 ) -> None:
     """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
-    from steelfast.backends import resolve_backend
+    from steelfast.checkpoint import resolve_model
+    from steelfast.inference.backends import resolve_backend
+    from steelfast.inference.run import segment_to_file
     from steelfast.inference.writer import journal_path
-    from steelfast.segment import resolve_model, segment_to_file
 
     resolve_backend(backend)  # an unknown name fails before any work
     if engine not in ("local", "ray"):

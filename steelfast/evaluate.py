@@ -135,9 +135,9 @@ def evaluate_folder(
         FileNotFoundError: Missing folder, label file or model.
         steelfast.labels.LabelError: A malformed label file.
     """
+    from steelfast.inference.pipeline import segment_folder
     from steelfast.labels import read_labels
     from steelfast.metrics import dice_rle_batch
-    from steelfast.segment import segment_folder
 
     sub = segment_folder(images, model, progress=progress, **options)
     failures = dict(sub.attrs.get("failures", {}))

@@ -313,7 +313,7 @@ def inference_graph(model: UNet) -> UNet:
     Two rewrites: each decoder level's skip concatenation becomes a sum of two convolutions
     (:class:`_SplitUp`), and ELU is evaluated through ``exp`` instead of ``expm1``
     (:class:`_ExpELU`). Outputs equal the original's to float32 rounding (measured max |Δlogit|
-    ~1e-5 on the default model); :class:`steelfast.backends.TorchBackend` uses it before
+    ~1e-5 on the default model); :class:`steelfast.inference.backends.torch_backend.TorchBackend` uses it before
     ``torch.compile`` on the CPU. The copy shares no parameters with ``model`` and cannot be
     trained back into a checkpoint (its state-dict keys differ).
 

@@ -9,15 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from steelfast.backends import (
-    OnnxRuntimeBackend,
-    TorchBackend,
-    available_backends,
-    make_backend,
-    resolve_backend,
-)
 from steelfast.checkpoint import default_metadata, save_checkpoint
-from steelfast.export import export_onnx
+from steelfast.inference.backends import available_backends, make_backend, resolve_backend
+from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from steelfast.inference.backends.torch_backend import TorchBackend
+from steelfast.inference.export import export_onnx
 from steelfast.models import UNet
 
 # Stated tolerances on probabilities (absolute): float32 backends differ only in summation
@@ -111,7 +107,7 @@ def test_compile_failure_falls_back_with_a_warning(model: UNet, monkeypatch: pyt
     monkeypatch.setattr(torch, "compile", broken_compile)
     backend = TorchBackend(model, default_metadata(model), device="cpu", precision="fp32", compile=True)
     x = batch(2)
-    with caplog.at_level(logging.WARNING, logger="steelfast.backends"):
+    with caplog.at_level(logging.WARNING, logger="steelfast.inference.backends.torch_backend"):
         got = backend.predict_proba(x)
     assert "torch.compile failed (RuntimeError: no C++ compiler)" in caplog.text
     assert backend.compiled is False
@@ -179,3 +175,23 @@ def test_torch_cuda_fp16_matches_cpu(model: UNet) -> None:
     assert backend.precision == "fp16"
     x = batch(4)
     np.testing.assert_allclose(backend.predict_proba(x).astype(np.float32), reference(model, x), atol=FP16_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("available", "model", "expected"),
+    [
+        (["torch", "onnxruntime"], "m.onnx", "onnxruntime"),
+        (["tensorrt", "torch", "onnxruntime"], "m.onnx", "tensorrt"),
+        (["torch", "onnxruntime"], "m.safetensors", "torch"),
+        (["torch", "onnxruntime"], None, "torch"),
+    ],
+)
+def test_auto_backend_runs_an_onnx_file(monkeypatch: pytest.MonkeyPatch, available: list, model, expected: str) -> None:
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: list(available))
+    assert resolve_backend("auto", model) == expected
+
+
+def test_auto_backend_without_an_onnx_runtime_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("steelfast.inference.backends.available_backends", lambda: ["torch"])
+    with pytest.raises(ImportError, match=r"running the ONNX file 'm.onnx' needs onnxruntime: pip install 'steelfast\[onnx\]'"):
+        resolve_backend("auto", "m.onnx")

@@ -142,7 +142,7 @@ def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
 
 def interrupt_model_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
     """A Ctrl-C (KeyboardInterrupt) once the model has run ``calls`` batches."""
-    from steelfast.segment import Segmenter
+    from steelfast.inference.segmenter import Segmenter
 
     real = Segmenter.predict_proba
     count = {"n": 0}
@@ -292,8 +292,8 @@ COMMANDS = {  # command line, library function it calls
     "eda": (["eda", "{tmp}/labels.csv"], "steelfast.eda.eda_report"),
     "overlay": (["overlay", "{tmp}/image.png"], "steelfast.overlay.overlay_file"),
     "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.training.loop.train"),
-    "export": (["export", "{ckpt}", "--onnx", "{tmp}/m.onnx"], "steelfast.export.export_onnx"),
-    "segment": (["segment", "{tmp}", "--model", "{ckpt}", "-o", "{tmp}/s.csv"], "steelfast.segment.segment_to_file"),
+    "export": (["export", "{ckpt}", "--onnx", "{tmp}/m.onnx"], "steelfast.inference.export.export_onnx"),
+    "segment": (["segment", "{tmp}", "--model", "{ckpt}", "-o", "{tmp}/s.csv"], "steelfast.inference.run.segment_to_file"),
 }
 
 

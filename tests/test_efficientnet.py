@@ -114,9 +114,9 @@ def test_imagenet_weights_wrong_file(tmp_path) -> None:
 
 def test_onnx_export_matches_torch(tmp_path, net: GatedUNet) -> None:
     pytest.importorskip("onnxruntime")
-    from steelfast.backends import OnnxRuntimeBackend
     from steelfast.checkpoint import default_metadata
-    from steelfast.export import export_onnx
+    from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from steelfast.inference.export import export_onnx
 
     net.set_gate_thresholds([0.0, 2.0, 0.0, 0.0])
     try:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from steelfast.checkpoint import save_checkpoint
-from steelfast.export import export_onnx, read_onnx_metadata
+from steelfast.inference.export import export_onnx, read_onnx_metadata
 from steelfast.models import UNet
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the ONNX parity tests")
@@ -106,7 +106,8 @@ def _onnx_with_metadata(path: Path, value: str) -> Path:
     ],
 )
 def test_read_onnx_metadata_validates_like_a_checkpoint(tmp_path: Path, change: dict, match: str) -> None:
-    from steelfast.checkpoint import CheckpointError, default_metadata
+    from steelfast.checkpoint import default_metadata
+    from steelfast.model_metadata import CheckpointError
 
     meta = {**default_metadata(tiny_unet()), **change}
     good = _onnx_with_metadata(tmp_path / "good.onnx", json.dumps(default_metadata(tiny_unet())))

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from steelfast import cli
 from steelfast.checkpoint import bundled_checkpoint_path, save_checkpoint
-from steelfast.export import export_onnx, read_onnx_metadata
 from steelfast.images import read_gray, to_model_input
+from steelfast.inference.export import export_onnx, read_onnx_metadata
 from steelfast.models import UNet
 from steelfast.synth import synth_image
 
@@ -33,7 +33,7 @@ pytest.importorskip("onnxconverter_common", reason="onnxconverter-common is need
 
 from onnx import TensorProto, numpy_helper
 
-from steelfast.onnx_fp16 import convert_to_fp16, onnx_precision, to_fp16_onnx
+from steelfast.inference.onnx_fp16 import convert_to_fp16, onnx_precision, to_fp16_onnx
 
 #: Per-image tolerance of the float16 model against the float32 model (README, TensorRT section).
 MEAN_ABS_TOL = 1e-3

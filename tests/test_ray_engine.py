@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from steelfast import cli
 from steelfast.checkpoint import save_checkpoint
+from steelfast.inference.pipeline import segment_folder
 from steelfast.inference.ray_engine import import_ray, segment_with_ray
+from steelfast.inference.run import segment_to_file
 from steelfast.models import UNet
-from steelfast.segment import segment_folder, segment_to_file
 
 SIZE = (64, 128)
 POST = {"thresholds": [0.5, 0.45, 0.55, 0.5], "min_areas": [0, 20, 0, 50]}

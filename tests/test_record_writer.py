@@ -14,11 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from steelfast import cli, rle
-from steelfast.backends import TorchBackend
 from steelfast.checkpoint import default_metadata, save_checkpoint
 from steelfast.inference import record_writer
+from steelfast.inference.backends.torch_backend import TorchBackend
+from steelfast.inference.run import segment_to_file
+from steelfast.inference.segmenter import Segmenter
 from steelfast.models import UNet
-from steelfast.segment import Segmenter, segment_to_file
 
 SIZE = (64, 128)
 POST = {"thresholds": [0.5, 0.45, 0.55, 0.5], "min_areas": [0, 20, 0, 50]}

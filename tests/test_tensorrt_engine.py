@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from steelfast.export import export_onnx, read_onnx_metadata
-from steelfast.models import UNet
-from steelfast.tensorrt_engine import (
+from steelfast.inference.backends.tensorrt_engine import (
     EngineKey,
     _engine_paths,
     _remove_stale,
     engine_cache_key,
     read_sidecar,
 )
+from steelfast.inference.export import export_onnx, read_onnx_metadata
+from steelfast.models import UNet
 
 
 def tiny_unet(seed: int = 0) -> UNet:
@@ -162,9 +162,9 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[UNet, Path, Pa
 def test_engine_builds_caches_and_matches_torch(
     trt, onnx_files: tuple[UNet, Path, Path], tmp_path: Path, source: str, hardware: str, version_compatible: bool,
 ) -> None:
-    from steelfast.backends import TensorRTBackend
-    from steelfast.tensorrt_engine import build_tensorrt_engine
-    from steelfast.tensorrt_plan import tensorrt_major
+    from steelfast.inference.backends.tensorrt_backend import TensorRTBackend
+    from steelfast.inference.backends.tensorrt_engine import build_tensorrt_engine
+    from steelfast.inference.backends.tensorrt_plan import tensorrt_major
 
     if hardware == "ampere_plus" and torch.cuda.get_device_capability(0)[0] < 8:
         pytest.skip("ampere_plus engines are built on Ampere or newer GPUs")

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from steelfast import cli
-from steelfast.tensorrt_plan import (
+from steelfast.inference.backends.tensorrt_plan import (
     HARDWARE_COMPATIBILITY,
     import_tensorrt,
     plan_build,
@@ -154,8 +154,8 @@ def test_cli_export_prints_the_message_in_one_line(no_tensorrt: pytest.MonkeyPat
 
 
 def test_make_backend_refuses_a_tensorrt_without_builder(no_tensorrt: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from steelfast.backends import make_backend
     from steelfast.checkpoint import save_checkpoint
+    from steelfast.inference.backends import make_backend
     from steelfast.models import UNet
 
     no_tensorrt.setitem(sys.modules, "tensorrt", _stand_in("tensorrt", __version__="10.3.0", Runtime=object))

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 import steelfast.training.epoch as epoch_mod
 import steelfast.training.loop as train_mod
-from steelfast.checkpoint import load_checkpoint, load_training_state, read_metadata
+from steelfast.checkpoint import load_checkpoint, read_metadata
+from steelfast.training.state import load_training_state
 from steelfast.rle import encode
 from steelfast.training.config import TrainConfig
 from steelfast.training.data import load_data
@@ -439,7 +440,7 @@ def test_cli_unet_defaults_are_the_benchmarks_fast_configuration(tmp_path: Path,
 
 def test_one_bf16_answer_for_training_and_inference() -> None:
     from steelfast._device import autocast_dtype, cpu_has_native_bf16
-    from steelfast.backends import TorchBackend
+    from steelfast.inference.backends.torch_backend import TorchBackend
     from steelfast.models import UNet
 
     native = cpu_has_native_bf16()

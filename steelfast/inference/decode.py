@@ -1,6 +1,7 @@
-"""The decode stage: images in, grey arrays out, with the size rules of a run.
+"""The decode stage: a folder, files or arrays in, grey arrays out, with the size rules of a run.
 
-Shared by :class:`steelfast.segment.Segmenter`, the local folder pipeline and the Ray engine.
+Shared by :class:`steelfast.inference.segmenter.Segmenter`, the local folder pipeline
+(:mod:`steelfast.inference.pipeline`: :func:`list_folder`, :func:`read_fitted`) and the Ray engine.
 
 A submission holds one image size (the RLE does not carry it). :func:`fit_size` applies the rule to
 a decoded grey image: an image of another size is a failure (``other_sizes="skip"``) or is resized
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import cv2
 import numpy as np
 
-__all__ = ["OTHER_SIZES", "as_grays", "check_sizes", "fit_size"]
+__all__ = ["OTHER_SIZES", "as_grays", "check_sizes", "fit_size", "list_folder", "read_fitted"]
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 #: What to do with an image that is not of the run's ``image_size``.
 OTHER_SIZES = ("skip", "resize")
@@ -56,8 +59,40 @@ def fit_size(gray: np.ndarray, image_size: tuple[int, int] | None, other_sizes: 
     return resized, f"resized from {h}x{w} to {height}x{width}; its masks are in {height}x{width} coordinates"
 
 
+def list_folder(folder: PathLike) -> list[Path]:
+    """The image files of ``folder`` in name order, FIFOs and broken links with an image suffix
+    included (:func:`steelfast.images.list_images`; reading them says what they are).
+
+    Raises:
+        FileNotFoundError: The folder does not exist.
+        ValueError: The folder holds no images (the message lists the suffixes looked for).
+    """
+    from steelfast.images import IMAGE_SUFFIXES, list_images
+
+    files = list_images(folder, regular_only=False)
+    if not files:
+        raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def read_fitted(
+    path: PathLike, image_size: tuple[int, int] | None, other_sizes: str, max_pixels: int | None
+) -> tuple[np.ndarray, str | None]:
+    """A file's grey image at ``image_size`` (when given), and a note when it was resized.
+
+    Raises:
+        ImageReadError: The file cannot be decoded, is not a regular file or is too large (a
+            ``ValueError``; :func:`steelfast.images.read_gray`).
+        OSError: The file cannot be read.
+        ValueError: The image is of another size and ``other_sizes`` is "skip".
+    """
+    from steelfast.images import read_gray
+
+    return fit_size(read_gray(path, max_pixels=max_pixels), image_size, other_sizes)
+
+
 def as_grays(images: Any) -> tuple[list[np.ndarray], list[str]]:
-    """The input stage of :meth:`steelfast.segment.Segmenter.predict`: grey arrays and their names.
+    """The input stage of :meth:`steelfast.inference.segmenter.Segmenter.predict`: grey arrays and their names.
 
     Args:
         images: uint8 (N, H, W) or (H, W) array, or a sequence of uint8 (H, W) arrays and/or image

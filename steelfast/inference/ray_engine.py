@@ -1,4 +1,6 @@
-"""Ray Data engine: the same submission as :func:`steelfast.segment.segment_folder`, on a Ray cluster.
+"""Ray Data engine: a folder, paths or a Ray Dataset in, submission rows or a submission file out.
+
+The same submission as :func:`steelfast.inference.pipeline.segment_folder`, on a Ray cluster.
 
 The flow is Ray Data's documented batch-inference idiom::
 
@@ -8,7 +10,7 @@ The flow is Ray Data's documented batch-inference idiom::
           -> Segmenter.predict_proba -> Segmenter.encode          one row per (image, class), or per failed file
     driver: failures and notes split off, rows sorted by ImageId, ClassId
 
-:class:`SegmentActor` is a callable class, so Ray builds one :class:`~steelfast.segment.Segmenter`
+:class:`SegmentActor` is a callable class, so Ray builds one :class:`~steelfast.inference.segmenter.Segmenter`
 (model and backend) per actor and reuses it for every batch; the stages are the Segmenter's own,
 nothing is reimplemented. A file fails exactly as in the local pipeline: the same decode, the same
 size rule, the same messages (naming the file as listed from the folder); a folder's FIFOs and
@@ -42,8 +44,8 @@ import pandas as pd
 
 from steelfast._validate import check_positive_int
 from steelfast.images import MAX_PIXELS
-from steelfast.inference.decode import check_sizes, fit_size
-from steelfast.severstal import SHAPE
+from steelfast.inference.decode import check_sizes, fit_size, list_folder
+from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["ACTOR_BATCH", "RAY_FORMATS", "RaySegmentation", "SegmentActor", "import_ray", "segment_with_ray"]
 
@@ -78,12 +80,12 @@ class SegmentActor:
     """The model stage on a Ray actor: built once per actor, then called once per batch.
 
     Args:
-        model: As in :class:`~steelfast.segment.Segmenter` (a path, reachable from every node).
+        model: As in :class:`~steelfast.inference.segmenter.Segmenter` (a path, reachable from every node).
         folder: The folder as the caller named it, so that failure messages name a file as the local
             pipeline does; None names files by the path Ray read.
         image_size, other_sizes, max_pixels: The run's size rules (:mod:`steelfast.inference.decode`).
         model_threads: Intra-op threads of the model on this actor (Ray starts workers with one).
-        segmenter_options: Keyword arguments of :class:`~steelfast.segment.Segmenter`.
+        segmenter_options: Keyword arguments of :class:`~steelfast.inference.segmenter.Segmenter`.
     """
 
     def __init__(
@@ -96,7 +98,7 @@ class SegmentActor:
         model_threads: int | None,
         segmenter_options: dict[str, Any],
     ) -> None:
-        from steelfast.segment import Segmenter
+        from steelfast.inference.segmenter import Segmenter
 
         if model_threads is not None:
             import torch
@@ -129,14 +131,10 @@ class SegmentActor:
             ids.append(name)
             grays.append(gray)
             notes.append(note or "")
-        for start in range(0, len(grays), seg.batch_size):
-            chunk = grays[start : start + seg.batch_size]
-            encoded = seg.encode(seg.predict_proba(chunk), [g.shape for g in chunk])
-            for k, texts in enumerate(encoded):
-                for c, text in enumerate(texts):
-                    values = (ids[start + k], c + 1, text, "", notes[start + k] if c == 0 else "")
-                    for key, value in zip(rows, values):
-                        rows[key].append(value)
+        for image_id, note, texts in zip(ids, notes, seg.encode_batches(grays)):
+            for c, text in enumerate(texts):
+                for key, value in zip(rows, (image_id, c + 1, text, "", note if c == 0 else "")):
+                    rows[key].append(value)
         return {key: np.array(values, dtype=np.int64 if key == "ClassId" else object) for key, values in rows.items()}
 
 
@@ -158,7 +156,7 @@ class RaySegmentation:
     seconds: float = 0.0
 
     def to_pandas(self) -> pd.DataFrame:
-        """The rows as :func:`steelfast.segment.segment_folder` returns them (failures and notes in ``attrs``)."""
+        """The rows as :func:`steelfast.inference.pipeline.segment_folder` returns them (failures and notes in ``attrs``)."""
         frame = _typed(_gather(self.rows, ["ImageId", "ClassId", "EncodedPixels"]))
         frame.attrs["failures"] = dict(self.failures)
         frame.attrs["notes"] = dict(self.notes)
@@ -184,7 +182,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def _inputs(ray: Any, paths_or_dataset: Any, actor_batch: int, concurrency: int
             ) -> tuple[Any, str | None, int | None, dict[str, str]]:
     """(dataset of bytes and paths, the folder as named, number of files, failures found before Ray)."""
-    from steelfast.images import IMAGE_SUFFIXES, list_images, read_gray
+    from steelfast.images import read_gray
 
     if isinstance(paths_or_dataset, ray.data.Dataset):
         columns = set(paths_or_dataset.columns() or [])
@@ -196,9 +194,7 @@ def _inputs(ray: Any, paths_or_dataset: Any, actor_batch: int, concurrency: int
         return paths_or_dataset, None, None, {}
     if isinstance(paths_or_dataset, (str, os.PathLike)):
         folder: str | None = os.fspath(paths_or_dataset)
-        files = list_images(paths_or_dataset, regular_only=False)
-        if not files:
-            raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        files = list_folder(paths_or_dataset)
     elif isinstance(paths_or_dataset, Sequence) and all(isinstance(p, (str, os.PathLike)) for p in paths_or_dataset):
         folder, files = None, [Path(p) for p in paths_or_dataset]
         if not files:
@@ -253,7 +249,7 @@ def segment_with_ray(
     Args:
         paths_or_dataset: An image folder, a list of image paths, or a Ray Dataset with ``bytes`` and
             ``path`` columns (``ray.data.read_binary_files(paths, include_paths=True)``).
-        model: As in :class:`~steelfast.segment.Segmenter` (None: the shipped model); a path every
+        model: As in :class:`~steelfast.inference.segmenter.Segmenter` (None: the shipped model); a path every
             node can read.
         batch_size: Images per forward pass, and per actor call (``map_batches(batch_size=...)``).
             None: the backend's preferred forward batch (1 on a CPU, 8 on a GPU) and
@@ -270,15 +266,15 @@ def segment_with_ray(
             does) instead of returning them.
         format: ``"csv"`` or ``"parquet"`` (default: from the suffix of ``output``).
         overwrite: Replace an existing ``output``.
-        image_size, other_sizes, max_pixels: As in :func:`steelfast.segment.iter_segment_folder`.
+        image_size, other_sizes, max_pixels: As in :func:`steelfast.inference.pipeline.iter_segment_folder`.
         ray_address: Connect to this cluster (``ray.init(address=...)``) when Ray is not running
             yet; None starts a local runtime (which stays up for the returned dataset).
-        **segmenter_options: More :class:`~steelfast.segment.Segmenter` keyword arguments
+        **segmenter_options: More :class:`~steelfast.inference.segmenter.Segmenter` keyword arguments
             (``backend``, ``tta``, ``thresholds``, ``min_areas``, ``compile``, ...).
 
     Returns:
         Without ``output``, a :class:`RaySegmentation` (rows, failures, notes); with it, a
-        :class:`steelfast.segment.SegmentSummary`.
+        :class:`steelfast.inference.summary.SegmentSummary`.
 
     Raises:
         ImportError: Ray Data is not installed.
@@ -300,8 +296,8 @@ def segment_with_ray(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     check_sizes(image_size, other_sizes, max_pixels)
+    from steelfast.checkpoint import resolve_model
     from steelfast.inference import writer
-    from steelfast.segment import resolve_model
 
     out = Path(output) if output is not None else None
     kind = writer.check_output(out, format) if out is not None else None
@@ -321,15 +317,15 @@ def segment_with_ray(
         if out is None:
             return RaySegmentation(ray.data.from_pandas(frame), failures, notes, time.perf_counter() - start)
         identity = _identity(model_path, segmenter_options, image_size, other_sizes)
-        writer.load_previous(out, kind, identity, resume=False, classes=4)  # drops an earlier run's companions
+        writer.load_previous(out, kind, identity, resume=False, classes=len(CLASSES))  # drops stale companions
         writer.finish(out, kind, frame, failures, identity)
-    from steelfast.segment import SegmentSummary
+    from steelfast.inference.summary import SegmentSummary
 
     texts = frame["EncodedPixels"] != ""
-    images = len(frame) // 4
+    images = len(frame) // len(CLASSES)
     return SegmentSummary(
         output=out, images=images, processed=images, resumed=0,
-        defects={c: int((texts & (frame["ClassId"] == c)).sum()) for c in (1, 2, 3, 4)},
+        defects={c: int((texts & (frame["ClassId"] == c)).sum()) for c in CLASSES},
         failures=failures, failures_file=writer.failures_path(out) if failures else None, notes=notes,
         seconds=time.perf_counter() - start,
     )
@@ -339,7 +335,7 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
          num_cpus: float, model_threads: int | None, rules: tuple, segmenter_options: dict[str, Any],
          ) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
     """The Ray pipeline, then the driver's split and sort: (rows, failures, notes), each in ImageId order."""
-    from steelfast.segment import COMPILE_MIN_IMAGES
+    from steelfast.inference.pipeline import COMPILE_MIN_IMAGES
 
     dataset, folder, count, failures = _inputs(ray, paths_or_dataset, actor_batch, concurrency)
     options = dict(segmenter_options)
@@ -379,12 +375,9 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
 
 def _identity(model: Any, segmenter_options: dict[str, Any], image_size: Any, other_sizes: str) -> dict[str, Any]:
     """What decides the rows, for the run record: the model file's SHA-256 and the result-changing options."""
-    from steelfast.export import file_sha256
+    from steelfast.checkpoint import model_file_sha256
 
-    sha = None
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        sha = file_sha256(path.with_suffix(".safetensors") if path.suffix.lower() == ".json" else path)
+    sha = model_file_sha256(model) if isinstance(model, (str, os.PathLike)) else None
     chosen = {k: segmenter_options[k] for k in ("backend", "tta", "thresholds", "min_areas") if k in segmenter_options}
     return {"engine": "ray", "model_sha256": sha, **chosen, "image_size": list(image_size) if image_size else None,
             "other_sizes": other_sizes}

@@ -1,7 +1,9 @@
-"""Defect records to a file: ``steelfast-segment DIR -o out.jsonl --format json`` (or ``.json``, ``coco``).
+"""Defect records to a file: records in, a JSON Lines or COCO file out.
+
+The job of ``steelfast-segment DIR -o out.jsonl --format json`` (or ``.json``, ``coco``).
 
 The records (:mod:`steelfast.inference.records`) come out of the same pipeline as the submission
-(:func:`steelfast.segment.iter_segment_folder` with ``records=True``) and are streamed into a
+(:func:`steelfast.inference.pipeline.iter_segment_folder` with ``records=True``) and are streamed into a
 temporary file beside the output, which replaces the output only when every image is done
 (:func:`steelfast._atomic.atomic_path`): a crash or Ctrl-C leaves no partial file. As for a
 submission, the run holds the output's lock, a file that fails is reported and skipped and listed in
@@ -34,6 +36,7 @@ from typing import IO, Any
 from steelfast._atomic import atomic_path
 from steelfast.inference import writer
 from steelfast.inference.records import ImageRecord
+from steelfast.inference.summary import SegmentSummary
 from steelfast.severstal import CLASS_NAMES
 
 __all__ = ["CocoSink", "JsonLinesSink", "records_to_file"]
@@ -103,21 +106,21 @@ def records_to_file(
     image_size: tuple[int, int] | None = None,
     other_sizes: str = "skip",
     max_pixels: int | None = None,
-) -> Any:
+) -> SegmentSummary:
     """Write the defect records of ``files`` (listed from ``folder``) to ``output``.
 
-    Called by :func:`steelfast.segment.segment_to_file` for a ``json`` or ``coco`` output, after
+    Called by :func:`steelfast.inference.run.segment_to_file` for a ``json`` or ``coco`` output, after
     it checked the output and the options, under the output's lock, with the segmenter built.
 
     Returns:
-        A :class:`steelfast.segment.SegmentSummary`.
+        A :class:`steelfast.inference.summary.SegmentSummary`.
 
     Raises:
         KeyboardInterrupt: Nothing was written (no partial output).
     """
     from tqdm.auto import tqdm
 
-    from steelfast.segment import SegmentSummary, iter_segment_folder
+    from steelfast.inference.pipeline import iter_segment_folder  # lazy: it loads torch
 
     start = time.perf_counter()
     identity = {**segmenter.identity(), "image_size": list(image_size) if image_size else None,

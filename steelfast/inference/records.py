@@ -1,4 +1,4 @@
-"""Defect records: what a plant system can use, per image and per defect, beside the Kaggle RLE.
+"""Defect records: probabilities in, one record per image out: its defects, beside the Kaggle RLE.
 
 A **defect** is one connected component of a class mask after post-processing (the class's probability
 threshold, then its minimum area, which applies to the whole class mask as in the submission: a class mask

@@ -39,6 +39,7 @@ import pandas as pd
 from steelfast._atomic import atomic_path, atomic_write_bytes
 from steelfast.inference.errors import ResumeMismatchError
 from steelfast.inference.lock import hold_lock
+from steelfast.severstal import SHAPE
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -242,24 +243,25 @@ def _read_journal(path: Path, output: Path, identity: Mapping[str, Any], classes
     return prev
 
 
-def _read_output(path: Path, kind: str, classes: int) -> dict[str, list[str]]:
-    """Rows of a finished output file as ``{ImageId: RLE strings}``; {} if unreadable."""
+def _read_output(path: Path, kind: str, shape: Sequence[int], classes: int) -> dict[str, list[str]]:
+    """Rows of a finished output file as ``{ImageId: RLE strings}``, read and checked by
+    :func:`steelfast.labels.read_labels` (RLE runs within ``shape``); {} if unreadable."""
+    from steelfast.labels import read_labels
+
     try:
         if kind == "parquet":
-            table = pd.read_parquet(path)
+            source: Any = pd.read_parquet(path)
         elif kind == "xlsx":
-            table = pd.read_excel(path, dtype={"ImageId": str, "EncodedPixels": str})
+            source = pd.read_excel(path, dtype={"ImageId": str, "EncodedPixels": str})
         else:
-            table = pd.read_csv(path, dtype={"ImageId": str, "EncodedPixels": str}, keep_default_na=False)
-    except (OSError, ValueError, ImportError) as exc:
+            source = path
+        table = read_labels(source, shape=tuple(shape))
+    except (OSError, ValueError, ImportError) as exc:  # a LabelError is a ValueError
         log.warning("cannot read the existing output %s (%s); its images run again", path, exc)
         return {}
-    if not {"ImageId", "ClassId", "EncodedPixels"} <= set(table.columns):
-        return {}
-    table["EncodedPixels"] = table["EncodedPixels"].fillna("").astype(str)
     done: dict[str, list[str]] = {}
     for image_id, group in table.groupby("ImageId", sort=False):
-        by_class = dict(zip(group["ClassId"].astype(int), group["EncodedPixels"]))
+        by_class = dict(zip(group["ClassId"], group["EncodedPixels"]))
         done[str(image_id)] = [by_class.get(c, "") for c in range(1, classes + 1)]
     return done
 
@@ -301,7 +303,8 @@ def load_previous(
         except (OSError, ValueError, AttributeError):
             recorded = None
         _check_identity(output, record, recorded, identity)
-        prev.done.update(_read_output(output, kind, classes))
+        shape = identity.get("image_size") or SHAPE
+        prev.done.update(_read_output(output, kind, shape, classes))
         prev.failures.update(_read_failures(failures_path(output)))
     elif output.is_file() and not journal.is_file():
         raise ResumeMismatchError(

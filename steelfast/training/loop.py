@@ -43,10 +43,7 @@ from tqdm import tqdm
 from steelfast._device import autocast_dtype, resolve_device
 from steelfast.checkpoint import (
     load_checkpoint,
-    load_training_state,
     save_checkpoint,
-    save_training_state,
-    state_path_for,
 )
 from steelfast.models import build_model
 from steelfast.severstal import CLASSES
@@ -68,6 +65,7 @@ from steelfast.training.history import (
     final_summary,
     write_history,
 )
+from steelfast.training.state import load_training_state, save_training_state, state_path_for
 from steelfast.training.tune import (
     scaled_min_areas,
     tune_postprocess,

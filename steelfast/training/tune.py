@@ -288,7 +288,7 @@ def tune_on_images(
     min_areas: Sequence[int] | None = None,
     progress: bool = False,
 ) -> TuneResult:
-    """Tune post-processing on images exactly as a :class:`~steelfast.segment.Segmenter` will see them.
+    """Tune post-processing on images exactly as a :class:`~steelfast.inference.segmenter.Segmenter` will see them.
 
     The probabilities come from ``segmenter.predict_proba``, so its backend, precision and flip
     TTA are the ones the parameters are tuned for (the trainer tunes on plain validation
@@ -296,7 +296,7 @@ def tune_on_images(
     ``postprocess`` so that inference uses the same setting.
 
     Args:
-        segmenter: A :class:`~steelfast.segment.Segmenter`.
+        segmenter: A :class:`~steelfast.inference.segmenter.Segmenter`.
         image_dir: Folder holding ``image_ids``.
         labels: Labels table (:func:`steelfast.labels.read_labels`) with those images' defects.
         image_ids: Images to tune on, all of one size (H, W).

@@ -1,8 +1,9 @@
-"""TensorRT engines: one builder for TensorRT 10.x and 11.x, and a cache of the built engines.
+"""TensorRT engines: an ONNX file in, a cached serialized engine out (TensorRT 10.x and 11.x).
 
-:func:`build_tensorrt_engine` parses an ONNX file from :func:`steelfast.export.export_onnx` with
-the ``tensorrt`` Python API and builds an engine with one optimization profile over the batch
-dimension, the way :func:`steelfast.tensorrt_plan.plan_build` decides for the installed major
+:func:`build_tensorrt_engine` parses an ONNX file from
+:func:`steelfast.inference.export.export_onnx` with the ``tensorrt`` Python API and builds an
+engine with one optimization profile over the batch dimension, the way
+:func:`~steelfast.inference.backends.tensorrt_plan.plan_build` decides for the installed major
 version (on 11.x from the float16 ONNX model: the precision builder flags are gone), optionally
 hardware- or version-compatible. Only the name-based tensor API is used.
 
@@ -27,15 +28,16 @@ from typing import Any, Union
 
 from steelfast._atomic import atomic_path
 from steelfast._validate import check_bool, check_choice
-from steelfast.export import INPUT_NAME, file_sha256, read_onnx_metadata
-from steelfast.inference.errors import BackendUnavailableError
-from steelfast.tensorrt_plan import (
+from steelfast.checkpoint import file_sha256
+from steelfast.inference.backends.tensorrt_plan import (
     HARDWARE_COMPATIBILITY,
     PRECISIONS,
     BuildPlan,
     import_tensorrt,
     plan_build,
 )
+from steelfast.inference.errors import BackendUnavailableError
+from steelfast.inference.export import INPUT_MULTIPLE, INPUT_NAME, read_onnx_metadata
 
 __all__ = [
     "EngineKey",
@@ -140,8 +142,8 @@ def engine_cache_key(
     check_choice("precision", precision, PRECISIONS)
     if len(batch) != 3 or not all(isinstance(b, int) for b in batch) or not 1 <= batch[0] <= batch[1] <= batch[2]:
         raise ValueError(f"batch must be (min, opt, max) ints with 1 <= min <= opt <= max, got {batch!r}")
-    if height <= 0 or width <= 0 or height % 32 or width % 32:
-        raise ValueError(f"height and width must be positive multiples of 32, got {height}x{width}")
+    if height <= 0 or width <= 0 or height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+        raise ValueError(f"height and width must be positive multiples of {INPUT_MULTIPLE}, got {height}x{width}")
     if not isinstance(gpu_name, str) or not gpu_name:
         raise ValueError(f"gpu_name must be a non-empty string, got {gpu_name!r}")
     check_choice("hardware_compatibility", hardware_compatibility, HARDWARE_COMPATIBILITY)
@@ -203,8 +205,8 @@ def read_sidecar(engine_path: PathLike) -> dict[str, Any]:
 def _network_bytes(onnx_file: Path, plan: BuildPlan) -> bytes:
     if not plan.convert_to_fp16:
         return onnx_file.read_bytes()
-    from steelfast.export import load_onnx
-    from steelfast.onnx_fp16 import convert_to_fp16
+    from steelfast.inference.export import load_onnx
+    from steelfast.inference.onnx_fp16 import convert_to_fp16
 
     return convert_to_fp16(load_onnx(onnx_file)).SerializeToString()
 
@@ -242,9 +244,9 @@ def build_tensorrt_engine(
     """Build (or find in the cache) a serialized TensorRT engine for an ONNX file.
 
     Args:
-        onnx_path: ONNX file from :func:`steelfast.export.export_onnx` (float32 or float16).
+        onnx_path: ONNX file from :func:`steelfast.inference.export.export_onnx` (float32 or float16).
         cache_dir: Engine cache folder (default :func:`default_cache_dir`).
-        precision: ``"fp16"`` or ``"fp32"`` (:mod:`steelfast.tensorrt_plan` says what each means
+        precision: ``"fp16"`` or ``"fp32"`` (:mod:`~steelfast.inference.backends.tensorrt_plan` says what each means
             per TensorRT version).
         batch: Optimization profile over the batch dimension: (min, opt, max).
         height: Input height of the profile (default: the ``input`` size in the ONNX metadata).
@@ -266,7 +268,7 @@ def build_tensorrt_engine(
     """
     import torch
 
-    from steelfast.onnx_fp16 import fp16_converter_version, onnx_precision
+    from steelfast.inference.onnx_fp16 import fp16_converter_version, onnx_precision
 
     trt = import_tensorrt(builder=True)
     if not torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""ONNX export: float32 files for any runtime, and their float16 copies for TensorRT.
+"""ONNX export: a checkpoint or model in, a self-describing ``.onnx`` file out (and read back).
 
 :func:`export_onnx` writes the U-Net with a sigmoid appended, so the file maps an input ``"image"``
 float32 (N, C, H, W) to ``"probabilities"`` (N, classes, H, W). The batch dimension is dynamic, and
@@ -7,14 +7,15 @@ post-processing thresholds, ...) is stored in the file's ``metadata_props`` unde
 so an ONNX file is as self-describing as a checkpoint; :func:`read_onnx_metadata` reads it back.
 
 ``export_onnx(..., precision="fp16")`` writes the half-precision model that TensorRT 11 builds
-from (:mod:`steelfast.onnx_fp16` says how it is made: float32 input, float16 output).
+from (:mod:`steelfast.inference.onnx_fp16` says how it is made: float32 input, float16 output).
 
-The TensorRT engine builder and its cache live in :mod:`steelfast.tensorrt_engine`.
+The names here (:data:`INPUT_NAME`, :data:`OUTPUT_NAME`, :data:`INPUT_MULTIPLE`) are the tensor
+contract every backend keeps; the TensorRT engine builder and its cache live in
+:mod:`steelfast.inference.backends.tensorrt_engine`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,16 +29,17 @@ from torch import nn
 
 from steelfast._atomic import atomic_path
 from steelfast._validate import check_choice
+from steelfast.checkpoint import load_model
+from steelfast.model_metadata import CheckpointError, validate_metadata
 
 __all__ = [
     "DEFAULT_OPSET",
+    "INPUT_MULTIPLE",
     "INPUT_NAME",
     "ONNX_PRECISIONS",
     "OUTPUT_NAME",
     "ProbabilityModel",
     "export_onnx",
-    "file_sha256",
-    "load_model",
     "load_onnx",
     "read_onnx_metadata",
 ]
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: ONNX opset written by default (the torch.export-based exporter's lowest native opset).
 DEFAULT_OPSET = 18
+#: Height and width of every model input are multiples of this (the U-Net pools five times; a
+#: model whose metadata gives ``input.multiple`` needs that multiple too).
+INPUT_MULTIPLE = 32
 #: Name of the ONNX/TensorRT input tensor: float32 (N, C, H, W), already normalized.
 INPUT_NAME = "image"
 #: Name of the ONNX/TensorRT output tensor: (N, classes, H, W) probabilities, float32 in a float32
@@ -69,34 +74,6 @@ class ProbabilityModel(nn.Module):
         return torch.sigmoid(self.model(x))
 
 
-def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Resolve a model argument into ``(model in eval mode, metadata)``.
-
-    Args:
-        source: A checkpoint path (``.safetensors`` or ``.json``), or a steelfast ``UNet``.
-        metadata: Metadata for a module ``source`` (defaults to
-            :func:`steelfast.checkpoint.default_metadata`); ignored for a path.
-
-    Returns:
-        The model on the CPU in eval mode and its metadata dict.
-
-    Raises:
-        FileNotFoundError: The checkpoint does not exist.
-        TypeError: ``source`` is neither a path nor a module.
-    """
-    from steelfast.checkpoint import default_metadata, load_checkpoint
-
-    if isinstance(source, nn.Module):
-        meta = dict(metadata) if metadata is not None else default_metadata(source)
-        return source.eval(), meta
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"model checkpoint not found: {path}")
-        return load_checkpoint(path)
-    raise TypeError(f"model must be a checkpoint path or a torch module, got {type(source).__name__}")
-
-
 def export_onnx(
     model: Any,
     path: PathLike,
@@ -109,14 +86,14 @@ def export_onnx(
     """Export a model to ONNX with a dynamic batch (and height/width) dimension.
 
     Args:
-        model: A checkpoint path or a steelfast ``UNet`` (see :func:`load_model`).
+        model: A checkpoint path or a steelfast ``UNet`` (see :func:`steelfast.checkpoint.load_model`).
         path: Output ``.onnx`` file, written atomically.
         opset: ONNX opset version, at least 17.
         metadata: Metadata to embed for a module ``model`` (a checkpoint brings its own).
         sample_shape: (H, W) of the example input used for tracing; any multiple of 32 works,
             the exported graph accepts every multiple of 32.
         precision: ``"fp32"``, or ``"fp16"`` for the half-precision model of
-            :func:`steelfast.onnx_fp16.convert_to_fp16` (float32 input, float16 output; needs
+            :func:`steelfast.inference.onnx_fp16.convert_to_fp16` (float32 input, float16 output; needs
             onnxconverter-common).
 
     Returns:
@@ -124,7 +101,7 @@ def export_onnx(
 
     Raises:
         ValueError: ``opset`` < 17, a ``path`` not ending in ``.onnx``, a bad ``sample_shape`` or
-            ``precision``, or metadata that :func:`steelfast.checkpoint.validate_metadata` rejects.
+            ``precision``, or metadata that :func:`steelfast.model_metadata.validate_metadata` rejects.
         FileNotFoundError: The checkpoint does not exist.
         ImportError: ``precision="fp16"`` without onnxconverter-common.
     """
@@ -132,7 +109,7 @@ def export_onnx(
 
     check_choice("precision", precision, ONNX_PRECISIONS)
     if precision == "fp16":
-        from steelfast.onnx_fp16 import convert_to_fp16, fp16_converter_version
+        from steelfast.inference.onnx_fp16 import convert_to_fp16, fp16_converter_version
 
         fp16_converter_version()  # onnxconverter-common missing: fail before the (slow) export
     out = Path(path)
@@ -141,11 +118,9 @@ def export_onnx(
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
         raise ValueError(f"opset must be an int >= 17, got {opset!r}")
     h, w = sample_shape
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ValueError(f"sample_shape must be positive multiples of 32, got {sample_shape!r}")
+    if h <= 0 or w <= 0 or h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
+        raise ValueError(f"sample_shape must be positive multiples of {INPUT_MULTIPLE}, got {sample_shape!r}")
     net, meta = load_model(model, metadata)
-    from steelfast.checkpoint import validate_metadata
-
     validate_metadata(meta, str(out))  # refuse to write a file read_onnx_metadata would reject
     channels = int(meta.get("input", {}).get("channels", getattr(net, "in_channels", 3)))
     wrapped = ProbabilityModel(net).eval().to("cpu", torch.float32)
@@ -184,7 +159,7 @@ def _export(wrapped: nn.Module, example: torch.Tensor, opset: int) -> Any:
         (example,),
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
-        dynamic_shapes=({0: batch, 2: 32 * rows, 3: 32 * cols},),
+        dynamic_shapes=({0: batch, 2: INPUT_MULTIPLE * rows, 3: INPUT_MULTIPLE * cols},),
         opset_version=opset,
         dynamo=True,
         verbose=False,
@@ -195,16 +170,14 @@ def read_onnx_metadata(path: PathLike) -> dict[str, Any]:
     """Read the steelfast metadata embedded by :func:`export_onnx`.
 
     The metadata goes through the same checks as a checkpoint's
-    (:func:`steelfast.checkpoint.validate_metadata`).
+    (:func:`steelfast.model_metadata.validate_metadata`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: The file is not ONNX or carries no steelfast metadata.
-        steelfast.checkpoint.CheckpointError: (a ``ValueError``) The metadata is not valid JSON
+        steelfast.model_metadata.CheckpointError: (a ``ValueError``) The metadata is not valid JSON
             or has a bad value; the message names the ONNX file.
     """
-    from steelfast.checkpoint import CheckpointError, validate_metadata
-
     p = Path(path)
     proto = load_onnx(p)
     for entry in proto.metadata_props:
@@ -216,15 +189,6 @@ def read_onnx_metadata(path: PathLike) -> dict[str, Any]:
             validate_metadata(meta, str(p))
             return meta
     raise ValueError(f"{p} has no steelfast metadata; export it with `steelfast export`")
-
-
-def file_sha256(path: PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_onnx(path: PathLike) -> Any:

@@ -1,15 +1,15 @@
-"""Which TensorRT is installed, and how to build an engine with it (pure functions, no GPU).
+"""Which TensorRT is installed: a TensorRT version in, how to build an engine with it out (no GPU).
 
 :func:`import_tensorrt` imports the ``tensorrt`` package or says in one line what to install (the
 ``-libs`` packages come from NVIDIA's index). :func:`plan_build` decides, from the TensorRT
-version alone, how :func:`steelfast.tensorrt_engine.build_tensorrt_engine` builds:
+version alone, how :func:`steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine` builds:
 
 =====  ===========  =========  ==============================================================
 major  ONNX file    precision  network
 =====  ===========  =========  ==============================================================
 10     float32      fp16       the float32 network with ``BuilderFlag.FP16`` (weak typing)
 10     float16      fp16       the float16 network, ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
-11     float32      fp16       the float16 copy of :func:`steelfast.onnx_fp16.convert_to_fp16`
+11     float32      fp16       the float16 copy of :func:`steelfast.inference.onnx_fp16.convert_to_fp16`
                                (strongly typed, as every 11.x network: the precision builder
                                flags are gone)
 11     float16      fp16       the float16 network as it is
@@ -20,7 +20,8 @@ No INT8. Portable engines: ``hardware_compatibility="ampere_plus"`` (any GPU of 
 capability 8.0 or newer) or ``"same_compute_capability"`` sets ``HardwareCompatibilityLevel``;
 ``version_compatible=True`` sets ``BuilderFlag.VERSION_COMPATIBLE`` (the engine carries a lean
 runtime and runs on later TensorRT versions; deserializing it needs ``engine_host_code_allowed``,
-which :class:`steelfast.backends.TensorRTBackend` sets for engines whose sidecar says so). Both
+which :class:`~steelfast.inference.backends.tensorrt_backend.TensorRTBackend` sets for engines
+whose sidecar says so). Both
 are slower than a plain engine.
 """
 
@@ -100,7 +101,8 @@ def _lean_runtime() -> str | None:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """How :func:`steelfast.tensorrt_engine.build_tensorrt_engine` builds with one TensorRT version.
+    """How :func:`~steelfast.inference.backends.tensorrt_engine.build_tensorrt_engine` builds with one
+    TensorRT version.
 
     Attributes:
         tensorrt_major: The TensorRT major version.
@@ -156,7 +158,7 @@ def plan_build(
         tensorrt_version: ``tensorrt.__version__``.
         precision: ``"fp16"`` or ``"fp32"``.
         onnx_precision: ``"fp32"`` or ``"fp16"``: the ONNX file's own precision
-            (:func:`steelfast.onnx_fp16.onnx_precision`).
+            (:func:`steelfast.inference.onnx_fp16.onnx_precision`).
         hardware_compatibility: One of :data:`HARDWARE_COMPATIBILITY`.
         version_compatible: Build a version-compatible engine.
         compute_capability: ``(major, minor)`` of the building GPU, when known: ``"ampere_plus"``

@@ -1,4 +1,6 @@
-"""Half-precision ONNX models: what TensorRT 11 builds FP16 engines from.
+"""Half-precision ONNX models: a float32 ONNX model in, its float16 copy out.
+
+The float16 copy is what TensorRT 11 builds FP16 engines from.
 
 TensorRT 11 takes the precision from the tensors' types (strongly typed networks), so an FP16
 engine needs an FP16 ONNX model. :func:`convert_to_fp16` (in memory), :func:`to_fp16_onnx` (file
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from steelfast._atomic import atomic_path
-from steelfast.export import OUTPUT_NAME, load_onnx, read_onnx_metadata
+from steelfast.inference.export import OUTPUT_NAME, load_onnx, read_onnx_metadata
 
 __all__ = ["convert_to_fp16", "fp16_converter_version", "onnx_precision", "to_fp16_onnx"]
 
@@ -162,7 +164,7 @@ def _half_output(half: Any) -> None:
 
 
 def convert_to_fp16(model: Any) -> Any:
-    """Half-precision copy of a float32 ONNX model from :func:`steelfast.export.export_onnx`.
+    """Half-precision copy of a float32 ONNX model from :func:`steelfast.inference.export.export_onnx`.
 
     Weights and activations become float16 except the small tensors named in the module docstring;
     the input stays float32 and the output becomes float16. The steelfast metadata is kept.
@@ -211,7 +213,7 @@ def to_fp16_onnx(src: PathLike, dst: PathLike) -> Path:
     """Write the half-precision copy (:func:`convert_to_fp16`) of an ONNX file, atomically.
 
     Args:
-        src: A float32 ONNX file from :func:`steelfast.export.export_onnx`.
+        src: A float32 ONNX file from :func:`steelfast.inference.export.export_onnx`.
         dst: Output ``.onnx`` file (may be ``src`` itself).
 
     Returns:
