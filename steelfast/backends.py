@@ -44,7 +44,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +60,7 @@ from steelfast.export import (
     load_model,
     read_onnx_metadata,
 )
+from steelfast._io import PathLike
 from steelfast.inference.errors import BackendUnavailableError
 from steelfast.models import UNet, inference_graph
 from steelfast.onnx_fp16 import onnx_precision
@@ -77,7 +78,6 @@ __all__ = [
     "resolve_backend",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 #: Backend names accepted by :func:`make_backend` (plus ``"auto"``).

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import atomic_write_bytes
 from steelfast._version import __version__
 from steelfast.models import UNet, build_model, required_multiple
 

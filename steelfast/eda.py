@@ -30,7 +30,7 @@ from typing import Union
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_path, atomic_write_bytes
+from steelfast._io import atomic_path, atomic_write_bytes
 
 __all__ = [
     "area_fraction_stats",

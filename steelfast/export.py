@@ -21,12 +21,12 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from steelfast._atomic import atomic_path
+from steelfast._io import PathLike, atomic_path
 from steelfast._validate import check_choice
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "read_onnx_metadata",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 #: ONNX opset written by default (the torch.export-based exporter's lowest native opset).

@@ -25,10 +25,11 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
+
+from steelfast._io import PathLike
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,7 +41,6 @@ __all__ = [
     "to_model_input",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: File suffixes :func:`list_images` accepts (compared case-insensitively).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_path
+from steelfast._io import atomic_path
 from steelfast._compiled import core
 from steelfast._validate import as_shape
 from steelfast.rle import DEFAULT_SHAPE, RLEError, decode_batch

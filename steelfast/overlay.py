@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import atomic_write_bytes
 from steelfast.severstal import CLASS_NAMES
 
 __all__ = [

@@ -41,12 +41,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast._validate import per_class
 from steelfast.backends import Backend, make_backend
 from steelfast.export import file_sha256
@@ -66,7 +67,6 @@ __all__ = [
     "segment_to_file",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 _MULTIPLE = 32
 

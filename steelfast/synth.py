@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import atomic_write_bytes
 
 __all__ = [
     "HEIGHT",

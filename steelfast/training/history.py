@@ -20,7 +20,7 @@ def progress_bar(iterable: Iterable, enabled: bool, **kwargs: Any) -> Iterable:
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Write ``history.csv`` and ``history.png`` (atomically) from one dict per epoch."""
-    from steelfast._atomic import atomic_path
+    from steelfast._io import atomic_path
 
     frame = pd.DataFrame(history)
     with atomic_path(out_dir / "history.csv") as tmp:
@@ -33,7 +33,7 @@ def plot_history(path: Path, frame: pd.DataFrame) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from steelfast._atomic import atomic_path
+    from steelfast._io import atomic_path
 
     fig = Figure(figsize=(7, 4.2), dpi=100)
     FigureCanvasAgg(fig)
