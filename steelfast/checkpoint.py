@@ -133,7 +133,7 @@ def default_metadata(model: nn.Module) -> dict[str, Any]:
     Returns:
         A dict with every key listed in the module docstring except ``weights_sha256``.
     """
-    from steelfast.dataset import DEFAULT_MEAN, DEFAULT_STD  # lazy: keeps this module light
+    from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD
 
     net = unwrap_model(model)
     config = _config_of(net)
