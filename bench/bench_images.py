@@ -25,7 +25,7 @@ from harness import shared_data_dir, speedup
 from PIL import Image
 
 from steelfast.images import decode_gray
-from steelfast.synth import make_dataset
+from steelfast.data.synth import make_dataset
 
 simplejpeg = pytest.importorskip("simplejpeg")
 

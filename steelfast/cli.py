@@ -68,7 +68,7 @@ def synth_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Write a synthetic Severstal-like dataset in the Kaggle layout."""
-    from steelfast.synth import make_dataset
+    from steelfast.data.synth import make_dataset
 
     path = make_dataset(out, train, test, seed, progress, quality=quality, overwrite=overwrite)
     typer.echo(f"wrote {train} train and {test} test images to {path}")

@@ -221,13 +221,13 @@ def area_fraction_stats(
 
 
 def reference_table(areas: pd.DataFrame, shape: tuple[int, int] = (256, 1600)) -> pd.DataFrame:
-    """This set next to the real Kaggle train set (:data:`steelfast.synth.REAL_STATS`).
+    """This set next to the real Kaggle train set (:data:`steelfast.severstal.REAL_STATS`).
 
     Returns:
         DataFrame: index ``class 1..4`` and ``defect-free``; columns ``pct_of_images``,
         ``real_pct_of_images``, ``mean_area_fraction``, ``real_mean_area_fraction``.
     """
-    from steelfast.synth import REAL_STATS
+    from steelfast.severstal import REAL_STATS
 
     counts = defect_counts(areas)
     per = classes_per_image(areas)

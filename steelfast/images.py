@@ -247,7 +247,7 @@ def to_model_input(
 ) -> np.ndarray:
     """Turn grey images into the float input of the model: ``(x / 255 - mean) / std``, replicated.
 
-    Training (:class:`steelfast.dataset.SteelDataset`) and inference both call this, so the two can
+    Training (:class:`steelfast.data.dataset.SteelDataset`) and inference both call this, so the two can
     not drift apart.
 
     Args:

@@ -288,7 +288,7 @@ def test_a_busy_output_is_one_line(checkpoint: Path, folder: Path, tmp_path: Pat
 
 
 COMMANDS = {  # command line, library function it calls
-    "synth": (["synth", "{tmp}/data"], "steelfast.synth.make_dataset"),
+    "synth": (["synth", "{tmp}/data"], "steelfast.data.synth.make_dataset"),
     "eda": (["eda", "{tmp}/labels.csv"], "steelfast.eda.eda_report"),
     "overlay": (["overlay", "{tmp}/image.png"], "steelfast.overlay.overlay_file"),
     "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.training.loop.train"),

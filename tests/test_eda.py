@@ -23,7 +23,7 @@ from steelfast.eda import (
     reference_table,
     to_markdown,
 )
-from steelfast.synth import make_dataset
+from steelfast.data.synth import make_dataset
 
 SHARED = Path(
     os.environ.get(

@@ -25,7 +25,7 @@ from steelfast.checkpoint import bundled_checkpoint_path, save_checkpoint
 from steelfast.export import export_onnx, read_onnx_metadata
 from steelfast.images import read_gray, to_model_input
 from steelfast.models import UNet
-from steelfast.synth import synth_image
+from steelfast.data.synth import synth_image
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the FP16 parity tests")
 onnx = pytest.importorskip("onnx", reason="onnx is needed for the FP16 tests")

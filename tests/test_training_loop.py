@@ -215,7 +215,7 @@ def test_only_defects_filters_training_images(data_dir: Path) -> None:
 
 
 def test_class_balance_weights_rare_classes_and_trains(data_dir: Path, tmp_path: Path) -> None:
-    from steelfast.dataset import balanced_weights, class_presence
+    from steelfast.data.dataset import balanced_weights, class_presence
 
     data = load_data(data_dir, _config(class_balance=1.0))
     assert load_data(data_dir, _config()).train_weights is None

@@ -34,7 +34,7 @@ class TrainConfig:
             None for full-width images. Validation always uses full images.
         only_defects: Train only on images with at least one defect (validation keeps all).
         class_balance: Draw training images with replacement, rare classes more often: the
-            ``power`` of :func:`steelfast.dataset.balanced_weights` (0 = every image once per
+            ``power`` of :func:`steelfast.data.dataset.balanced_weights` (0 = every image once per
             epoch, the baseline; 0.5 = square-root balancing).
         lr_schedule: ``"constant"`` (the baseline) or ``"cosine"``: the learning rate decays from ``lr`` to
             zero along a half cosine over the run, measured in epochs, or in wall-clock time when

@@ -1,7 +1,7 @@
 """Train the U-Net on a Kaggle-layout folder (``train.csv`` + ``train_images/``).
 
 Flow: labels + image list -> stratified train/validation split ->
-:class:`~steelfast.dataset.SteelDataset`
+:class:`~steelfast.data.dataset.SteelDataset`
 -> model (channels_last, bfloat16 autocast on the CPU / float16 on CUDA) -> BCE + soft Dice ->
 Adam. After every epoch, rank 0 validates on the full-size validation images:
 
