@@ -724,7 +724,7 @@ def segment_to_file(
 
 def _save_overlay(folder: Path, res: ImageResult, image_size: tuple[int, int]) -> None:
     from steelfast.images import read_gray
-    from steelfast.overlay import save_overlay
+    from steelfast.analysis.overlay import save_overlay
     from steelfast.rle import decode
 
     gray = read_gray(res.path, max_pixels=None)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
-from steelfast.evaluate import pair_report
+from steelfast.analysis.evaluate import pair_report
 from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
@@ -94,7 +94,7 @@ class CVResult:
     Attributes:
         folds: Per fold, on its fully labelled images: score, all_empty, dice_defects,
             fp_rate_empty, images.
-        report: :func:`~steelfast.evaluate.pair_report` over all folds' fully labelled images.
+        report: :func:`~steelfast.analysis.evaluate.pair_report` over all folds' fully labelled images.
         real_estimate: Per class and overall, the score expected at the real class prevalences
             (positives and negatives of the pooled folds re-weighted).
         choices: The settings each fold was scored with (tuned on the other folds).

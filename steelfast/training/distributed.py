@@ -1,6 +1,6 @@
 """Data-parallel helpers over :mod:`torch.distributed` (launched with ``torchrun``).
 
-``torchrun --nproc-per-node 2 -m steelfast.cli train DATA --out RUN`` sets ``RANK``,
+``torchrun --nproc-per-node 2 -m steelfast train DATA --out RUN`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous variables; :func:`init_from_env` joins the
 process group (``nccl`` on CUDA, ``gloo`` on the CPU). Each process trains on its own shard of
 every epoch (:class:`EpochDistributedSampler`), gradients are averaged by

@@ -17,7 +17,7 @@ from typing import Any
 
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
-from steelfast.evaluate import format_report
+from steelfast.analysis.evaluate import format_report
 from steelfast.training.crossval import (
     CVResult,
     cross_validate,

@@ -22,6 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steelfast.analysis.overlay import save_overlay
+from steelfast.images import read_gray
+from steelfast.labels import read_labels
+from steelfast.metrics import dice_rle_batch
+from steelfast.rle import decode_batch
+from steelfast.segment import segment_folder
 from steelfast.severstal import CLASSES
 
 __all__ = ["EvaluationResult", "evaluate_folder", "format_report", "pair_report"]
@@ -135,10 +141,6 @@ def evaluate_folder(
         FileNotFoundError: Missing folder, label file or model.
         steelfast.labels.LabelError: A malformed label file.
     """
-    from steelfast.labels import read_labels
-    from steelfast.metrics import dice_rle_batch
-    from steelfast.segment import segment_folder
-
     sub = segment_folder(images, model, progress=progress, **options)
     failures = dict(sub.attrs.get("failures", {}))
     ids = sorted(set(sub["ImageId"]))
@@ -162,10 +164,6 @@ def evaluate_folder(
 
 
 def _write_overlays(folder: Path, out: Path, pairs: pd.DataFrame) -> None:
-    from steelfast.images import read_gray
-    from steelfast.overlay import save_overlay
-    from steelfast.rle import decode_batch
-
     out.mkdir(parents=True, exist_ok=True)
     for image_id, group in pairs.groupby("ImageId", sort=True):
         gray = read_gray(folder / str(image_id))

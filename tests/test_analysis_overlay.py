@@ -1,4 +1,4 @@
-"""Tests for steelfast.overlay: colours, blending, layouts, PNG output and the CLI."""
+"""Tests for steelfast.analysis.overlay: colours, blending, layouts, PNG output and the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from steelfast import rle
 from steelfast.cli import app
-from steelfast.overlay import (
+from steelfast.analysis.overlay import (
     CLASS_COLORS,
     LEGEND_HEIGHT,
     VIRIDIS_POSITIONS,
