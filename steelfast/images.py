@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from steelfast._io import PathLike
+from steelfast._validate import check_positive_int
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -260,7 +261,7 @@ def to_model_input(
         np.ndarray: float32 (N, channels, H, W), C-contiguous (N = 1 for a single image).
 
     Raises:
-        TypeError: ``gray`` is not uint8.
+        TypeError: ``gray`` is not uint8, ``channels`` is not an int.
         ValueError: bad ndim, ``channels`` < 1, a std <= 0, or per-channel values of the wrong length.
     """
     arr = np.asarray(gray)
@@ -272,8 +273,7 @@ def to_model_input(
         raise ValueError(
             f"to_model_input expects (H, W) or (N, H, W), got shape {tuple(np.shape(gray))}"
         )
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    channels = check_positive_int("channels", channels)
     m = np.asarray(mean, dtype=np.float32).reshape(-1)
     s = np.asarray(std, dtype=np.float32).reshape(-1)
     for name, v in (("mean", m), ("std", s)):

@@ -257,7 +257,6 @@ def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: 
     ("overrides", "message"),
     [
         ({"epochs": 0}, "epochs must be a positive int, got 0"),
-        ({"batch_size": 2.5}, "batch_size must be a positive int, got 2.5"),
         ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
         ({"crop_width": 100}, "crop_width must be a positive multiple of 32 or None, got 100"),
         ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\), got 1.5"),
@@ -272,6 +271,20 @@ def test_bad_options_are_rejected(
     data_dir: Path, tmp_path: Path, overrides: dict, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
+        train(data_dir, tmp_path / "run", _config(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": 2.5}, "batch_size must be a positive int, got float: 2.5"),
+        ({"seed": True}, "seed must be an int >= 0, got bool: True"),
+    ],
+)
+def test_options_of_the_wrong_type_are_rejected(
+    data_dir: Path, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
         train(data_dir, tmp_path / "run", _config(**overrides))
 
 

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from steelfast._validate import check_fraction, check_positive_int
 from steelfast.data.real import LabelledSet
 from steelfast.rle import decode
 from steelfast.severstal import CLASSES, SHAPE
@@ -156,8 +157,6 @@ def synthesize(
         ValueError: ``n`` < 1, ``paste_prob`` outside [0, 1], or no class can be pasted while
             ``paste_prob`` > 0.
     """
-    from steelfast._validate import check_fraction, check_positive_int
-
     n = check_positive_int("n", n)
     paste_prob = check_fraction("paste_prob", paste_prob, low=0.0, high=1.0)
     classes = parts.pasteable()

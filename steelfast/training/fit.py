@@ -15,9 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from steelfast.analysis.evaluate import format_report
+from steelfast.checkpoint import save_checkpoint
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
-from steelfast.analysis.evaluate import format_report
 from steelfast.training.crossval import (
     CVResult,
     cross_validate,
@@ -56,8 +57,6 @@ def save_gated(
     config: GatedTrainConfig, cv: dict[str, Any] | None, command: str,
 ) -> Path:
     """Save a fitted gated model; the metadata records data, settings, gate and CV figures."""
-    from steelfast.checkpoint import save_checkpoint
-
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
