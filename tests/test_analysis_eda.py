@@ -122,21 +122,6 @@ def test_reference_table_and_markdown(small) -> None:
     )
 
 
-def test_read_image_list(tmp_path: Path) -> None:
-    (tmp_path / "l.csv").write_text("ImageId,label_source\na.jpg,rle\nb.jpg,x\n")
-    (tmp_path / "l.txt").write_text("a.jpg\n\nb.jpg\n")
-    (tmp_path / "bad.csv").write_text("name\na.jpg\n")
-    assert (
-        read_image_list(tmp_path / "l.csv")
-        == ["a.jpg", "b.jpg"]
-        == read_image_list(tmp_path / "l.txt")
-    )
-    with pytest.raises(ValueError, match=r"no ImageId column; got columns \['name'\]"):
-        read_image_list(tmp_path / "bad.csv")
-    with pytest.raises(FileNotFoundError, match="image list not found"):
-        read_image_list(tmp_path / "none.csv")
-
-
 @pytest.fixture(scope="module")
 def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("eda") / "d", 24, 0, seed=3, progress=False)

@@ -19,6 +19,8 @@ from steelfast.training.tune import (
     ThresholdStats,
 )
 
+__all__ = ["DEFAULT_ARCHITECTURE", "EvalResult", "TrainConfig", "TrainData", "TrainResult"]
+
 DEFAULT_ARCHITECTURE: dict[str, Any] = dict(UNet().config)
 
 

@@ -13,6 +13,8 @@ from steelfast._io import atomic_path
 from steelfast.severstal import CLASSES
 from steelfast.training.config import EvalResult
 
+__all__ = ["epoch_line", "final_summary", "plot_history", "progress_bar", "write_history"]
+
 
 def progress_bar(iterable: Iterable, enabled: bool, **kwargs: Any) -> Iterable:
     """``iterable`` with a tqdm bar when ``enabled`` (left on screen only while it runs)."""

@@ -74,6 +74,8 @@ from steelfast.training.tune import (
 )
 from steelfast.training.validation import evaluate
 
+__all__ = ["train"]
+
 
 def _seed_all(seed: int) -> None:
     random.seed(seed)

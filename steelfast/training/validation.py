@@ -26,6 +26,8 @@ from steelfast.training.tune import (
     ThresholdStats,
 )
 
+__all__ = ["evaluate"]
+
 
 def evaluate(
     model: nn.Module,
