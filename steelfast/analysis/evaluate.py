@@ -14,7 +14,6 @@ The table has one row per class and one for all classes:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast.analysis.overlay import save_overlay
 from steelfast.images import read_gray
 from steelfast.labels import read_labels
@@ -111,11 +111,11 @@ class EvaluationResult:
 
 
 def evaluate_folder(
-    images: str | os.PathLike[str],
-    labels: str | os.PathLike[str] | pd.DataFrame,
+    images: PathLike,
+    labels: PathLike | pd.DataFrame,
     model: Any = None,
     *,
-    overlays: str | os.PathLike[str] | None = None,
+    overlays: PathLike | None = None,
     progress: bool = False,
     **options: Any,
 ) -> EvaluationResult:

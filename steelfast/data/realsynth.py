@@ -24,7 +24,6 @@ bands, blur, JPEG, brightness) are left to the training augmentation
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast._validate import check_fraction, check_positive_int
 from steelfast.data.real import LabelledSet
 from steelfast.rle import decode
@@ -46,7 +46,7 @@ OFF_SHEET = 20
 
 
 def load_shape_bank(
-    labels: str | os.PathLike[str] | pd.DataFrame, *, exclude: Sequence[str] = ()
+    labels: PathLike | pd.DataFrame, *, exclude: Sequence[str] = ()
 ) -> dict[int, list[str]]:
     """Real defect masks by class, as RLE strings, from a new-format label table.
 

@@ -3,12 +3,12 @@ training loader (one process or DDP)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
 
+from steelfast._io import PathLike
 from steelfast.data.dataset import (
     SteelDataset,
     balanced_weights,
@@ -27,7 +27,7 @@ __all__ = ["load_data", "make_train_loader", "set_epoch"]
 
 
 def load_data(
-    data_dir: str | os.PathLike[str], config: TrainConfig, *, labels_file: str = "train.csv"
+    data_dir: PathLike, config: TrainConfig, *, labels_file: str = "train.csv"
 ) -> TrainData:
     """Read a Kaggle-layout folder and build the train and validation datasets.
 

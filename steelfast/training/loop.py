@@ -41,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from steelfast._device import autocast_dtype, resolve_device
+from steelfast._io import PathLike
 from steelfast.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -90,7 +91,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _build_or_resume(cfg: TrainConfig, resume: str | os.PathLike[str] | None):
+def _build_or_resume(cfg: TrainConfig, resume: PathLike | None):
     if resume is None:
         torch.manual_seed(cfg.seed)
         return build_model(dict(cfg.architecture)), None, None
@@ -101,11 +102,11 @@ def _build_or_resume(cfg: TrainConfig, resume: str | os.PathLike[str] | None):
 
 
 def train(
-    data_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    data_dir: PathLike,
+    out_dir: PathLike,
     config: TrainConfig | None = None,
     *,
-    resume: str | os.PathLike[str] | None = None,
+    resume: PathLike | None = None,
     data: TrainData | None = None,
     epoch_log: Callable[[str], object] | None = None,
     **overrides: Any,
@@ -157,7 +158,7 @@ def _train(
     cfg: TrainConfig,
     device: torch.device,
     info: DistInfo,
-    resume: str | os.PathLike[str] | None,
+    resume: PathLike | None,
     data: TrainData | None,
     epoch_log: Callable[[str], object] | None = None,
 ) -> TrainResult:

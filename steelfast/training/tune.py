@@ -14,7 +14,6 @@ competition scores it: Dice ``2|A∩B| / (|A| + |B|)`` per (image, class) pair, 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steelfast._io import PathLike
 from steelfast.images import read_gray
 from steelfast.labels import build_masks
 from steelfast.severstal import SHAPE
@@ -282,7 +282,7 @@ def tune_postprocess(
 
 def tune_on_images(
     segmenter: Any,
-    image_dir: str | os.PathLike[str],
+    image_dir: PathLike,
     labels: Any,
     image_ids: Sequence[str],
     *,
