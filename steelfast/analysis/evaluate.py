@@ -1,5 +1,8 @@
 """Scoring a model on labelled images: the per-class table users read before trusting a model.
 
+In: a model, an image folder and its labels. Out: an :class:`EvaluationResult` (the table below,
+the per-pair Dice, failures) and, optionally, truth/prediction overlay PNGs.
+
 Flow: a model + an image folder + a label file → submission rows (the main job's own path,
 :func:`steelfast.segment.segment_folder`) → per (image, class) pairs → :func:`pair_report`.
 
