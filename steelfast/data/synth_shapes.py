@@ -34,6 +34,7 @@ _AREA = {
 
 
 def lognormal_area(rng: np.random.Generator, cls: int) -> float:
+    """Total defect area (pixels) of class ``cls`` in one image: a clipped log-normal draw."""
     med, sigma, lo, hi = _AREA[cls]
     return float(np.clip(med * np.exp(sigma * rng.standard_normal()), lo, hi))
 
