@@ -24,8 +24,8 @@ import pytest
 from harness import shared_data_dir, speedup
 from PIL import Image
 
+from steelfast.data.synth import make_dataset
 from steelfast.images import decode_gray
-from steelfast.synth import make_dataset
 
 simplejpeg = pytest.importorskip("simplejpeg")
 

@@ -3,7 +3,7 @@
 Model: the bundled baseline U-Net, ``synthetic-unet`` (a trained model: the bf16 parity bounds
 assume probabilities that are mostly far from 0.5; the default gated model is timed on real JPEGs
 in ``bench_real_folder.py``). Input: one synthetic
-256x1600 steel image (:func:`steelfast.synth.synth_image`).
+256x1600 steel image (:func:`steelfast.data.synth.synth_image`).
 
 * Reference: plain eager float32 PyTorch at batch 1 (``torch.sigmoid(model(x))`` under
   ``torch.no_grad``).
@@ -37,13 +37,13 @@ import torch
 from harness import _MEANS, _TIMES, make_timed, speedup
 
 from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
+from steelfast.data.synth import make_dataset, synth_image
 from steelfast.images import to_model_input
 from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.export import export_onnx
 from steelfast.inference.pipeline import segment_folder
 from steelfast.inference.segmenter import Segmenter
-from steelfast.synth import make_dataset, synth_image
 
 BF16_MEAN_ATOL = 1e-3
 BF16_P999_ATOL = 0.05

@@ -3,7 +3,7 @@
 A standalone script (no pytest, no GPU): exports each bundled model to a float32 ONNX file,
 converts it with :func:`steelfast.inference.onnx_fp16.convert_to_fp16`, runs both with ONNX Runtime on the
 CPU over real Severstal images (``../shared/data/severstal/images`` or ``$STEELFAST_SHARED_DATA``;
-skipped when absent) and over synthetic images from :func:`steelfast.synth.synth_image`, and prints
+skipped when absent) and over synthetic images from :func:`steelfast.data.synth.synth_image`, and prints
 one JSON object. Per model and image set:
 
 * ``mean_abs_diff``: mean |p16 - p32| over all pixels and classes of all images, and
@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from steelfast.checkpoint import BUNDLED_MODELS, bundled_checkpoint_path
     from steelfast.data.real import shared_data_dir
+    from steelfast.data.synth import synth_image
     from steelfast.images import read_gray, to_model_input
     from steelfast.inference.export import export_onnx, read_onnx_metadata
     from steelfast.inference.onnx_fp16 import fp16_converter_version, to_fp16_onnx
-    from steelfast.synth import synth_image
 
     torch.set_num_threads(args.threads)
     folder = (args.data or shared_data_dir()) / "images"

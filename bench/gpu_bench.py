@@ -3,7 +3,7 @@
 A standalone script for a CUDA machine (no pytest): prints one JSON object with images/s per
 backend and batch size at 256x1600, the GPU name, and each backend's largest probability
 difference and share of flipped mask pixels (threshold 0.5) against float32 eager PyTorch on the
-same GPU. The batches are synthetic steel images (:func:`steelfast.synth.synth_image`), normalized
+same GPU. The batches are synthetic steel images (:func:`steelfast.data.synth.synth_image`), normalized
 as the model's metadata says.
 
 Backends, each skipped with a message in the JSON where it cannot run:
@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from steelfast.checkpoint import default_checkpoint_path, default_metadata, load_checkpoint
+from steelfast.data.synth import synth_image
 from steelfast.images import to_model_input
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.models import UNet
-from steelfast.synth import synth_image
 
 
 def _rate(fn, n_images: int, seconds: float, sync) -> float:

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 #: Trainer options settable from the command line (flag -> GatedTrainConfig field and type).
 _OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "encoder_lr_scale": float,
             "gate_weight": float, "full_repeat": int, "frozen_blocks": int, "scale": float}

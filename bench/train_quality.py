@@ -24,7 +24,7 @@ Train-speed comparison only (fp32 eager vs bfloat16 autocast + channels_last)::
     python bench/train_quality.py --speed-only                                   # 256×256 crops
     python bench/train_quality.py --speed-only --speed-width 1600 --speed-batch 4  # full images
 
-Steps: :func:`steelfast.synth.make_dataset` writes ``n_train + n_val`` training images and
+Steps: :func:`steelfast.data.synth.make_dataset` writes ``n_train + n_val`` training images and
 ``n_test`` held-out test images (with ``test_labels.csv``); the training images are split (stratified) into
 train and validation; :func:`steelfast.training.loop.train` trains until the epochs or the budget run out,
 tuning per-class threshold and minimum area on the validation images; the best checkpoint is
@@ -52,11 +52,11 @@ import pandas as pd
 import torch
 
 from steelfast.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from steelfast.dataset import SteelDataset
+from steelfast.data.dataset import SteelDataset
+from steelfast.data.synth import make_dataset
 from steelfast.images import list_images
 from steelfast.labels import read_labels
 from steelfast.metrics import kaggle_score
-from steelfast.synth import make_dataset
 from steelfast.training.config import TrainConfig
 from steelfast.training.data import load_data
 from steelfast.training.loop import train
@@ -85,7 +85,7 @@ def provenance(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     data = dict(training.get("data", {}))
     data.pop("data_dir", None)
     data["source"] = (
-        f"synthetic: steelfast.synth.make_dataset(seed={args.seed}), {args.n_train} training + {args.n_val} "
+        f"synthetic: steelfast.data.synth.make_dataset(seed={args.seed}), {args.n_train} training + {args.n_val} "
         f"validation images; no real Severstal images; trained by bench/train_quality.py"
     )
     training["data"] = data
@@ -412,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="Learning-rate schedule.")
     p.add_argument(
         "--class-balance", type=float, default=0.0,
-        help="Sampling power of steelfast.dataset.balanced_weights (0 = uniform, 0.5 = square-root).",
+        help="Sampling power of steelfast.data.dataset.balanced_weights (0 = uniform, 0.5 = square-root).",
     )
     p.add_argument(
         "--evaluate", default=None, metavar="CHECKPOINT",

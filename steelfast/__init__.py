@@ -6,8 +6,8 @@ the modules on top of it read labels, make synthetic data, train a small U-Net a
 
 from __future__ import annotations
 
-from steelfast._version import __version__
 from steelfast import metrics, rle
+from steelfast._version import __version__
 from steelfast.metrics import dice, dice_batch, dice_rle, kaggle_score, kaggle_score_report
 from steelfast.rle import decode, decode_batch, encode, encode_batch, encode_probs
 

@@ -2,4 +2,6 @@
 
 from steelfast.cli import main
 
+__all__: list[str] = []
+
 main()

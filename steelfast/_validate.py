@@ -31,7 +31,9 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_fraction",
+    "check_int",
     "check_positive_int",
+    "check_weights",
     "per_class",
 ]
 
@@ -172,6 +174,28 @@ def as_postprocess(thresholds: Any, min_areas: Any, classes: int) -> tuple[list[
     return limits, [int(m) for m in minimum], [int(b) for b in halves.view(np.uint16)]
 
 
+def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer (Python or NumPy, not a bool) in [low, high].
+
+    Raises:
+        TypeError: ``value`` is not an integer (bools are refused), quoting it.
+        ValueError: ``value`` is below ``low`` or above ``high``, quoting it.
+    """
+    if low is not None and high is not None:
+        want = f"an int in {low}..{high}"
+    elif low is not None:
+        want = f"an int >= {low}"
+    elif high is not None:
+        want = f"an int <= {high}"
+    else:
+        want = "an int"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__}: {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return int(value)
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int if it is an integer >= 1 (not a bool), else raise.
 
@@ -179,7 +203,7 @@ def check_positive_int(name: str, value: Any) -> int:
         TypeError: ``value`` is not an integer (bools are refused), quoting it.
         ValueError: ``value`` < 1, quoting it.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__}: {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -220,3 +244,17 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
     return bool(value)
+
+
+def check_weights(weights: Any, n: int, name: str = "weights") -> np.ndarray:
+    """Return ``n`` sampling weights as float64 normalised to sum 1.
+
+    Raises:
+        ValueError: not ``n`` finite, non-negative numbers with a positive sum.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(
+            f"{name} must be {n} finite non-negative numbers with a positive sum, got shape {w.shape}"
+        )
+    return w / w.sum()

@@ -26,12 +26,12 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import PathLike, atomic_write_bytes
 from steelfast._version import __version__
 from steelfast.model_metadata import (
     CHECKPOINT_FORMAT,
@@ -58,7 +58,6 @@ __all__ = [
     "unwrap_model",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Models shipped in ``steelfast/weights/``: name -> what it is.
 BUNDLED_MODELS: dict[str, str] = {
@@ -182,7 +181,7 @@ def default_metadata(model: nn.Module) -> dict[str, Any]:
     Returns:
         A dict with every key listed in the module docstring except ``weights_sha256``.
     """
-    from steelfast.dataset import DEFAULT_MEAN, DEFAULT_STD  # lazy: keeps this module light
+    from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD
 
     net = unwrap_model(model)
     config = _config_of(net)

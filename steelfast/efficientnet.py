@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steelfast._validate import check_positive_int
 from steelfast.models import is_tracing
 
 __all__ = ["LITE0_BLOCKS", "GatedUNet", "load_imagenet_lite0", "pretrained_lite0_path"]
@@ -149,8 +150,6 @@ class GatedUNet(nn.Module):
         gate_thresholds: list[float] | tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
-        from steelfast._validate import check_positive_int
-
         in_channels = check_positive_int("in_channels", in_channels)
         classes = check_positive_int("classes", classes)
         widths = [check_positive_int("decoder_widths", w) for w in decoder_widths]

@@ -25,10 +25,12 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
+
+from steelfast._io import PathLike
+from steelfast._validate import check_positive_int
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,7 +42,6 @@ __all__ = [
     "to_model_input",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: File suffixes :func:`list_images` accepts (compared case-insensitively).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
@@ -247,7 +248,7 @@ def to_model_input(
 ) -> np.ndarray:
     """Turn grey images into the float input of the model: ``(x / 255 - mean) / std``, replicated.
 
-    Training (:class:`steelfast.dataset.SteelDataset`) and inference both call this, so the two can
+    Training (:class:`steelfast.data.dataset.SteelDataset`) and inference both call this, so the two can
     not drift apart.
 
     Args:
@@ -260,7 +261,7 @@ def to_model_input(
         np.ndarray: float32 (N, channels, H, W), C-contiguous (N = 1 for a single image).
 
     Raises:
-        TypeError: ``gray`` is not uint8.
+        TypeError: ``gray`` is not uint8, ``channels`` is not an int.
         ValueError: bad ndim, ``channels`` < 1, a std <= 0, or per-channel values of the wrong length.
     """
     arr = np.asarray(gray)
@@ -272,8 +273,7 @@ def to_model_input(
         raise ValueError(
             f"to_model_input expects (H, W) or (N, H, W), got shape {tuple(np.shape(gray))}"
         )
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    channels = check_positive_int("channels", channels)
     m = np.asarray(mean, dtype=np.float32).reshape(-1)
     s = np.asarray(std, dtype=np.float32).reshape(-1)
     for name, v in (("mean", m), ("std", s)):

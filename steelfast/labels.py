@@ -7,6 +7,8 @@ Two formats exist:
 
 :func:`read_labels` returns both as columns ``ImageId`` (str), ``ClassId`` (int64, 1..4), ``EncodedPixels``
 (str, ``""`` for no defect) and ``hasMask`` (bool), sorted by image and class, after validating every row.
+:func:`defect_rows` checks any labels frame and keeps its defect rows; :func:`read_image_list` reads the list of
+all images of a set (the defect-free ones included, which a new-format train.csv leaves out).
 """
 
 from __future__ import annotations
@@ -21,15 +23,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_path
 from steelfast._compiled import core
+from steelfast._io import atomic_path
 from steelfast._validate import as_shape
-from steelfast.rle import DEFAULT_SHAPE, RLEError, decode_batch
+from steelfast.rle import RLEError, decode_batch
+from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["CLASS_IDS", "LabelError", "build_masks", "read_labels", "write_submission"]
+__all__ = [
+    "LabelError",
+    "build_masks",
+    "defect_rows",
+    "read_image_list",
+    "read_labels",
+    "write_submission",
+]
 
-CLASS_IDS: tuple[int, ...] = (1, 2, 3, 4)
 _COLUMNS = ["ImageId", "ClassId", "EncodedPixels", "hasMask"]
+_TABLE_COLUMNS = ("ImageId", "ClassId", "EncodedPixels")
 _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
 _EXCEL_CELL_LIMIT = 32767
 # Characters an .xlsx cell cannot hold exactly: XML 1.0 forbids most controls (openpyxl refuses them), its parsers
@@ -122,7 +132,7 @@ def _check_rle(texts: list[str], total: int, name: str, from_file: bool) -> None
 
 
 def read_labels(
-    source: pd.DataFrame | str | PathLike, images: Iterable[str] | None = None, shape: tuple[int, int] = DEFAULT_SHAPE
+    source: pd.DataFrame | str | PathLike, images: Iterable[str] | None = None, shape: tuple[int, int] = SHAPE
 ) -> pd.DataFrame:
     """Read a label file or table in either Kaggle format into one tidy, validated table.
 
@@ -158,7 +168,7 @@ def read_labels(
     pixels = frame["EncodedPixels"]
     frame["EncodedPixels"] = pixels.where(pixels.notna(), "").astype(str)
     class_ids = pd.to_numeric(frame["ClassId"].astype(str), errors="coerce")
-    bad = ~class_ids.isin(CLASS_IDS)
+    bad = ~class_ids.isin(CLASSES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LabelError(f"{_where(name, from_file, row)}: ClassId {str(frame['ClassId'].iloc[row])!r} is not one of 1, 2, 3, 4")
@@ -172,7 +182,7 @@ def read_labels(
         raise LabelError(f"{name}: duplicate (ImageId, ClassId) = ({first['ImageId']!r}, {first['ClassId']}) at {lines}")
     _check_rle(frame["EncodedPixels"].tolist(), height * width, name, from_file)
     if images is not None:
-        grid = pd.MultiIndex.from_product([sorted({str(i) for i in images} | set(frame["ImageId"])), list(CLASS_IDS)],
+        grid = pd.MultiIndex.from_product([sorted({str(i) for i in images} | set(frame["ImageId"])), list(CLASSES)],
                                           names=["ImageId", "ClassId"])
         frame = frame.set_index(["ImageId", "ClassId"]).reindex(grid, fill_value="").reset_index()
     frame["hasMask"] = frame["EncodedPixels"] != ""
@@ -261,7 +271,7 @@ def _need(module: str, extra: str) -> None:
         raise ImportError(f"writing this format needs {module}: pip install 'steelfast[{extra}]'") from None
 
 
-def build_masks(labels: pd.DataFrame, image_id: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> np.ndarray:
+def build_masks(labels: pd.DataFrame, image_id: str, shape: tuple[int, int] = SHAPE) -> np.ndarray:
     """Decode the four class masks of one image.
 
     Args:
@@ -273,7 +283,64 @@ def build_masks(labels: pd.DataFrame, image_id: str, shape: tuple[int, int] = DE
         uint8 array (4, H, W), channel c holding ClassId c + 1.
     """
     rows = labels.loc[labels["ImageId"] == image_id, ["ClassId", "EncodedPixels"]]
-    texts = [""] * len(CLASS_IDS)
+    texts = [""] * len(CLASSES)
     for class_id, text in zip(rows["ClassId"].tolist(), rows["EncodedPixels"].tolist()):
         texts[int(class_id) - 1] = text
     return decode_batch(texts, shape, threads=1)
+
+
+def defect_rows(labels: pd.DataFrame) -> pd.DataFrame:
+    """The defect rows of a labels frame, validated.
+
+    Args:
+        labels: Frame with ImageId, ClassId, EncodedPixels (e.g. from
+            :func:`steelfast.labels.read_labels`); rows with an empty EncodedPixels are dropped.
+
+    Returns:
+        DataFrame: ImageId (str), ClassId (int 1..4), EncodedPixels (non-empty str).
+
+    Raises:
+        TypeError: ``labels`` is not a DataFrame.
+        ValueError: a missing column or a ClassId outside 1..4 (quoting the value and image).
+    """
+    if not isinstance(labels, pd.DataFrame):
+        raise TypeError(
+            f"labels must be a DataFrame from steelfast.labels.read_labels, got {type(labels).__name__}"
+        )
+    missing = [c for c in _TABLE_COLUMNS if c not in labels.columns]
+    if missing:
+        raise ValueError(f"labels lack columns {missing}; got columns {list(labels.columns)}")
+    enc = labels["EncodedPixels"].fillna("").astype(str).str.strip()
+    rows = labels.loc[enc != "", ["ImageId", "ClassId"]].assign(EncodedPixels=enc[enc != ""])
+    cls = pd.to_numeric(rows["ClassId"], errors="coerce")
+    bad = ~cls.isin(CLASSES)
+    if bad.any():
+        i = bad.to_numpy().nonzero()[0][0]
+        raise ValueError(
+            f"ClassId must be 1..4, got {rows['ClassId'].iloc[i]} for {rows['ImageId'].iloc[i]!r}"
+        )
+    return rows.assign(ImageId=rows["ImageId"].astype(str), ClassId=cls.astype(int))
+
+
+def read_image_list(path: str | PathLike) -> list[str]:
+    """Read an image list: a CSV with an ``ImageId`` column, or a text file with one name a line.
+
+    Args:
+        path: e.g. ``train_partial_images.csv``.
+
+    Returns:
+        list[str]: The image ids in file order.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: a CSV without an ``ImageId`` column.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image list not found: {p}")
+    if p.suffix.lower() == ".csv":
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        if "ImageId" not in df.columns:
+            raise ValueError(f"{p} has no ImageId column; got columns {list(df.columns)}")
+        return df["ImageId"].tolist()
+    return [line.strip() for line in p.read_text().splitlines() if line.strip()]

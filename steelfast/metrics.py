@@ -16,8 +16,9 @@ import pandas as pd
 
 from steelfast._compiled import core
 from steelfast._validate import as_mask_array, as_rle_text, as_rle_texts, as_shape, as_threads
-from steelfast.labels import CLASS_IDS, read_labels
-from steelfast.rle import DEFAULT_SHAPE, RLEError
+from steelfast.labels import read_labels
+from steelfast.rle import RLEError
+from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "kaggle_score", "kaggle_score_report"]
 
@@ -69,7 +70,7 @@ def _name_bad_text(error: RLEError, named: dict[str, list[str]], total: int, bat
     return error
 
 
-def dice_rle(a: str | None, b: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> float:
+def dice_rle(a: str | None, b: str | None, shape: tuple[int, int] = SHAPE) -> float:
     """Dice of two RLE texts computed on their runs, without decoding; 1.0 when both are empty.
 
     Raises:
@@ -84,7 +85,7 @@ def dice_rle(a: str | None, b: str | None, shape: tuple[int, int] = DEFAULT_SHAP
 
 
 def dice_rle_batch(
-    a: Iterable[str | None], b: Iterable[str | None], shape: tuple[int, int] = DEFAULT_SHAPE, threads: int | None = None
+    a: Iterable[str | None], b: Iterable[str | None], shape: tuple[int, int] = SHAPE, threads: int | None = None
 ) -> np.ndarray:
     """:func:`dice_rle` elementwise over two equally long sequences: float64 array (N,)."""
     height, width = as_shape(shape)
@@ -114,7 +115,7 @@ def _pair_table(
             )
     else:
         image_set = seen
-    grid = pd.MultiIndex.from_product([sorted(image_set), list(CLASS_IDS)], names=["ImageId", "ClassId"])
+    grid = pd.MultiIndex.from_product([sorted(image_set), list(CLASSES)], names=["ImageId", "ClassId"])
     table = pd.DataFrame(index=grid)
     table["pred"] = sub.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
     table["truth"] = ref.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
@@ -126,7 +127,7 @@ def kaggle_score(
     submission: pd.DataFrame | str | PathLike,
     truth: pd.DataFrame | str | PathLike,
     images: Iterable[str] | None = None,
-    shape: tuple[int, int] = DEFAULT_SHAPE,
+    shape: tuple[int, int] = SHAPE,
 ) -> float:
     """Mean Dice over all (ImageId, ClassId) pairs, as the competition scored it.
 
@@ -148,7 +149,7 @@ def kaggle_score_report(
     submission: pd.DataFrame | str | PathLike,
     truth: pd.DataFrame | str | PathLike,
     images: Iterable[str] | None = None,
-    shape: tuple[int, int] = DEFAULT_SHAPE,
+    shape: tuple[int, int] = SHAPE,
 ) -> pd.DataFrame:
     """Per-class breakdown of :func:`kaggle_score`.
 

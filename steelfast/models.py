@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from steelfast._validate import check_positive_int
+
 __all__ = [
     "ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "is_tracing", "required_multiple",
 ]
@@ -53,9 +55,10 @@ def _check_widths(name: str, widths: object, length: int | None) -> tuple[int, .
         raise TypeError(f"{name} must be a sequence of positive ints, got {widths!r}")
     out = []
     for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"{name} must hold positive ints, got {tuple(widths)!r}")
-        out.append(int(w))
+        try:
+            out.append(check_positive_int(name, w))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold positive ints, got {tuple(widths)!r}") from None
     if length is None and not out:
         raise ValueError(f"{name} must not be empty, got {tuple(widths)!r}")
     if length is not None and len(out) != length:
@@ -63,12 +66,6 @@ def _check_widths(name: str, widths: object, length: int | None) -> tuple[int, .
             f"{name} must have {length} entries (one per level), got {tuple(widths)!r}"
         )
     return tuple(out)
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class _DoubleConv(nn.Sequential):
@@ -128,9 +125,9 @@ class UNet(nn.Module):
         decoder_widths: Sequence[int] = (64, 32, 32, 16, 8),
     ) -> None:
         super().__init__()
-        in_channels = _positive_int("in_channels", in_channels)
-        classes = _positive_int("classes", classes)
-        bottleneck = _positive_int("bottleneck", bottleneck)
+        in_channels = check_positive_int("in_channels", in_channels)
+        classes = check_positive_int("classes", classes)
+        bottleneck = check_positive_int("bottleneck", bottleneck)
         widths = _check_widths("widths", widths, None)
         decoder_widths = _check_widths("decoder_widths", decoder_widths, len(widths))
         if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:

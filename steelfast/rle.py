@@ -34,9 +34,9 @@ from steelfast._validate import (
     as_shape,
     as_threads,
 )
+from steelfast.severstal import SHAPE
 
 __all__ = [
-    "DEFAULT_SHAPE",
     "RLEError",
     "area",
     "area_batch",
@@ -49,8 +49,6 @@ __all__ = [
     "runs",
     "to_coco",
 ]
-
-DEFAULT_SHAPE: tuple[int, int] = (256, 1600)
 
 #: Raised for malformed RLE text; a subclass of ``ValueError`` whose message names the token or run.
 RLEError = core.RLEError
@@ -144,7 +142,7 @@ def _checked_out(out: Any, shape: tuple[int, int, int], column_major: bool) -> n
     return target
 
 
-def decode(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE, order: str = "F") -> np.ndarray:
+def decode(rle: str | None, shape: tuple[int, int] = SHAPE, order: str = "F") -> np.ndarray:
     """Decode RLE text into a mask.
 
     Args:
@@ -165,7 +163,7 @@ def decode(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE, order: str =
 
 def decode_batch(
     rles: Iterable[str | None],
-    shape: tuple[int, int] = DEFAULT_SHAPE,
+    shape: tuple[int, int] = SHAPE,
     threads: int | None = None,
     order: str = "F",
     out: np.ndarray | None = None,
@@ -190,21 +188,21 @@ def decode_batch(
     return _decode_texts(as_rle_texts(rles), shape, order, as_threads(threads), out)
 
 
-def area(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> int:
+def area(rle: str | None, shape: tuple[int, int] = SHAPE) -> int:
     """Number of defect pixels of RLE text, from its run lengths (validated, never decoded)."""
     height, width = as_shape(shape)
     return int(core.areas_many([as_rle_text(rle)], height * width, 1)[0])
 
 
 def area_batch(
-    rles: Iterable[str | None], shape: tuple[int, int] = DEFAULT_SHAPE, threads: int | None = None
+    rles: Iterable[str | None], shape: tuple[int, int] = SHAPE, threads: int | None = None
 ) -> np.ndarray:
     """:func:`area` of many texts: int64 array (N,)."""
     height, width = as_shape(shape)
     return core.areas_many(as_rle_texts(rles), height * width, as_threads(threads))
 
 
-def runs(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+def runs(rle: str | None, shape: tuple[int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """Validated runs of RLE text: (starts, lengths), int64 arrays, starts **0-based**."""
     height, width = as_shape(shape)
     return core.rle_runs(as_rle_text(rle), height * width)
@@ -237,7 +235,7 @@ def encode_probs(
     return [flat[i * classes : (i + 1) * classes] for i in range(n)]
 
 
-def to_coco(rle: str | None, shape: tuple[int, int] = DEFAULT_SHAPE) -> dict:
+def to_coco(rle: str | None, shape: tuple[int, int] = SHAPE) -> dict:
     """Convert Kaggle RLE to COCO's uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
 
     COCO numbers pixels column-major too; its counts alternate background and defect run lengths, starting with

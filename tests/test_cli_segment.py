@@ -288,9 +288,9 @@ def test_a_busy_output_is_one_line(checkpoint: Path, folder: Path, tmp_path: Pat
 
 
 COMMANDS = {  # command line, library function it calls
-    "synth": (["synth", "{tmp}/data"], "steelfast.synth.make_dataset"),
-    "eda": (["eda", "{tmp}/labels.csv"], "steelfast.eda.eda_report"),
-    "overlay": (["overlay", "{tmp}/image.png"], "steelfast.overlay.overlay_file"),
+    "synth": (["synth", "{tmp}/data"], "steelfast.cli.data.make_dataset"),
+    "eda": (["eda", "{tmp}/labels.csv"], "steelfast.cli.data.eda_report"),
+    "overlay": (["overlay", "{tmp}/image.png"], "steelfast.cli.data.overlay_file"),
     "train": (["train", "{tmp}", "--out", "{tmp}/run"], "steelfast.training.loop.train"),
     "export": (["export", "{ckpt}", "--onnx", "{tmp}/m.onnx"], "steelfast.inference.export.export_onnx"),
     "segment": (["segment", "{tmp}", "--model", "{ckpt}", "-o", "{tmp}/s.csv"], "steelfast.inference.run.segment_to_file"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from oracles import rle2mask
 
 from steelfast import labels
+from steelfast.labels import defect_rows, read_image_list
 
 SHAPE = (4, 5)
 
@@ -209,3 +211,33 @@ def test_csv_round_trips_image_ids_with_a_bare_carriage_return(tmp_path, style):
     frame = pd.DataFrame({"ImageId": ids, "ClassId": [1, 2, 3], "EncodedPixels": ["1 2", "", "3 1"]})
     back = labels.read_labels(labels.write_submission(frame, tmp_path / "sub.csv", style=style), shape=SHAPE)
     assert back["ImageId"].tolist() == ids and back["EncodedPixels"].tolist() == ["1 2", "", "3 1"]
+
+
+def test_read_image_list(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("ImageId,label_source\na.jpg,rle\nb.jpg,x\n")
+    (tmp_path / "l.txt").write_text("a.jpg\n\nb.jpg\n")
+    (tmp_path / "bad.csv").write_text("name\na.jpg\n")
+    assert (
+        read_image_list(tmp_path / "l.csv")
+        == ["a.jpg", "b.jpg"]
+        == read_image_list(tmp_path / "l.txt")
+    )
+    with pytest.raises(ValueError, match=r"no ImageId column; got columns \['name'\]"):
+        read_image_list(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="image list not found"):
+        read_image_list(tmp_path / "none.csv")
+
+
+def test_defect_rows_keeps_defects_and_checks_the_table() -> None:
+    frame = pd.DataFrame(
+        {"ImageId": ["a.jpg", "a.jpg", "b.jpg"], "ClassId": ["1", "3", 2], "EncodedPixels": ["1 2", " ", None]}
+    )
+    rows = defect_rows(frame)
+    assert rows["ImageId"].tolist() == ["a.jpg"] and rows["ClassId"].tolist() == [1]
+    assert rows["EncodedPixels"].tolist() == ["1 2"]
+    with pytest.raises(TypeError, match="labels must be a DataFrame"):
+        defect_rows([("a.jpg", 1, "1 2")])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"lack columns \['ClassId'\]"):
+        defect_rows(frame.drop(columns="ClassId"))
+    with pytest.raises(ValueError, match=r"ClassId must be 1..4, got 5 for 'a.jpg'"):
+        defect_rows(frame.assign(ClassId=[5, 1, 1]))

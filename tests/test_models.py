@@ -106,7 +106,8 @@ def test_shape_check_is_skipped_while_exporting() -> None:
             "decoder_widths must have 2 entries",
         ),
         ({"classes": 0}, ValueError, "classes must be a positive int, got 0"),
-        ({"in_channels": 2.5}, ValueError, "in_channels must be a positive int, got 2.5"),
+        ({"in_channels": 2.5}, TypeError, "in_channels must be a positive int, got float: 2.5"),
+        ({"in_channels": True}, TypeError, "in_channels must be a positive int, got bool: True"),
     ],
 )
 def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:

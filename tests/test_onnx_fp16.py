@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from steelfast import cli
 from steelfast.checkpoint import bundled_checkpoint_path, save_checkpoint
+from steelfast.data.synth import synth_image
 from steelfast.images import read_gray, to_model_input
 from steelfast.inference.export import export_onnx, read_onnx_metadata
 from steelfast.models import UNet
-from steelfast.synth import synth_image
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the FP16 parity tests")
 onnx = pytest.importorskip("onnx", reason="onnx is needed for the FP16 tests")

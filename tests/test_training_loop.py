@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 import steelfast.training.epoch as epoch_mod
 import steelfast.training.loop as train_mod
 from steelfast.checkpoint import load_checkpoint, read_metadata
-from steelfast.training.state import load_training_state
 from steelfast.rle import encode
 from steelfast.training.config import TrainConfig
 from steelfast.training.data import load_data
 from steelfast.training.loop import train
-from steelfast.training.validation import evaluate
+from steelfast.training.state import load_training_state
 from steelfast.training.tune import tune_postprocess
+from steelfast.training.validation import evaluate
 
 H, W = 32, 128
 TINY_ARCH = {"in_channels": 3, "widths": [4, 8], "decoder_widths": [8, 4], "bottleneck": 8}
@@ -216,7 +216,7 @@ def test_only_defects_filters_training_images(data_dir: Path) -> None:
 
 
 def test_class_balance_weights_rare_classes_and_trains(data_dir: Path, tmp_path: Path) -> None:
-    from steelfast.dataset import balanced_weights, class_presence
+    from steelfast.data.dataset import balanced_weights, class_presence
 
     data = load_data(data_dir, _config(class_balance=1.0))
     assert load_data(data_dir, _config()).train_weights is None
@@ -258,7 +258,6 @@ def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: 
     ("overrides", "message"),
     [
         ({"epochs": 0}, "epochs must be a positive int, got 0"),
-        ({"batch_size": 2.5}, "batch_size must be a positive int, got 2.5"),
         ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
         ({"crop_width": 100}, "crop_width must be a positive multiple of 32 or None, got 100"),
         ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\), got 1.5"),
@@ -273,6 +272,20 @@ def test_bad_options_are_rejected(
     data_dir: Path, tmp_path: Path, overrides: dict, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
+        train(data_dir, tmp_path / "run", _config(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": 2.5}, "batch_size must be a positive int, got float: 2.5"),
+        ({"seed": True}, "seed must be an int >= 0, got bool: True"),
+    ],
+)
+def test_options_of_the_wrong_type_are_rejected(
+    data_dir: Path, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
         train(data_dir, tmp_path / "run", _config(**overrides))
 
 

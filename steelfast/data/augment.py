@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from steelfast._validate import check_fraction
+
 __all__ = ["SteelAugment"]
 
 
@@ -41,8 +43,6 @@ class SteelAugment:
     edge_band: float = 0.2
 
     def __post_init__(self) -> None:
-        from steelfast._validate import check_fraction
-
         for name in ("flip", "photometric", "blur", "jpeg", "edge_band"):
             check_fraction(name, getattr(self, name))
 

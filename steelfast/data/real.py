@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast.images import list_images, read_gray
 from steelfast.labels import LabelError, build_masks, read_labels
 from steelfast.severstal import CLASSES, SHAPE
@@ -81,7 +82,7 @@ class LabelledSet:
         }
 
 
-def read_presence(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_presence(path: PathLike) -> pd.DataFrame:
     """Read a presence table into ``ImageId`` + bool columns ``1``..``4``.
 
     Raises:
@@ -111,7 +112,7 @@ def read_presence(path: str | os.PathLike[str]) -> pd.DataFrame:
     return out
 
 
-def _index_images(folders: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+def _index_images(folders: Sequence[PathLike]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for folder in folders:
         for path in list_images(folder):
@@ -123,11 +124,11 @@ def _index_images(folders: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
 
 
 def load_labelled(
-    image_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    labels: str | os.PathLike[str] | pd.DataFrame | None,
+    image_dirs: PathLike | Sequence[PathLike],
+    labels: PathLike | pd.DataFrame | None,
     *,
     full_ids: Sequence[str] | None = None,
-    presence: str | os.PathLike[str] | pd.DataFrame | None = None,
+    presence: PathLike | pd.DataFrame | None = None,
     progress: bool = False,
 ) -> LabelledSet:
     """Read labelled images into memory.
@@ -211,7 +212,7 @@ def shared_data_dir() -> Path:
     return here.parent / "shared" / "data" / "severstal"
 
 
-def load_shared(root: str | os.PathLike[str] | None = None, *, progress: bool = False) -> LabelledSet:
+def load_shared(root: PathLike | None = None, *, progress: bool = False) -> LabelledSet:
     """Load the shared real material: 53 fully labelled and 66 weakly labelled train images.
 
     Uses ``image_classes.csv`` (``has_rle_labels`` = 1: masks fully known), ``train_partial.csv``

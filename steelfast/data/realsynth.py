@@ -24,7 +24,6 @@ bands, blur, JPEG, brightness) are left to the training augmentation
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
+from steelfast._validate import check_fraction, check_positive_int
 from steelfast.data.real import LabelledSet
 from steelfast.rle import decode
 from steelfast.severstal import CLASSES, SHAPE
@@ -45,7 +46,7 @@ OFF_SHEET = 20
 
 
 def load_shape_bank(
-    labels: str | os.PathLike[str] | pd.DataFrame, *, exclude: Sequence[str] = ()
+    labels: PathLike | pd.DataFrame, *, exclude: Sequence[str] = ()
 ) -> dict[int, list[str]]:
     """Real defect masks by class, as RLE strings, from a new-format label table.
 
@@ -156,8 +157,6 @@ def synthesize(
         ValueError: ``n`` < 1, ``paste_prob`` outside [0, 1], or no class can be pasted while
             ``paste_prob`` > 0.
     """
-    from steelfast._validate import check_fraction, check_positive_int
-
     n = check_positive_int("n", n)
     paste_prob = check_fraction("paste_prob", paste_prob, low=0.0, high=1.0)
     classes = parts.pasteable()

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["OTHER_SIZES", "as_grays", "check_sizes", "fit_size", "list_folder", "read_fitted"]
+from steelfast._io import PathLike
 
-PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["OTHER_SIZES", "as_grays", "check_sizes", "fit_size", "list_folder", "read_fitted"]
 
 #: What to do with an image that is not of the run's ``image_size``.
 OTHER_SIZES = ("skip", "resize")

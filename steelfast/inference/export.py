@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from steelfast._atomic import atomic_path
+from steelfast._io import PathLike, atomic_path
 from steelfast._validate import check_choice
 from steelfast.checkpoint import load_model
 from steelfast.model_metadata import CheckpointError, validate_metadata
@@ -44,7 +43,6 @@ __all__ = [
     "read_onnx_metadata",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 #: ONNX opset written by default (the torch.export-based exporter's lowest native opset).

@@ -26,14 +26,13 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from steelfast._atomic import atomic_path
+from steelfast._io import PathLike, atomic_path
 from steelfast.inference.export import OUTPUT_NAME, load_onnx, read_onnx_metadata
 
 __all__ = ["convert_to_fp16", "fp16_converter_version", "onnx_precision", "to_fp16_onnx"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 

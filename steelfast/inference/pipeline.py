@@ -23,18 +23,18 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast.images import MAX_PIXELS
 from steelfast.inference.decode import check_sizes, list_folder, read_fitted
 from steelfast.inference.segmenter import Segmenter, submission_frame
 
 __all__ = ["COMPILE_MIN_IMAGES", "ImageResult", "iter_segment_folder", "segment_folder"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 #: Folders with fewer images than this run the torch CPU backend eagerly unless ``compile`` is

@@ -5,7 +5,7 @@ The job of ``steelfast-segment DIR -o out.jsonl --format json`` (or ``.json``, `
 The records (:mod:`steelfast.inference.records`) come out of the same pipeline as the submission
 (:func:`steelfast.inference.pipeline.iter_segment_folder` with ``records=True``) and are streamed into a
 temporary file beside the output, which replaces the output only when every image is done
-(:func:`steelfast._atomic.atomic_path`): a crash or Ctrl-C leaves no partial file. As for a
+(:func:`steelfast._io.atomic_path`): a crash or Ctrl-C leaves no partial file. As for a
 submission, the run holds the output's lock, a file that fails is reported and skipped and listed in
 ``<output stem>.failures.csv``, and ``<output>.run.json`` records the model and options. A records
 output is written in one go: there is no journal, so ``resume`` is refused (rerun with
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from steelfast._atomic import atomic_path
+from steelfast._io import atomic_path
 from steelfast.inference import writer
 from steelfast.inference.records import ImageRecord
 from steelfast.inference.summary import SegmentSummary

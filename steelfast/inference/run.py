@@ -13,13 +13,13 @@ or ``.json`` output goes to :mod:`steelfast.inference.record_writer` instead.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
+from steelfast._io import PathLike
 from steelfast.images import MAX_PIXELS
 from steelfast.inference import writer
 from steelfast.inference.decode import check_sizes, list_folder, read_fitted
@@ -30,7 +30,6 @@ from steelfast.severstal import SHAPE
 
 __all__ = ["segment_to_file"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def segment_to_file(
@@ -162,7 +161,7 @@ def segment_to_file(
 
 
 def _save_overlay(folder: Path, res: ImageResult, image_size: tuple[int, int]) -> None:
-    from steelfast.overlay import save_overlay
+    from steelfast.analysis.overlay import save_overlay
     from steelfast.rle import decode
 
     # A resized image is drawn as the model saw it: resized by the same rule.

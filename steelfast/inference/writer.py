@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from steelfast._atomic import atomic_path, atomic_write_bytes
+from steelfast._io import atomic_path, atomic_write_bytes
 from steelfast.inference.errors import ResumeMismatchError
 from steelfast.inference.lock import hold_lock
 from steelfast.severstal import SHAPE
@@ -138,7 +138,7 @@ def lock_output(output: Path) -> Iterator[Path]:
     """Hold ``output``'s lock file (:func:`steelfast.inference.lock.hold_lock`) for the block.
 
     While it is held, no other run writes the output, so leftover temporary files of a killed
-    run beside it (``.<name>.*.tmp``, from :func:`steelfast._atomic.atomic_path`) are removed.
+    run beside it (``.<name>.*.tmp``, from :func:`steelfast._io.atomic_path`) are removed.
 
     Raises:
         OutputBusyError: A live run holds the lock (the message names its PID).

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steelfast._validate import check_int, check_positive_int
 from steelfast.models import UNet
 from steelfast.severstal import CLASSES
 from steelfast.training.tune import (
@@ -17,6 +18,8 @@ from steelfast.training.tune import (
     DEFAULT_THRESHOLDS,
     ThresholdStats,
 )
+
+__all__ = ["DEFAULT_ARCHITECTURE", "EvalResult", "TrainConfig", "TrainData", "TrainResult"]
 
 DEFAULT_ARCHITECTURE: dict[str, Any] = dict(UNet().config)
 
@@ -34,7 +37,7 @@ class TrainConfig:
             None for full-width images. Validation always uses full images.
         only_defects: Train only on images with at least one defect (validation keeps all).
         class_balance: Draw training images with replacement, rare classes more often: the
-            ``power`` of :func:`steelfast.dataset.balanced_weights` (0 = every image once per
+            ``power`` of :func:`steelfast.data.dataset.balanced_weights` (0 = every image once per
             epoch, the baseline; 0.5 = square-root balancing).
         lr_schedule: ``"constant"`` (the baseline) or ``"cosine"``: the learning rate decays from ``lr`` to
             zero along a half cosine over the run, measured in epochs, or in wall-clock time when
@@ -95,10 +98,8 @@ class TrainConfig:
         """Raise ValueError/TypeError naming the first bad field and its value."""
 
         def positive_int(name: str, value: object, allow_none: bool = False) -> None:
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if not (value is None and allow_none):
+                check_positive_int(name, value)
 
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
@@ -106,20 +107,10 @@ class TrainConfig:
         positive_int("threads", self.threads, allow_none=True)
         positive_int("max_train_images", self.max_train_images, allow_none=True)
         positive_int("max_val_images", self.max_val_images, allow_none=True)
-        if (
-            isinstance(self.num_workers, bool)
-            or not isinstance(self.num_workers, int)
-            or self.num_workers < 0
-        ):
-            raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
+        check_int("num_workers", self.num_workers, low=0)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.crop_width is not None and (
-            isinstance(self.crop_width, bool)
-            or not isinstance(self.crop_width, int)
-            or self.crop_width < 32
-            or self.crop_width % 32
-        ):
+        if self.crop_width is not None and check_int("crop_width", self.crop_width, low=1) % 32:
             raise ValueError(
                 f"crop_width must be a positive multiple of 32 or None, got {self.crop_width!r}"
             )
@@ -147,8 +138,7 @@ class TrainConfig:
             )
         if self.std is not None and not self.std > 0:
             raise ValueError(f"std must be > 0, got {self.std!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        check_int("seed", self.seed, low=0)
 
 
 @dataclass

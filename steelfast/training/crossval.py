@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from steelfast._validate import check_positive_int
+from steelfast.analysis.evaluate import pair_report
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
-from steelfast.evaluate import pair_report
 from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
@@ -40,8 +41,6 @@ def stratified_folds(data: LabelledSet, k: int, seed: int = 0) -> np.ndarray:
     Raises:
         ValueError: ``k`` < 2 or more folds than fully labelled images.
     """
-    from steelfast._validate import check_positive_int
-
     k = check_positive_int("folds", k)
     if k < 2 or k > int(data.full.sum()):
         raise ValueError(f"folds must be between 2 and the {int(data.full.sum())} fully labelled images, got {k}")
@@ -103,7 +102,7 @@ class CVResult:
     Attributes:
         folds: Per fold, on its fully labelled images: score, all_empty, dice_defects,
             fp_rate_empty, images.
-        report: :func:`~steelfast.evaluate.pair_report` over all folds' fully labelled images.
+        report: :func:`~steelfast.analysis.evaluate.pair_report` over all folds' fully labelled images.
         real_estimate: Per class and overall, the score expected at the real class prevalences
             (positives and negatives of the pooled folds re-weighted).
         choices: The settings each fold was scored with (tuned on the other folds).

@@ -3,17 +3,31 @@ training loader (one process or DDP)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from steelfast.severstal import CLASSES
+from torch.utils.data import DataLoader
+
+from steelfast._io import PathLike
+from steelfast.data.dataset import (
+    SteelDataset,
+    balanced_weights,
+    class_presence,
+    make_loader,
+    train_val_split,
+    with_defects,
+)
+from steelfast.images import list_images
+from steelfast.labels import read_labels
+from steelfast.severstal import CLASSES, DEFAULT_MEAN, DEFAULT_STD
 from steelfast.training.config import TrainConfig, TrainData
 from steelfast.training.distributed import DistInfo, EpochDistributedSampler
 
+__all__ = ["load_data", "make_train_loader", "set_epoch"]
+
 
 def load_data(
-    data_dir: str | os.PathLike[str], config: TrainConfig, *, labels_file: str = "train.csv"
+    data_dir: PathLike, config: TrainConfig, *, labels_file: str = "train.csv"
 ) -> TrainData:
     """Read a Kaggle-layout folder and build the train and validation datasets.
 
@@ -29,18 +43,6 @@ def load_data(
         FileNotFoundError: Missing folder, label file or image folder.
         ValueError: No images, or a split that leaves no training or no validation images.
     """
-    from steelfast.dataset import (
-        DEFAULT_MEAN,
-        DEFAULT_STD,
-        SteelDataset,
-        balanced_weights,
-        class_presence,
-        train_val_split,
-        with_defects,
-    )
-    from steelfast.images import list_images
-    from steelfast.labels import read_labels
-
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} not found")
@@ -102,11 +104,7 @@ def load_data(
 
 
 def make_train_loader(data: TrainData, cfg: TrainConfig, info: DistInfo) -> Any:
-    """The training loader: one process (:func:`steelfast.dataset.make_loader`) or a DDP rank's share."""
-    from torch.utils.data import DataLoader
-
-    from steelfast.dataset import make_loader
-
+    """The training loader: one process (:func:`steelfast.data.dataset.make_loader`) or a DDP rank's share."""
     if not info.distributed:
         return make_loader(
             data.train,
@@ -136,6 +134,6 @@ def set_epoch(loader: Any, epoch: int) -> None:
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     elif hasattr(sampler, "epoch"):
-        sampler.epoch = epoch  # steelfast.dataset.EpochSampler: order and augmentations follow it
+        sampler.epoch = epoch  # steelfast.data.dataset.EpochSampler: order and augmentations follow it
 
 

@@ -1,6 +1,6 @@
 """Data-parallel helpers over :mod:`torch.distributed` (launched with ``torchrun``).
 
-``torchrun --nproc-per-node 2 -m steelfast.cli train DATA --out RUN`` sets ``RANK``,
+``torchrun --nproc-per-node 2 -m steelfast train DATA --out RUN`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous variables; :func:`init_from_env` joins the
 process group (``nccl`` on CUDA, ``gloo`` on the CPU). Each process trains on its own shard of
 every epoch (:class:`EpochDistributedSampler`), gradients are averaged by
@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
+
+from steelfast._validate import check_weights
 
 __all__ = ["DistInfo", "EpochDistributedSampler", "all_true", "broadcast_object", "init_from_env"]
 
@@ -92,20 +94,18 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
 class EpochDistributedSampler(DistributedSampler):
     """:class:`DistributedSampler` yielding ``(index, epoch)`` pairs.
 
-    :class:`steelfast.dataset.SteelDataset` derives each sample's augmentation from the epoch it
+    :class:`steelfast.data.dataset.SteelDataset` derives each sample's augmentation from the epoch it
     receives, so augmentations vary per epoch and are the same whatever the number of processes.
     With ``weights``, every rank draws the same ``total_size`` indices with replacement (seeded by
     ``seed`` and the epoch) and keeps every ``num_replicas``-th one from its rank on.
     """
 
     def __init__(self, dataset: Any, *args: Any, weights: np.ndarray | None = None, **kwargs: Any) -> None:
-        from steelfast.dataset import _check_weights
-
         super().__init__(dataset, *args, **kwargs)
         if weights is not None and np.shape(weights) != (len(dataset),):
             raise ValueError(f"weights must have one entry per sample ({len(dataset)}), got shape {np.shape(weights)}")
         # The same validation and normalisation as the single-process EpochSampler.
-        self.weights = None if weights is None else _check_weights(weights, len(dataset))
+        self.weights = None if weights is None else check_weights(weights, len(dataset))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = int(self.epoch)

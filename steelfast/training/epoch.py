@@ -22,6 +22,8 @@ from steelfast.training.history import (
     progress_bar,
 )
 
+__all__ = ["train_epoch"]
+
 
 def train_epoch(
     net: nn.Module,

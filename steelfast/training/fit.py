@@ -9,15 +9,16 @@ figures → final model with tuned gate → ``<out>/model.safetensors`` + ``mode
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from steelfast._io import PathLike
+from steelfast.analysis.evaluate import format_report
+from steelfast.checkpoint import save_checkpoint
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
-from steelfast.evaluate import format_report
 from steelfast.training.crossval import (
     CVResult,
     cross_validate,
@@ -53,15 +54,13 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
 
 
 def save_gated(
-    path: str | os.PathLike[str], model: GatedUNet, choice: GateChoice, data: LabelledSet,
+    path: PathLike, model: GatedUNet, choice: GateChoice, data: LabelledSet,
     config: GatedTrainConfig, cv: dict[str, Any] | None, command: str, synthetic: dict[str, Any] | None = None,
 ) -> Path:
     """Save a fitted gated model; the metadata records data, settings, gate and CV figures.
 
     ``synthetic`` describes the synthetic images mixed into training (None: real images only).
     """
-    from steelfast.checkpoint import save_checkpoint
-
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
@@ -81,10 +80,10 @@ def save_gated(
 
 
 def fit_folder(
-    data_dir: str | os.PathLike[str],
-    out: str | os.PathLike[str],
+    data_dir: PathLike,
+    out: PathLike,
     *,
-    presence: str | os.PathLike[str] | None = None,
+    presence: PathLike | None = None,
     folds: int = 5,
     config: GatedTrainConfig | None = None,
     labels_file: str = "train.csv",

@@ -25,10 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steelfast._device import resolve_device
+from steelfast._validate import check_fraction, check_int, check_positive_int
 from steelfast.data.augment import SteelAugment
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
-from steelfast._device import resolve_device
+from steelfast.images import to_model_input
 
 __all__ = ["GatedTrainConfig", "NORMALIZATION", "predict_set", "train_gated"]
 
@@ -78,14 +80,10 @@ class GatedTrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad field and its value."""
-        from steelfast._validate import check_fraction, check_positive_int
-
         for name in ("epochs", "batch_size", "full_repeat"):
             check_positive_int(name, getattr(self, name))
         for name in ("seed", "frozen_blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            check_int(name, getattr(self, name), low=0)
         check_fraction("lr", self.lr, low=1e-7, high=1.0)
         check_fraction("encoder_lr_scale", self.encoder_lr_scale, low=0.0, high=10.0)
         check_fraction("weight_decay", self.weight_decay, low=0.0, high=1.0)
@@ -95,8 +93,6 @@ class GatedTrainConfig:
 
 
 def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
-    from steelfast.images import to_model_input
-
     return torch.from_numpy(to_model_input(np.stack(grays), NORMALIZATION["mean"], NORMALIZATION["std"], 3))
 
 

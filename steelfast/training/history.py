@@ -9,8 +9,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from steelfast._io import atomic_path
 from steelfast.severstal import CLASSES
 from steelfast.training.config import EvalResult
+
+__all__ = ["epoch_line", "final_summary", "plot_history", "progress_bar", "write_history"]
 
 
 def progress_bar(iterable: Iterable, enabled: bool, **kwargs: Any) -> Iterable:
@@ -20,8 +23,6 @@ def progress_bar(iterable: Iterable, enabled: bool, **kwargs: Any) -> Iterable:
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Write ``history.csv`` and ``history.png`` (atomically) from one dict per epoch."""
-    from steelfast._atomic import atomic_path
-
     frame = pd.DataFrame(history)
     with atomic_path(out_dir / "history.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -32,8 +33,6 @@ def plot_history(path: Path, frame: pd.DataFrame) -> None:
     """Plot the Dice columns of ``frame`` per epoch into a PNG at ``path`` (atomically)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from steelfast._atomic import atomic_path
 
     fig = Figure(figsize=(7, 4.2), dpi=100)
     FigureCanvasAgg(fig)

@@ -1,7 +1,7 @@
 """Train the U-Net on a Kaggle-layout folder (``train.csv`` + ``train_images/``).
 
 Flow: labels + image list -> stratified train/validation split ->
-:class:`~steelfast.dataset.SteelDataset`
+:class:`~steelfast.data.dataset.SteelDataset`
 -> model (channels_last, bfloat16 autocast on the CPU / float16 on CUDA) -> BCE + soft Dice ->
 Adam. After every epoch, rank 0 validates on the full-size validation images:
 
@@ -41,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from steelfast._device import autocast_dtype, resolve_device
+from steelfast._io import PathLike
 from steelfast.checkpoint import (
     load_checkpoint,
     save_checkpoint,
@@ -72,6 +73,8 @@ from steelfast.training.tune import (
 )
 from steelfast.training.validation import evaluate
 
+__all__ = ["train"]
+
 
 def _seed_all(seed: int) -> None:
     random.seed(seed)
@@ -86,7 +89,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _build_or_resume(cfg: TrainConfig, resume: str | os.PathLike[str] | None):
+def _build_or_resume(cfg: TrainConfig, resume: PathLike | None):
     if resume is None:
         torch.manual_seed(cfg.seed)
         return build_model(dict(cfg.architecture)), None, None
@@ -97,11 +100,11 @@ def _build_or_resume(cfg: TrainConfig, resume: str | os.PathLike[str] | None):
 
 
 def train(
-    data_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    data_dir: PathLike,
+    out_dir: PathLike,
     config: TrainConfig | None = None,
     *,
-    resume: str | os.PathLike[str] | None = None,
+    resume: PathLike | None = None,
     data: TrainData | None = None,
     epoch_log: Callable[[str], object] | None = None,
     **overrides: Any,
@@ -153,7 +156,7 @@ def _train(
     cfg: TrainConfig,
     device: torch.device,
     info: DistInfo,
-    resume: str | os.PathLike[str] | None,
+    resume: PathLike | None,
     data: TrainData | None,
     epoch_log: Callable[[str], object] | None = None,
 ) -> TrainResult:

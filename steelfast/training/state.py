@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import atomic_write_bytes
 from steelfast.checkpoint import checkpoint_files
 from steelfast.model_metadata import CheckpointError
 

@@ -14,7 +14,6 @@ competition scores it: Dice ``2|A∩B| / (|A| + |B|)`` per (image, class) pair, 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from steelfast._io import PathLike
+from steelfast.images import read_gray
+from steelfast.labels import build_masks
+from steelfast.severstal import SHAPE
+
 __all__ = [
     "DEFAULT_MIN_AREAS",
     "DEFAULT_THRESHOLDS",
-    "REFERENCE_SHAPE",
     "ThresholdStats",
     "TuneResult",
     "pair_dice",
@@ -37,10 +40,9 @@ __all__ = [
 
 #: Threshold grid, 0.30 to 0.70 in steps of 0.05.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))
-#: Minimum-area grid in pixels for a 256×1600 image (scale with :func:`scaled_min_areas`).
+#: Minimum-area grid in pixels for a Severstal image (:data:`steelfast.severstal.SHAPE`, 256×1600;
+#: scale with :func:`scaled_min_areas`).
 DEFAULT_MIN_AREAS: tuple[int, ...] = (0, 200, 600, 1000, 2000)
-#: Image shape the default minimum areas refer to.
-REFERENCE_SHAPE: tuple[int, int] = (256, 1600)
 
 
 def scaled_min_areas(
@@ -54,7 +56,7 @@ def scaled_min_areas(
     h, w = shape
     if h <= 0 or w <= 0:
         raise ValueError(f"shape must be positive (H, W), got {shape!r}")
-    factor = (h * w) / (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1])
+    factor = (h * w) / (SHAPE[0] * SHAPE[1])
     return tuple(sorted({round(a * factor) for a in areas}))
 
 
@@ -280,7 +282,7 @@ def tune_postprocess(
 
 def tune_on_images(
     segmenter: Any,
-    image_dir: str | os.PathLike[str],
+    image_dir: PathLike,
     labels: Any,
     image_ids: Sequence[str],
     *,
@@ -312,9 +314,6 @@ def tune_on_images(
         steelfast.images.ImageReadError: An image cannot be read (named in the message).
     """
     from tqdm import tqdm
-
-    from steelfast.images import read_gray
-    from steelfast.labels import build_masks
 
     ids = list(image_ids)
     if not ids:

@@ -15,6 +15,8 @@ from steelfast.checkpoint import (
     unwrap_model,
 )
 from steelfast.losses import bce_dice_loss
+from steelfast.metrics import kaggle_score_report
+from steelfast.rle import encode_probs
 from steelfast.severstal import CLASSES
 from steelfast.training.config import EvalResult
 from steelfast.training.history import (
@@ -23,6 +25,8 @@ from steelfast.training.history import (
 from steelfast.training.tune import (
     ThresholdStats,
 )
+
+__all__ = ["evaluate"]
 
 
 def evaluate(
@@ -63,9 +67,6 @@ def evaluate(
         An :class:`EvalResult`.
     """
     from torch.utils.data import DataLoader
-
-    from steelfast.metrics import kaggle_score_report
-    from steelfast.rle import encode_probs
 
     ids = [str(i) for i in image_ids]
     if len(ids) != len(dataset):

@@ -43,10 +43,11 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
+from steelfast._io import PathLike
 from steelfast.checkpoint import load_model
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -64,7 +65,6 @@ from steelfast.inference.export import export_onnx, read_onnx_metadata
 
 __all__ = ["BACKENDS", "available_backends", "make_backend", "resolve_backend"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 #: Backend names accepted by :func:`make_backend` (plus ``"auto"``).

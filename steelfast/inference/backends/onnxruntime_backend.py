@@ -7,12 +7,11 @@ the file itself.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
+from steelfast._io import PathLike
 from steelfast.checkpoint import file_sha256
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.export import INPUT_NAME, OUTPUT_NAME, read_onnx_metadata
@@ -20,7 +19,6 @@ from steelfast.inference.onnx_fp16 import onnx_precision
 
 __all__ = ["OnnxRuntimeBackend"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class OnnxRuntimeBackend(Backend):

@@ -6,14 +6,14 @@ The engine comes from :func:`steelfast.inference.backends.tensorrt_engine.build_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 
+from steelfast._io import PathLike
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.backends.tensorrt_engine import read_sidecar
 from steelfast.inference.backends.tensorrt_plan import import_tensorrt
@@ -22,7 +22,6 @@ from steelfast.inference.export import INPUT_NAME, OUTPUT_NAME
 
 __all__ = ["TensorRTBackend"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class TensorRTBackend(Backend):

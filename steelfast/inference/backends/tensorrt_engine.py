@@ -24,9 +24,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from steelfast._atomic import atomic_path
+from steelfast._io import PathLike, atomic_path
 from steelfast._validate import check_bool, check_choice
 from steelfast.checkpoint import file_sha256
 from steelfast.inference.backends.tensorrt_plan import (
@@ -47,7 +47,6 @@ __all__ = [
     "read_sidecar",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
 

@@ -1,5 +1,8 @@
 """Training data: a torch ``Dataset`` over an image folder and its labels, splits and loaders.
 
+In: an image folder, a labels frame and image ids. Out: ``(image, mask)`` float32 tensors, and
+DataLoaders that batch them.
+
 Flow: file -> :func:`steelfast.images.read_gray` -> masks decoded from the RLE of that image ->
 optional crop (width divisible by 32, preferring defects) -> optional flips ->
 :func:`steelfast.images.to_model_input` (the same transform inference uses) -> tensors.
@@ -11,22 +14,22 @@ do not depend on the number of workers or the order the samples are fetched in.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from steelfast.eda import defect_rows
+from steelfast import rle
+from steelfast._io import PathLike
+from steelfast._validate import check_int, check_positive_int, check_weights
 from steelfast.images import read_gray, to_model_input
+from steelfast.labels import defect_rows
+from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = [
-    "DEFAULT_MEAN",
-    "DEFAULT_STD",
     "EpochSampler",
     "SteelDataset",
     "balanced_weights",
@@ -35,13 +38,6 @@ __all__ = [
     "train_val_split",
     "with_defects",
 ]
-
-#: Mean and std of the grey levels in 0..1 units, measured on the 55 real Severstal train JPEGs in
-#: ``shared/data/severstal/images`` (0.3581 and 0.1745).
-DEFAULT_MEAN = 0.358
-DEFAULT_STD = 0.175
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _check_ids(image_ids: Sequence[str]) -> list[str]:
@@ -188,6 +184,7 @@ class SteelDataset(Dataset):
     (channels, H, W') and mask torch.float32 (4, H, W') of 0/1, W' = crop_width or the image width.
 
     Raises:
+        TypeError: ``crop_width`` or ``channels`` is not an int.
         ValueError: bad ``crop_width``, ``channels`` or ``prefer_defects``.
         FileNotFoundError: an image of ``image_ids`` is not in ``image_dir``.
     """
@@ -209,21 +206,11 @@ class SteelDataset(Dataset):
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.image_dir}")
-        if crop_width is not None and (
-            isinstance(crop_width, bool)
-            or not isinstance(crop_width, (int, np.integer))
-            or crop_width <= 0
-            or crop_width % 32
-        ):
+        if crop_width is not None and check_int("crop_width", crop_width, low=1) % 32:
             raise ValueError(
                 f"crop_width must be a positive multiple of 32 or None, got {crop_width!r}"
             )
-        if (
-            isinstance(channels, bool)
-            or not isinstance(channels, (int, np.integer))
-            or channels < 1
-        ):
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        check_positive_int("channels", channels)
         if not isinstance(prefer_defects, (int, float)) or not 0.0 <= float(prefer_defects) <= 1.0:
             raise ValueError(
                 f"prefer_defects must be a probability in [0, 1], got {prefer_defects!r}"
@@ -255,8 +242,6 @@ class SteelDataset(Dataset):
 
     def masks(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         """The masks of image ``index``: uint8 (4, H, W) of 0/1."""
-        from steelfast import rle
-
         out = np.zeros((4, *shape), dtype=np.uint8)
         iid = self.image_ids[index]
         for c, enc in enumerate(self._rles.get(iid, ())):
@@ -321,7 +306,7 @@ class EpochSampler(Sampler):
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
-        self.weights = None if weights is None else _check_weights(weights, self.n)
+        self.weights = None if weights is None else check_weights(weights, self.n)
 
     def __len__(self) -> int:
         return self.n
@@ -337,15 +322,6 @@ class EpochSampler(Sampler):
         else:
             order = np.arange(self.n)
         return iter([(int(i), epoch) for i in order])
-
-
-def _check_weights(weights: np.ndarray, n: int) -> np.ndarray:
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
-        raise ValueError(
-            f"weights must be {n} finite non-negative numbers with a positive sum, got shape {w.shape}"
-        )
-    return w / w.sum()
 
 
 class _PlainSampler(EpochSampler):
@@ -380,20 +356,11 @@ def make_loader(
         DataLoader: yields ``(images float32 (B, C, H, W), masks float32 (B, 4, H, W))``.
 
     Raises:
+        TypeError: ``batch_size`` or ``num_workers`` is not an int.
         ValueError: ``batch_size`` < 1, ``num_workers`` < 0, or ``weights`` not N non-negative numbers.
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if (
-        isinstance(num_workers, bool)
-        or not isinstance(num_workers, (int, np.integer))
-        or num_workers < 0
-    ):
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    check_int("batch_size", batch_size, low=1)
+    check_int("num_workers", num_workers, low=0)
     cls = EpochSampler if isinstance(dataset, SteelDataset) else _PlainSampler
     sampler = cls(len(dataset), shuffle=shuffle, seed=seed, weights=weights)  # type: ignore[arg-type]
     return DataLoader(

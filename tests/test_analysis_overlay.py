@@ -1,4 +1,4 @@
-"""Tests for steelfast.overlay: colours, blending, layouts, PNG output and the CLI."""
+"""Tests for steelfast.analysis.overlay: colours, blending, layouts, PNG output and the CLI."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from steelfast import rle
-from steelfast.cli import app
-from steelfast.overlay import (
+from steelfast.analysis.overlay import (
     CLASS_COLORS,
     LEGEND_HEIGHT,
     VIRIDIS_POSITIONS,
@@ -24,6 +23,7 @@ from steelfast.overlay import (
     overlay_pair,
     save_overlay,
 )
+from steelfast.cli import app
 
 
 def test_colors_are_viridis() -> None:

@@ -1,5 +1,8 @@
 """Overlays: a steel image with its defect masks drawn in the colours of the capstone analysis.
 
+In: a uint8 (H, W) grey image and (4, H, W) truth and/or predicted masks (or an image file and label
+tables). Out: a uint8 RGB array, or a PNG file.
+
 The colours are points of matplotlib's viridis colormap (see :data:`CLASS_COLORS`): class 1 green,
 2 light blue, 3 dark blue, 4 yellow. Each mask is shaded (alpha blend) and outlined. With both a truth
 and a prediction, the two panels are stacked (truth first) with a caption on each. The saved
@@ -9,15 +12,15 @@ overlays (:func:`overlay_pair` and the functions built on it) end with a legend 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from steelfast._atomic import atomic_write_bytes
+from steelfast._io import PathLike, atomic_write_bytes
+from steelfast.images import read_gray
+from steelfast.labels import build_masks, read_labels
 from steelfast.severstal import CLASS_NAMES
 
 __all__ = [
@@ -31,8 +34,6 @@ __all__ = [
     "save_overlay",
     "save_png",
 ]
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Position of each class on the viridis colormap (0..1).
 VIRIDIS_POSITIONS = {1: 0.7, 2: 0.4, 3: 0.15, 4: 1.0}
@@ -265,9 +266,6 @@ def overlay_file(
         FileNotFoundError: ``image`` or a table is missing.
         ImageReadError: ``image`` cannot be decoded.
     """
-    from steelfast.images import read_gray
-    from steelfast.labels import build_masks, read_labels
-
     gray = read_gray(image)
     iid = Path(image).name
     masks = []

@@ -1,4 +1,4 @@
-"""Tests for steelfast.dataset: the torch Dataset, stratified split, defect filter and loaders."""
+"""Tests for steelfast.data.dataset: the torch Dataset, stratified split, defect filter and loaders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from steelfast.dataset import (
-    DEFAULT_MEAN,
-    DEFAULT_STD,
+from steelfast.data.dataset import (
     EpochSampler,
     SteelDataset,
     balanced_weights,
@@ -20,9 +18,10 @@ from steelfast.dataset import (
     train_val_split,
     with_defects,
 )
+from steelfast.data.synth import make_dataset
 from steelfast.images import read_gray
 from steelfast.labels import read_labels
-from steelfast.synth import make_dataset
+from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,10 @@
 """Scoring a model on labelled images: the per-class table users read before trusting a model.
 
+In: a model, an image folder and its labels. Out: an :class:`EvaluationResult` (the table below,
+the per-pair Dice, failures) and, optionally, truth/prediction overlay PNGs.
+
 Flow: a model + an image folder + a label file → submission rows (the main job's own path,
-:func:`steelfast.segment.segment_folder`) → per (image, class) pairs → :func:`pair_report`.
+:func:`steelfast.inference.pipeline.segment_folder`) → per (image, class) pairs → :func:`pair_report`.
 
 The table has one row per class and one for all classes:
 
@@ -14,7 +17,6 @@ The table has one row per class and one for all classes:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
+from steelfast.analysis.overlay import save_overlay
+from steelfast.images import read_gray
+from steelfast.inference.pipeline import segment_folder
+from steelfast.labels import read_labels
+from steelfast.metrics import dice_rle_batch
+from steelfast.rle import decode_batch
 from steelfast.severstal import CLASSES
 
 __all__ = ["EvaluationResult", "evaluate_folder", "format_report", "pair_report"]
@@ -105,11 +114,11 @@ class EvaluationResult:
 
 
 def evaluate_folder(
-    images: str | os.PathLike[str],
-    labels: str | os.PathLike[str] | pd.DataFrame,
+    images: PathLike,
+    labels: PathLike | pd.DataFrame,
     model: Any = None,
     *,
-    overlays: str | os.PathLike[str] | None = None,
+    overlays: PathLike | None = None,
     progress: bool = False,
     **options: Any,
 ) -> EvaluationResult:
@@ -122,10 +131,10 @@ def evaluate_folder(
         images: Image folder.
         labels: Label file (either Kaggle format) or DataFrame.
         model: Checkpoint, ONNX file or None for the bundled model (as in
-            :class:`steelfast.segment.Segmenter`).
+            :class:`steelfast.inference.segmenter.Segmenter`).
         overlays: Folder for side-by-side truth/prediction PNGs (one per image), or None.
         progress: Show a progress bar.
-        **options: Passed to :func:`steelfast.segment.segment_folder` (``backend``, ``tta``,
+        **options: Passed to :func:`steelfast.inference.pipeline.segment_folder` (``backend``, ``tta``,
             ``thresholds``, ``min_areas``, ...).
 
     Returns:
@@ -135,10 +144,6 @@ def evaluate_folder(
         FileNotFoundError: Missing folder, label file or model.
         steelfast.labels.LabelError: A malformed label file.
     """
-    from steelfast.inference.pipeline import segment_folder
-    from steelfast.labels import read_labels
-    from steelfast.metrics import dice_rle_batch
-
     sub = segment_folder(images, model, progress=progress, **options)
     failures = dict(sub.attrs.get("failures", {}))
     ids = sorted(set(sub["ImageId"]))
@@ -162,10 +167,6 @@ def evaluate_folder(
 
 
 def _write_overlays(folder: Path, out: Path, pairs: pd.DataFrame) -> None:
-    from steelfast.images import read_gray
-    from steelfast.overlay import save_overlay
-    from steelfast.rle import decode_batch
-
     out.mkdir(parents=True, exist_ok=True)
     for image_id, group in pairs.groupby("ImageId", sort=True):
         gray = read_gray(folder / str(image_id))

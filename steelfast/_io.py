@@ -1,4 +1,4 @@
-"""Atomic file writing: write to a temporary file beside the target, then rename over it."""
+"""File basics: the one ``PathLike`` alias, and atomic writing (a temporary file beside the target, then a rename)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Union
 
-__all__ = ["atomic_path", "atomic_write_bytes"]
+__all__ = ["PathLike", "atomic_path", "atomic_write_bytes"]
+
+#: A file or folder argument: a ``str`` or any ``os.PathLike`` (e.g. :class:`pathlib.Path`).
+PathLike = Union[str, "os.PathLike[str]"]
 
 # Read once: os.umask can only be read by setting it, which is not thread-safe to repeat per file.
 _UMASK = os.umask(0)
@@ -16,7 +20,7 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``path`` atomically.
 
     On an exception the temporary file is removed and ``path`` is left as it was, so a crash or Ctrl-C never
@@ -35,7 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically; ``fsync`` also forces it to disk before the rename."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

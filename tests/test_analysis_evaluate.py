@@ -1,4 +1,4 @@
-"""steelfast.evaluate and `steelfast evaluate`: the per-class table against hand counts."""
+"""steelfast.analysis.evaluate and `steelfast evaluate`: the per-class table against hand counts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from steelfast import cli
+from steelfast.analysis.evaluate import evaluate_folder, format_report, pair_report
 from steelfast.checkpoint import save_checkpoint
 from steelfast.efficientnet import GatedUNet
-from steelfast.evaluate import evaluate_folder, format_report, pair_report
 from steelfast.rle import encode
 
 runner = CliRunner()

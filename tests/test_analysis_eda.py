@@ -1,4 +1,4 @@
-"""Tests for steelfast.eda: statistics against numpy, report files, real labels, CLI."""
+"""Tests for steelfast.analysis.eda, eda_plots and eda_report: statistics against numpy, report files, real labels, CLI."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from steelfast.cli import app
-from steelfast.eda import (
+from steelfast.analysis.eda import (
     area_fraction_stats,
     area_table,
     classes_per_image,
     defect_counts,
-    eda_report,
-    read_image_list,
     reference_table,
     to_markdown,
 )
-from steelfast.synth import make_dataset
+from steelfast.analysis.eda_report import eda_report
+from steelfast.cli import app
+from steelfast.data.synth import make_dataset
+from steelfast.labels import read_image_list
 
 SHARED = Path(
     os.environ.get(
@@ -122,21 +122,6 @@ def test_reference_table_and_markdown(small) -> None:
     )
 
 
-def test_read_image_list(tmp_path: Path) -> None:
-    (tmp_path / "l.csv").write_text("ImageId,label_source\na.jpg,rle\nb.jpg,x\n")
-    (tmp_path / "l.txt").write_text("a.jpg\n\nb.jpg\n")
-    (tmp_path / "bad.csv").write_text("name\na.jpg\n")
-    assert (
-        read_image_list(tmp_path / "l.csv")
-        == ["a.jpg", "b.jpg"]
-        == read_image_list(tmp_path / "l.txt")
-    )
-    with pytest.raises(ValueError, match=r"no ImageId column; got columns \['name'\]"):
-        read_image_list(tmp_path / "bad.csv")
-    with pytest.raises(FileNotFoundError, match="image list not found"):
-        read_image_list(tmp_path / "none.csv")
-
-
 @pytest.fixture(scope="module")
 def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("eda") / "d", 24, 0, seed=3, progress=False)
@@ -232,14 +217,14 @@ def test_real_labels_statistics_equal_independent_numpy(tmp_path: Path) -> None:
 
 def test_report_notes_images_assumed_defect_free(small, tmp_path: Path, caplog) -> None:
     labels, ids = small  # e.jpg has no rows
-    with caplog.at_level("WARNING", logger="steelfast.eda"):
+    with caplog.at_level("WARNING", logger="steelfast.analysis.eda_report"):
         report = eda_report(labels, tmp_path / "r", image_ids=ids, progress=False)
     note = "1 of 5 images (from the image list) have no rows in the labels and are assumed defect-free"
     assert [r.levelname for r in caplog.records] == ["WARNING"] and note in caplog.text
     assert f"<b>Note:</b> {note}" in report.read_text()
     # Every image has rows (and no list or folder widens the set): no assumption, no note.
     caplog.clear()
-    with caplog.at_level("WARNING", logger="steelfast.eda"):
+    with caplog.at_level("WARNING", logger="steelfast.analysis.eda_report"):
         report = eda_report(labels, tmp_path / "q", progress=False)
     assert caplog.records == [] and "Note:" not in report.read_text()
 
@@ -248,7 +233,7 @@ def test_report_notes_defect_free_images_of_the_folder(synth_set: Path, tmp_path
     labels = pd.read_csv(synth_set / "train.csv")
     n_rowless = 24 - labels["ImageId"].nunique()
     assert n_rowless > 0
-    with caplog.at_level("WARNING", logger="steelfast.eda"):
+    with caplog.at_level("WARNING", logger="steelfast.analysis.eda_report"):
         report = eda_report(
             labels, tmp_path / "r", images_dir=synth_set / "train_images", n_samples=0, progress=False
         )

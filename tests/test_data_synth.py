@@ -1,4 +1,4 @@
-"""Tests for steelfast.synth: image/mask generator, statistics, dataset layout, determinism, CLI."""
+"""Tests for steelfast.data.synth: image/mask generator, statistics, dataset layout, determinism, CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from steelfast import rle
 from steelfast.cli import app
-from steelfast.synth import HEIGHT, REAL_STATS, WIDTH, make_dataset, synth_image
+from steelfast.data.synth import make_dataset, synth_image
+from steelfast.severstal import REAL_STATS, SHAPE
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -24,7 +25,7 @@ def _rng(seed: int) -> np.random.Generator:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_synth_image_shapes_and_masks(seed: int) -> None:
     img, masks = synth_image(_rng(seed))
-    assert img.shape == (HEIGHT, WIDTH) == (256, 1600) and img.dtype == np.uint8
+    assert img.shape == SHAPE == (256, 1600) and img.dtype == np.uint8
     assert masks.shape == (4, 256, 1600) and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 1}
     assert masks.sum(axis=0).max() <= 1  # classes never overlap
@@ -187,15 +188,16 @@ def test_empty_dataset(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "match"),
+    ("args", "exc", "match"),
     [
-        ((-1, 0, 0), r"n_train must be an int >= 0, got -1"),
-        ((1, 2.5, 0), r"n_test must be an int >= 0, got 2.5"),
-        ((1, 1, -3), r"seed must be an int >= 0, got -3"),
+        ((-1, 0, 0), ValueError, r"n_train must be an int >= 0, got -1"),
+        ((1, 2.5, 0), TypeError, r"n_test must be an int >= 0, got float: 2.5"),
+        ((1, True, 0), TypeError, r"n_test must be an int >= 0, got bool: True"),
+        ((1, np.int64(1), -3), ValueError, r"seed must be an int >= 0, got -3"),
     ],
 )
-def test_make_dataset_bad_args(tmp_path: Path, args, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_make_dataset_bad_args(tmp_path: Path, args, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
         make_dataset(tmp_path / "x", *args, progress=False)
 
 

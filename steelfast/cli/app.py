@@ -1,0 +1,65 @@
+"""The ``steelfast`` Typer app and the rule every command follows for errors.
+
+In: a command function. Out: the same command registered on :data:`app`, with a domain error turned
+into one line on stderr and exit code 1 (:func:`domain_errors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from typing import Callable, TypeVar
+
+import typer
+
+from steelfast.inference.errors import BackendUnavailableError
+
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings"]
+
+app = typer.Typer(
+    name="steelfast",
+    help="Fast surface-defect segmentation for steel sheets (Severstal layout).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: What the library raises for bad input, bad paths, missing extras and unusable backends. A
+#: ``TypeError`` or a plain ``RuntimeError`` is a bug and keeps its traceback (``typer.Exit``, a
+#: ``RuntimeError`` too, passes through).
+DOMAIN_ERRORS = (ValueError, OSError, ImportError, BackendUnavailableError)
+
+
+def domain_errors(func: F) -> F:
+    """Turn domain exceptions into a one-line error and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return func(*args, **kwargs)
+        except DOMAIN_ERRORS as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def echo_warnings(logger: str) -> Iterator[None]:
+    """Print the warnings ``logger`` logs meanwhile as ``note: ...`` lines on stderr."""
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            typer.echo(f"note: {record.getMessage()}", err=True)
+
+    handler = Echo(logging.WARNING)
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)

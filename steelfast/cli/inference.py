@@ -1,0 +1,168 @@
+"""Inference commands: ``steelfast export`` (ONNX, TensorRT) and ``steelfast segment`` (also
+``steelfast-segment``).
+
+In: command-line arguments. Out: an ONNX file (and engine), or a submission / defect-record file,
+with failures and notes on stderr and a summary line. The library modules these call import torch
+(and the optional runtimes), so they are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from steelfast.cli.app import app, domain_errors
+
+__all__ = ["export", "segment"]
+
+
+@app.command()
+@domain_errors
+def export(
+    checkpoint: Optional[Path] = typer.Argument(
+        None, help="Checkpoint (.safetensors or .json); default: the shipped model."
+    ),
+    onnx: Path = typer.Option(..., "--onnx", help="Output ONNX file (dynamic batch, probabilities output)."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version (>= 17)."),
+    precision: str = typer.Option(
+        "fp32", "--precision",
+        help="ONNX precision: fp32, or fp16 (float16 weights and activations, float32 input, float16 output; "
+        "what TensorRT 11 builds FP16 engines from).",
+    ),
+    tensorrt: bool = typer.Option(
+        False, "--tensorrt/--no-tensorrt",
+        help="Also build (or find cached) an FP16 TensorRT engine (TensorRT 10 or 11); needs a GPU.",
+    ),
+    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimization profile."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="TensorRT engine cache folder (default ~/.cache/steelfast/tensorrt)."
+    ),
+    hardware_compatibility: str = typer.Option(
+        "none", "--hardware-compatibility",
+        help="TensorRT engine for other GPUs: none, ampere_plus or same_compute_capability (slower).",
+    ),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible/--no-version-compatible",
+        help="TensorRT engine that later TensorRT versions and the lean runtime can run (slower).",
+    ),
+) -> None:
+    """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
+    from steelfast.checkpoint import resolve_model
+    from steelfast.inference.export import export_onnx
+
+    path = export_onnx(resolve_model(checkpoint), onnx, opset=opset, precision=precision)
+    typer.echo(f"wrote {path}")
+    if tensorrt:
+        from steelfast.inference.backends.tensorrt_engine import build_tensorrt_engine
+
+        engine = build_tensorrt_engine(
+            path, cache_dir=cache_dir, batch=(1, min(8, max_batch), max_batch),
+            hardware_compatibility=hardware_compatibility, version_compatible=version_compatible,
+        )
+        typer.echo(f"TensorRT engine: {engine}")
+
+
+@app.command()
+@domain_errors
+def segment(
+    input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
+    output: Path = typer.Option(
+        Path("submission.csv"), "-o", "--output",
+        help="Output file (.csv, .xlsx, .parquet; .jsonl or .json for defect records), written atomically."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Checkpoint (.safetensors/.json) or ONNX file; default: the shipped model."
+    ),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Images per forward pass (default: 1 on CPU, 8 on GPU)."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format",
+        help="csv, xlsx or parquet (submission rows), json (JSON Lines defect records) or coco (COCO defect "
+        "records); default: from the output suffix (.csv, .xlsx, .parquet, .jsonl, .json).",
+    ),
+    overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for PNG overlays of the predicted masks."),
+    tta: Optional[bool] = typer.Option(
+        None, "--tta/--no-tta",
+        help="Flip test-time augmentation (3 passes: image, h-flip, v-flip); default: as the checkpoint was tuned.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue an interrupted run: keep the images already done (same model and options only).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    other_sizes: str = typer.Option(
+        "skip", "--other-sizes",
+        help="Images not 256x1600: skip (listed as failures) or resize (to 256x1600 for the model; masks at 256x1600).",
+    ),
+    max_pixels: int = typer.Option(
+        50_000_000, "--max-pixels", help="Refuse images of more pixels than this (checked from the header)."
+    ),
+    workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (Ray Data actors; csv or parquet output)."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="--engine ray: the cluster to join (default: start Ray on this machine)."
+    ),
+    concurrency: int = typer.Option(1, "--concurrency", help="--engine ray: model actors."),
+    num_gpus: float = typer.Option(0.0, "--num-gpus", help="--engine ray: GPUs per actor."),
+) -> None:
+    """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
+    from steelfast.checkpoint import resolve_model
+    from steelfast.inference.backends import resolve_backend
+    from steelfast.inference.run import segment_to_file
+    from steelfast.inference.writer import journal_path
+
+    resolve_backend(backend)  # an unknown name fails before any work
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        _segment_with_ray(input_dir, output, resolve_model(model), fmt=fmt, overwrite=overwrite, resume=resume,
+                          overlays=overlays, other_sizes=other_sizes, max_pixels=max_pixels, backend=backend,
+                          batch_size=batch_size, tta=tta, ray_address=ray_address, concurrency=concurrency,
+                          num_gpus=num_gpus)
+        return
+    try:
+        summary = segment_to_file(
+            input_dir, output, resolve_model(model), format=fmt, resume=resume, overwrite=overwrite,
+            overlays=overlays, progress=progress, workers=workers, other_sizes=other_sizes,
+            max_pixels=max_pixels, backend=backend, batch_size=batch_size, tta=tta,
+        )
+    except KeyboardInterrupt:
+        journal = journal_path(output)
+        hint = f": finished images are kept in {journal}; run the same command with --resume to continue"
+        typer.echo(f"interrupted{hint if journal.is_file() else ''}", err=True)
+        raise typer.Exit(code=130) from None
+    _report(summary)
+
+
+def _report(summary: Any) -> None:
+    for name, message in summary.failures.items():
+        typer.echo(f"failed: {name}: {message}", err=True)
+    for name, note in summary.notes.items():
+        typer.echo(f"warning: {name}: {note}", err=True)
+    typer.echo(summary.line())
+
+
+def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: bool, overlays: Optional[Path],
+                      **options: Any) -> None:
+    """``--engine ray``: the same submission through :func:`steelfast.segment_with_ray`."""
+    from steelfast.inference.ray_engine import import_ray, segment_with_ray
+
+    if resume or overlays is not None:
+        raise ValueError("--engine ray writes a submission in one go: --resume and --overlays need --engine local")
+    fmt, tta = options.pop("fmt"), options.pop("tta")
+    ray = import_ray()
+    started = not ray.is_initialized()
+    try:
+        summary = segment_with_ray(input_dir, model, output=output, format=fmt,
+                                   **({"tta": tta} if tta is not None else {}), **options)
+    finally:
+        if started:  # the runtime this command started (a cluster it joined stays up)
+            ray.shutdown()
+    _report(summary)

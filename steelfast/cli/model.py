@@ -1,0 +1,184 @@
+"""Model commands: ``steelfast train`` (the U-Net or the gated EfficientNet U-Net) and
+``steelfast evaluate``.
+
+In: command-line arguments. Out: a run folder with checkpoints and history (train), or the
+per-class score table on stdout (evaluate). The library modules these call import torch, so they
+are imported when a command runs: ``steelfast --help`` and the data commands stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from steelfast.cli.app import app, domain_errors
+
+__all__ = ["UNET_FAST", "evaluate_cmd", "train"]
+
+#: U-Net training defaults: the fast configuration behind the README's quality figures
+#: (``bench/train_quality.py --lr 3e-3 --lr-schedule cosine --crop-width 256 --batch-size 16``);
+#: the benchmark's budget stops it, so ``epochs`` is the CLI's own.
+UNET_FAST: dict[str, Any] = {
+    "epochs": 30, "batch_size": 16, "lr": 3e-3, "crop_width": 256, "lr_schedule": "cosine"
+}
+
+
+@app.command()
+@domain_errors
+def train(
+    data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
+    out: Path = typer.Option(..., "--out", help="Run folder for best.*, last.*, history.csv and history.png."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Images per step, per process under torchrun (default: 16 unet, 4 gated)."
+    ),
+    lr: Optional[float] = typer.Option(
+        None, "--lr", help="Adam(W) learning rate (default: 3e-3 unet, 1e-3 gated)."
+    ),
+    crop_width: int = typer.Option(
+        UNET_FAST["crop_width"], "--crop-width",
+        help="unet: train on random crops this wide (multiple of 32); 0 = full width.",
+    ),
+    only_defects: bool = typer.Option(
+        True, "--only-defects/--all-images",
+        help="Train on defective images only (the baseline) or on all; validation always uses all.",
+    ),
+    class_balance: float = typer.Option(
+        0.0, "--class-balance",
+        help="Draw rare classes more often: 0 = each image once per epoch, 0.5 = square-root, 1 = equal.",
+    ),
+    lr_schedule: str = typer.Option(
+        UNET_FAST["lr_schedule"], "--lr-schedule", help="unet: constant or cosine (decay to zero)."
+    ),
+    dice_mode: str = typer.Option("global", "--dice-mode", help="Soft Dice pooling of the loss: global, class or pair."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of images held out for validation."),
+    flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
+    seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
+    in_channels: int = typer.Option(3, "--channels", help="Input channels of the model (grey replicated)."),
+    amp: str = typer.Option(
+        "auto", "--amp",
+        help="Autocast: auto (fp16 on CUDA; bf16 on CPUs with native bf16, where it pays, else off), "
+        "bf16, fp16 or off.",
+    ),
+    channels_last: bool = typer.Option(
+        True, "--channels-last/--no-channels-last", help="Channels-last memory format (faster on CPU)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", help="Stop training after this many seconds, leaving time to validate."
+    ),
+    tune: bool = typer.Option(
+        True, "--tune/--no-tune", help="Tune per-class threshold and minimum area on the validation set."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue from a checkpoint (e.g. RUN/last.safetensors) and its .state.pt."
+    ),
+    max_train_images: Optional[int] = typer.Option(
+        None, "--max-train-images", help="Use only the first N training images (quick runs)."
+    ),
+    max_val_images: Optional[int] = typer.Option(
+        None, "--max-val-images", help="Use only the first N validation images (quick runs)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    arch: str = typer.Option(
+        "unet", "--arch",
+        help="unet (the baseline U-Net, trained from scratch) or gated-effnet-lite0 (ImageNet "
+        "EfficientNet-Lite0 U-Net with a per-class gate tuned by k-fold CV; needs steelfast[pretrained]).",
+    ),
+    presence: Optional[Path] = typer.Option(
+        None, "--presence",
+        help="gated-effnet-lite0: CSV of weakly labelled images (ImageId + area_class_1..4 or class_1..4).",
+    ),
+    folds: int = typer.Option(5, "--folds", help="gated-effnet-lite0: folds of the CV that tunes the gate."),
+) -> None:
+    """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
+    EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
+    all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
+    if arch == "gated-effnet-lite0":
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device)
+        return
+    if arch != "unet":
+        raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
+    from steelfast.training.config import TrainConfig
+    from steelfast.training.loop import train as run_training
+
+    config = TrainConfig(
+        # "is None", not "or": an explicit --epochs 0 must reach the validation, not the default.
+        epochs=UNET_FAST["epochs"] if epochs is None else epochs,
+        batch_size=UNET_FAST["batch_size"] if batch_size is None else batch_size,
+        lr=UNET_FAST["lr"] if lr is None else lr, crop_width=crop_width or None,
+        only_defects=only_defects, class_balance=class_balance, lr_schedule=lr_schedule, dice_mode=dice_mode,
+        val_fraction=val_fraction, flips=flips, seed=seed,
+        architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp,
+        channels_last=channels_last, device=device, threads=threads, num_workers=workers,
+        time_budget_s=time_budget, tune=tune, max_train_images=max_train_images,
+        max_val_images=max_val_images, progress=progress,
+    )
+    try:
+        result = run_training(data_dir, out, config, resume=resume, epoch_log=typer.echo)
+    except KeyboardInterrupt:
+        last = out / "last.safetensors"
+        hint = f": saved {last}; continue with --resume {last}" if last.is_file() else ""
+        typer.echo(f"interrupted{hint}", err=True)
+        raise typer.Exit(code=130) from None
+    if result.rank != 0 or result.final is None:  # other torchrun ranks stay quiet
+        return
+    post = result.postprocess
+    typer.echo(
+        f"best epoch {result.best_epoch}: validation score {result.final['score']:.4f} "
+        f"(thresholds {post['thresholds']}, min areas {post['min_areas']}), "
+        f"{result.images_per_s:.1f} train images/s"
+    )
+    typer.echo(f"checkpoint: {result.best_path}")
+
+
+def _train_gated(
+    data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
+) -> None:
+    from steelfast.training.fit import fit_folder
+    from steelfast.training.gated import GatedTrainConfig
+
+    config = GatedTrainConfig(seed=seed, threads=threads, device=device)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            setattr(config, name, value)
+    try:
+        # One line per epoch, with or without progress bars (the gated trainer draws none).
+        path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,
+                              command="steelfast " + " ".join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)
+        raise typer.Exit(code=130) from None
+    s = cv.summary()
+    typer.echo(f"CV score {s['score_mean']:.4f} ± {s['score_std']:.4f} (all-empty {s['all_empty_mean']:.4f}); "
+               f"report: {out / 'report.txt'}")
+    typer.echo(f"checkpoint: {path}")
+
+
+@app.command("evaluate")
+@domain_errors
+def evaluate_cmd(
+    images: Path = typer.Option(..., "--images", help="Folder of labelled images."),
+    labels: Path = typer.Option(..., "--labels", help="Label CSV (either Kaggle format); unlisted images are defect-free."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint or ONNX file (default: the bundled model)."),
+    overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write side-by-side truth/prediction PNGs here."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: as the checkpoint says)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Score a model on labelled images: per-class Dice on defects, false positives on clean pairs,
+    image-level precision and recall, and the Kaggle score next to the all-empty score."""
+    from steelfast.analysis.evaluate import evaluate_folder, format_report
+
+    result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
+    typer.echo(format_report(result.report))
+    typer.echo(f"Kaggle score {result.score:.4f} (all-empty {result.all_empty:.4f}, "
+               f"{result.score - result.all_empty:+.4f}) over {len(result.pairs) // 4} images")
+    if result.failures:
+        typer.echo(f"{len(result.failures)} images failed: " + "; ".join(f"{k}: {v}" for k, v in result.failures.items()), err=True)
