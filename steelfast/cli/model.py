@@ -95,15 +95,37 @@ def train(
         help="gated-effnet-lite0: CSV of weakly labelled images (ImageId + area_class_1..4 or class_1..4).",
     ),
     folds: int = typer.Option(5, "--folds", help="gated-effnet-lite0: folds of the CV that tunes the gate."),
+    synth_ratio: float = typer.Option(
+        0.0, "--synth-ratio",
+        help="gated-effnet-lite0: add this many synthetic images per real training image, made of each "
+        "model's own training images (steelfast.data.realsynth); 0 = real images only.",
+    ),
+    shapes: Optional[Path] = typer.Option(
+        None, "--shapes",
+        help="gated-effnet-lite0 with --synth-ratio: label CSV (either format) whose masks give the pasted "
+        "defect shapes (default: the training labels; a scored fold's rows are never used).",
+    ),
+    synth_sheets: str = typer.Option(
+        "all", "--synth-sheets",
+        help="gated-effnet-lite0 with --synth-ratio: all (every labelled image is a sheet) or defect-free.",
+    ),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
     all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
     if arch == "gated-effnet-lite0":
-        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device)
+        mix = None
+        if synth_ratio:
+            from steelfast.training.mix import SynthMix
+
+            mix = SynthMix.from_labels(synth_ratio, shapes or data_dir / "train.csv", sheets=synth_sheets)
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, mix)
         return
     if arch != "unet":
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
+    if synth_ratio or shapes is not None:
+        raise ValueError("--synth-ratio and --shapes are options of --arch gated-effnet-lite0 "
+                         "(the U-Net trains on synthetic folders from `steelfast synth` instead)")
     from steelfast.training.config import TrainConfig
     from steelfast.training.loop import train as run_training
 
@@ -139,7 +161,7 @@ def train(
 
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
-    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str, mix: Any,
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
@@ -151,7 +173,7 @@ def _train_gated(
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).
         path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,
-                              command="steelfast " + " ".join(sys.argv[1:]))
+                              command="steelfast " + " ".join(sys.argv[1:]), mix=mix)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)
         raise typer.Exit(code=130) from None

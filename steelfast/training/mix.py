@@ -27,6 +27,15 @@ from steelfast.labels import read_labels
 __all__ = ["SynthMix"]
 
 
+def _check_settings(ratio: float, sheets: str) -> float:
+    ratio = check_fraction("synthetic ratio", ratio, low=0.0, high=100.0)
+    if ratio == 0:
+        raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
+    if sheets not in ("all", "defect-free"):
+        raise ValueError(f"sheets must be 'all' or 'defect-free', got {sheets!r}")
+    return ratio
+
+
 @dataclass
 class SynthMix:
     """Synthetic images made of real parts, added to each model's real training images.
@@ -45,15 +54,12 @@ class SynthMix:
     sheets: str = "all"
 
     def __post_init__(self) -> None:
-        self.ratio = check_fraction("synthetic ratio", self.ratio, low=0.0, high=100.0)
-        if self.ratio == 0:
-            raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
-        if self.sheets not in ("all", "defect-free"):
-            raise ValueError(f"sheets must be 'all' or 'defect-free', got {self.sheets!r}")
+        self.ratio = _check_settings(self.ratio, self.sheets)
 
     @classmethod
     def from_labels(cls, ratio: float, labels: str | os.PathLike[str], *, sheets: str = "all") -> SynthMix:
         """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
+        _check_settings(ratio, sheets)  # before the file is read
         frame = read_labels(labels)
         return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets)
 
