@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+__all__ = ["autocast", "autocast_dtype", "cpu_has_native_bf16", "resolve_device", "to_device"]
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is checked and returned."""

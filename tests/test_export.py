@@ -72,6 +72,12 @@ def test_export_rejects_bad_arguments(tmp_path: Path, kwargs: dict, match: str) 
         export_onnx(tiny_unet(), tmp_path / "m.onnx", **kwargs)
 
 
+@pytest.mark.parametrize("opset", [17.0, True, "17"])
+def test_export_opset_of_the_wrong_type(tmp_path: Path, opset: object) -> None:
+    with pytest.raises(TypeError, match=f"opset must be an int >= 17, got {type(opset).__name__}"):
+        export_onnx(tiny_unet(), tmp_path / "m.onnx", opset=opset)
+
+
 def test_export_rejects_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"must end with .onnx, got '.*m.txt'"):
         export_onnx(tiny_unet(), tmp_path / "m.txt")

@@ -105,6 +105,16 @@ def test_segmenter_rejects_bad_options(backend: TorchBackend, kwargs: dict, matc
         Segmenter(backend=backend, **kwargs)
 
 
+@pytest.mark.parametrize("batch_size", [True, 2.0, "4"])
+def test_segmenter_batch_size_of_the_wrong_type(backend: TorchBackend, batch_size: object) -> None:
+    with pytest.raises(TypeError, match=f"batch_size must be a positive int, got {type(batch_size).__name__}"):
+        Segmenter(backend=backend, batch_size=batch_size)
+
+
+def test_segmenter_takes_numpy_integers(backend: TorchBackend) -> None:
+    assert Segmenter(backend=backend, batch_size=np.int64(3)).batch_size == 3
+
+
 def test_missing_default_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import steelfast.checkpoint
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from steelfast._io import PathLike, atomic_path
-from steelfast._validate import check_choice
+from steelfast._validate import check_choice, check_int
 from steelfast.checkpoint import load_model
 from steelfast.model_metadata import CheckpointError, validate_metadata
 
@@ -113,8 +113,7 @@ def export_onnx(
     out = Path(path)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"ONNX output must end with .onnx, got {str(path)!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
-        raise ValueError(f"opset must be an int >= 17, got {opset!r}")
+    opset = check_int("opset", opset, low=17)
     h, w = sample_shape
     if h <= 0 or w <= 0 or h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
         raise ValueError(f"sample_shape must be positive multiples of {INPUT_MULTIPLE}, got {sample_shape!r}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steelfast._validate import per_class
+from steelfast._validate import check_positive_int, per_class
 from steelfast.checkpoint import model_file_sha256, resolve_model
 from steelfast.inference.backends import make_backend
 from steelfast.inference.backends.base import Backend
@@ -90,8 +90,8 @@ class Segmenter:
         threads: int = 1,
         **backend_options: Any,
     ) -> None:
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if batch_size is not None:
+            batch_size = check_positive_int("batch_size", batch_size)
         source = None
         if isinstance(backend, Backend):
             self.backend = backend

@@ -9,5 +9,8 @@ The baseline U-Net: :mod:`~steelfast.training.config` (options, results) →
 The gated EfficientNet U-Net on real images: :mod:`~steelfast.training.gated` (trainer) →
 :mod:`~steelfast.training.crossval` (folds, out-of-fold predictions) →
 :mod:`~steelfast.training.gate_tuning` (gate, thresholds, minimum areas) →
-:mod:`~steelfast.training.fit` (end to end).
+:mod:`~steelfast.training.fit` (end to end), with :mod:`~steelfast.training.mix` (real plus
+synthetic images at a ratio).
 """
+
+__all__: list[str] = []
