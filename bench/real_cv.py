@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from steelfast.data.real import load_shared
 
+    if args.arch != "effnet-lite0" and args.step in ("final", "all"):  # before any training
+        raise SystemExit(f"--arch {args.arch} is a comparison on the folds (steps 'fold' and 'report'); "
+                         "the final model is effnet-lite0 only")
     cfg = _config(args)
     data = load_shared()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -195,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         for f in range(args.folds) if args.step == "all" else [args.fold]:
             args.fold = f
             _fold(args, data, cfg)
-    if args.arch != "effnet-lite0" and args.step in ("final", "all"):
-        raise SystemExit(f"--arch {args.arch} is a comparison on the folds; the final model is effnet-lite0 only")
     if args.step in ("final", "all"):
         _final(args, data, cfg)
     if args.step in ("report", "all"):

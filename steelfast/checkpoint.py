@@ -41,6 +41,7 @@ from steelfast.model_metadata import (
     validate_metadata,
 )
 from steelfast.models import UNet, build_model, required_multiple
+from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD, SHAPE
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -156,7 +157,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def checkpoint_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+def checkpoint_files(path: PathLike) -> tuple[Path, Path]:
     """``(weights, metadata)`` paths of checkpoint ``path`` (``<stem>.safetensors`` or ``<stem>.json``).
 
     Raises:
@@ -181,8 +182,6 @@ def default_metadata(model: nn.Module) -> dict[str, Any]:
     Returns:
         A dict with every key listed in the module docstring except ``weights_sha256``.
     """
-    from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD
-
     net = unwrap_model(model)
     config = _config_of(net)
     classes = int(config["classes"])
@@ -192,8 +191,8 @@ def default_metadata(model: nn.Module) -> dict[str, Any]:
         "architecture": config,
         "classes": list(range(1, classes + 1)),
         "input": {
-            "height": 256,
-            "width": 1600,
+            "height": SHAPE[0],
+            "width": SHAPE[1],
             "channels": int(config["in_channels"]),
             "multiple": required_multiple(net),
         },
@@ -211,7 +210,7 @@ def _config_of(net: nn.Module) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: nn.Module, metadata: Mapping[str, Any] | None = None
+    path: PathLike, model: nn.Module, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Save weights (safetensors) and metadata (JSON) atomically.
 
@@ -262,7 +261,7 @@ def save_checkpoint(
     return weights_path
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_metadata(path: PathLike) -> dict[str, Any]:
     """Read and validate the JSON metadata of checkpoint ``path`` (``.safetensors`` or ``.json``).
 
     Raises:
@@ -334,7 +333,7 @@ def _check_architecture(
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[UNet, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`. Never executes code from the files.
 

@@ -86,6 +86,16 @@ def test_trains_another_network_with_forward_both() -> None:
     assert seg.shape == (1, 4, 256, 1600) and seg.dtype == np.uint8 and gate.shape == (1, 4)
 
 
+def test_a_given_gated_unet_keeps_its_frozen_blocks() -> None:
+    net = GatedUNet(scale=0.5)
+    stem = [p.detach().clone() for p in net.encoder.stem.parameters()]
+    out = train_gated(_set(2, 0), GatedTrainConfig(epochs=1, batch_size=2, pretrained=False, frozen_blocks=1),
+                      model=net)
+    assert out is net
+    assert all(torch.equal(a, b) for a, b in zip(stem, net.encoder.stem.parameters()))  # frozen
+    assert not any(p.requires_grad for p in net.encoder.blocks[0].parameters())
+
+
 def test_another_network_needs_forward_both() -> None:
     with pytest.raises(TypeError, match="forward_both.*Conv2d"):
         train_gated(_set(2, 0), GatedTrainConfig(epochs=1), model=torch.nn.Conv2d(3, 4, 1))
@@ -167,7 +177,7 @@ def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
     else:
         assert meta["training"]["synthetic"] is None and "no synthetic" in meta["training"]["trained_on"]
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
-    assert cv["folds"] == 2 and "pooled" in cv
+    assert cv["folds"] == 2 and "pooled" in cv and cv["synthetic"] == meta["training"]["synthetic"]
     assert "fold" in (tmp_path / "run" / "report.txt").read_text()
 
 
@@ -175,6 +185,11 @@ def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
     (["--synth-ratio", "1"], "--synth-ratio and --shapes are options of --arch gated-effnet-lite0"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
+    (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes and --synth-sheets need --synth-ratio"),
+    (["--synth-sheets", "defect-free"], "--shapes and --synth-sheets need --synth-ratio"),
+    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--synth-sheets", "clean"],
+     "sheets must be one of 'all', 'defect-free', got 'clean'"),
+    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--epochs", "0"], "epochs must be a positive int, got 0"),
 ])
 def test_cli_train_synth_options_rejected(tmp_path: Path, args: list[str], match: str) -> None:
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), *args])

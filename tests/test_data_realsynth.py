@@ -149,7 +149,7 @@ def test_defect_free_sheets_make_every_defect_a_pasted_one() -> None:
         assert (on & box).sum() == box.sum() or (on & mirror).sum() == mirror.sum()
 
 
-@pytest.mark.parametrize(("sheets", "match"), [("some", "sheets must be 'all' or 'defect-free', got 'some'")])
+@pytest.mark.parametrize(("sheets", "match"), [("some", "sheets must be one of 'all', 'defect-free', got 'some'")])
 def test_bad_sheets(sheets: str, match: str) -> None:
     data = LabelledSet(["x.jpg"], np.zeros((1, H, W), np.uint8), np.zeros((1, 4), bool), np.array([True]),
                        [np.zeros((4, H, W), np.uint8)])

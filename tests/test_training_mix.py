@@ -61,7 +61,7 @@ def test_never_uses_a_scored_image_shape() -> None:
     ({"ratio": -1.0}, ValueError, r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
     ({"ratio": True}, TypeError, "synthetic ratio must be a number.*True"),
     ({"ratio": "1"}, TypeError, "synthetic ratio must be a number.*'1'"),
-    ({"ratio": 1.0, "sheets": "clean"}, ValueError, "sheets must be 'all' or 'defect-free', got 'clean'"),
+    ({"ratio": 1.0, "sheets": "clean"}, ValueError, "sheets must be one of 'all', 'defect-free', got 'clean'"),
 ])
 def test_bad_settings(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):

@@ -113,17 +113,15 @@ def train(
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
     all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
-    if arch == "gated-effnet-lite0":
-        mix = None
-        if synth_ratio:
-            from steelfast.training.mix import SynthMix
-
-            mix = SynthMix.from_labels(synth_ratio, shapes or data_dir / "train.csv", sheets=synth_sheets)
-        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, mix)
-        return
-    if arch != "unet":
+    if arch not in ("unet", "gated-effnet-lite0"):
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
-    if synth_ratio or shapes is not None:
+    if not synth_ratio and (shapes is not None or synth_sheets != "all"):
+        raise ValueError("--shapes and --synth-sheets need --synth-ratio")
+    if arch == "gated-effnet-lite0":
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
+                     (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None)
+        return
+    if synth_ratio:
         raise ValueError("--synth-ratio and --shapes are options of --arch gated-effnet-lite0 "
                          "(the U-Net trains on synthetic folders from `steelfast synth` instead)")
     from steelfast.training.config import TrainConfig
@@ -161,15 +159,23 @@ def train(
 
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
-    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str, mix: Any,
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
+    synth: Optional[tuple[float, Path, str]],
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
+    from steelfast.training.mix import SynthMix, check_mix_settings
 
     config = GatedTrainConfig(seed=seed, threads=threads, device=device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)
+    config.validate()  # every option is checked before any file is read
+    mix = None
+    if synth is not None:
+        ratio, shapes, sheets = synth
+        check_mix_settings(ratio, sheets)
+        mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).
         path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,

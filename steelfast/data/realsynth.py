@@ -32,12 +32,16 @@ import numpy as np
 import pandas as pd
 
 from steelfast._io import PathLike
-from steelfast._validate import check_fraction, check_positive_int
+from steelfast._validate import check_choice, check_fraction, check_positive_int
 from steelfast.data.real import LabelledSet
 from steelfast.rle import decode
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["RealParts", "load_shape_bank", "synthesize"]
+__all__ = ["SHEETS", "RealParts", "load_shape_bank", "synthesize"]
+
+#: What a synthetic image's sheet may be: any fully labelled real image (its defects kept), or only
+#: the defect-free ones (every defect of the synthetic set is then a pasted one).
+SHEETS = ("all", "defect-free")
 
 #: Gaussian sigma (pixels) of the large-scale brightness removed to get a defect's texture.
 TEXTURE_SIGMA = 25.0
@@ -99,8 +103,7 @@ class RealParts:
                 ``"defect-free"`` (only images without any defect: then every defect of the
                 synthetic set is a pasted one).
         """
-        if sheets not in ("all", "defect-free"):
-            raise ValueError(f"sheets must be 'all' or 'defect-free', got {sheets!r}")
+        check_choice("sheets", sheets, SHEETS)
         full = np.flatnonzero(data.full)
         if len(full) == 0:
             raise ValueError("synthetic parts need at least one fully labelled real image")

@@ -98,6 +98,7 @@ def export_onnx(
         The path written.
 
     Raises:
+        TypeError: ``opset`` is not an int.
         ValueError: ``opset`` < 17, a ``path`` not ending in ``.onnx``, a bad ``sample_shape`` or
             ``precision``, or metadata that :func:`steelfast.model_metadata.validate_metadata` rejects.
         FileNotFoundError: The checkpoint does not exist.

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steelfast._io import PathLike
 from steelfast._validate import check_positive_int
 from steelfast.images import MAX_PIXELS
 from steelfast.inference.decode import check_sizes, fit_size, list_folder
@@ -235,7 +236,7 @@ def segment_with_ray(
     num_gpus: float = 0,
     num_cpus: float = 1,
     model_threads: int | None = None,
-    output: str | os.PathLike[str] | None = None,
+    output: PathLike | None = None,
     format: str | None = None,
     overwrite: bool = False,
     image_size: tuple[int, int] | None = SHAPE,

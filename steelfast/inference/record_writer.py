@@ -27,13 +27,12 @@ Formats (every field is described in the README, "Defect records"):
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from steelfast._io import atomic_path
+from steelfast._io import PathLike, atomic_path
 from steelfast.inference import writer
 from steelfast.inference.records import ImageRecord
 from steelfast.inference.summary import SegmentSummary
@@ -94,7 +93,7 @@ _SINKS = {"json": JsonLinesSink, "coco": CocoSink}
 
 
 def records_to_file(
-    folder: str | os.PathLike[str],
+    folder: PathLike,
     output: Path,
     kind: str,
     *,

@@ -75,7 +75,8 @@ class Segmenter:
 
     Raises:
         FileNotFoundError: The model (or the default model) does not exist.
-        ValueError: A bad batch size, backend name or threshold.
+        TypeError: A batch size that is not an int.
+        ValueError: A batch size < 1, a bad backend name or threshold.
     """
 
     def __init__(

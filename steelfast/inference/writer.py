@@ -245,7 +245,11 @@ def _read_journal(path: Path, output: Path, identity: Mapping[str, Any], classes
 
 def _read_output(path: Path, kind: str, shape: Sequence[int], classes: int) -> dict[str, list[str]]:
     """Rows of a finished output file as ``{ImageId: RLE strings}``, read and checked by
-    :func:`steelfast.labels.read_labels` (RLE runs within ``shape``); {} if unreadable."""
+    :func:`steelfast.labels.read_labels` (RLE runs within ``shape``); {} if unreadable.
+
+    ``read_labels`` knows the Kaggle classes 1..4 only: an output with another ClassId is
+    unreadable (a warning, and every image runs again), so ``classes`` above 4 resumes nothing.
+    """
     from steelfast.labels import read_labels
 
     try:

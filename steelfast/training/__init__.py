@@ -4,7 +4,8 @@ The baseline U-Net: :mod:`~steelfast.training.config` (options, results) →
 :mod:`~steelfast.training.data` (Kaggle folder, split, loader) → :mod:`~steelfast.training.loop`
 (epochs, checkpoints, resume) with :mod:`~steelfast.training.epoch` (steps),
 :mod:`~steelfast.training.validation` (score), :mod:`~steelfast.training.tune` (post-processing),
-:mod:`~steelfast.training.history` (record) and :mod:`~steelfast.training.distributed` (DDP).
+:mod:`~steelfast.training.history` (record), :mod:`~steelfast.training.state` (resume state) and
+:mod:`~steelfast.training.distributed` (DDP).
 
 The gated EfficientNet U-Net on real images: :mod:`~steelfast.training.gated` (trainer) →
 :mod:`~steelfast.training.crossval` (folds, out-of-fold predictions) →

@@ -126,8 +126,8 @@ def fit_folder(
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     summary = cv.summary()
-    (run / "cv.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    synthetic = None if mix is None else mix.describe()
+    (run / "cv.json").write_text(json.dumps({**summary, "synthetic": synthetic}, indent=2) + "\n", encoding="utf-8")
     (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
     model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix)
-    synthetic = None if mix is None else mix.describe()
     return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic), cv

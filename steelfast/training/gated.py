@@ -131,11 +131,13 @@ def train_gated(
             whose ``forward_both(x)`` maps the (N, 3, H, W) input to segmentation logits
             (N, C, H, W) and gate logits (N, C), such as the seed's baseline U-Net with a gate head
             in ``bench/real_cv.py --arch unet``. The config's ``pretrained``, ``scale`` and
-            ``frozen_blocks`` concern the ``GatedUNet`` only; all of ``model`` trains at ``lr``.
+            ``frozen_blocks`` concern a new ``GatedUNet`` (``frozen_blocks`` and
+            ``encoder_lr_scale`` also a given one); any other ``model`` trains whole at ``lr``.
         progress: Called with one line per epoch (loss, seconds, images/s).
 
     Returns:
-        The trained model in eval mode, on the CPU, its gate thresholds all 0 (open) until tuned.
+        The trained model in eval mode, on the CPU (a new ``GatedUNet``'s gate thresholds are all 0,
+        open, until tuned).
 
     Raises:
         ValueError: An invalid config, or no fully labelled image in ``data``.
@@ -152,7 +154,7 @@ def train_gated(
     rng = np.random.default_rng(cfg.seed)
     if model is not None and not callable(getattr(model, "forward_both", None)):
         raise TypeError(f"model must have a forward_both method (see GatedUNet), got {type(model).__name__}")
-    gated = model is None
+    gated = model is None or isinstance(model, GatedUNet)  # frozen blocks and encoder lr apply to it
     if model is None:
         model = GatedUNet(scale=cfg.scale)
         if cfg.pretrained:

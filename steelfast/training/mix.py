@@ -13,26 +13,31 @@ model (nothing is scored there).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from steelfast._validate import check_fraction
+from steelfast._io import PathLike
+from steelfast._validate import check_choice, check_fraction
 from steelfast.data.real import LabelledSet
-from steelfast.data.realsynth import RealParts, load_shape_bank, synthesize
+from steelfast.data.realsynth import SHEETS, RealParts, load_shape_bank, synthesize
 from steelfast.labels import read_labels
 
-__all__ = ["SynthMix"]
+__all__ = ["SynthMix", "check_mix_settings"]
 
 
-def _check_settings(ratio: float, sheets: str) -> float:
+def check_mix_settings(ratio: float, sheets: str) -> float:
+    """Return ``ratio`` as a float if it is in (0, 100] and ``sheets`` is one of :data:`SHEETS`, else raise.
+
+    Raises:
+        TypeError: ``ratio`` is not a number.
+        ValueError: ``ratio`` is 0 or out of range, or ``sheets`` is unknown; the message quotes it.
+    """
     ratio = check_fraction("synthetic ratio", ratio, low=0.0, high=100.0)
     if ratio == 0:
         raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
-    if sheets not in ("all", "defect-free"):
-        raise ValueError(f"sheets must be 'all' or 'defect-free', got {sheets!r}")
+    check_choice("sheets", sheets, SHEETS)
     return ratio
 
 
@@ -54,12 +59,12 @@ class SynthMix:
     sheets: str = "all"
 
     def __post_init__(self) -> None:
-        self.ratio = _check_settings(self.ratio, self.sheets)
+        self.ratio = check_mix_settings(self.ratio, self.sheets)
 
     @classmethod
-    def from_labels(cls, ratio: float, labels: str | os.PathLike[str], *, sheets: str = "all") -> SynthMix:
+    def from_labels(cls, ratio: float, labels: PathLike, *, sheets: str = "all") -> SynthMix:
         """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
-        _check_settings(ratio, sheets)  # before the file is read
+        check_mix_settings(ratio, sheets)  # before the file is read
         frame = read_labels(labels)
         return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets)
 

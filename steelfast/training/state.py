@@ -9,21 +9,20 @@ saved with it and restored on load, so a resumed run draws the same numbers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from steelfast._io import atomic_write_bytes
+from steelfast._io import PathLike, atomic_write_bytes
 from steelfast.checkpoint import checkpoint_files
 from steelfast.model_metadata import CheckpointError
 
 __all__ = ["load_training_state", "save_training_state", "state_path_for"]
 
 
-def state_path_for(path: str | os.PathLike[str]) -> Path:
+def state_path_for(path: PathLike) -> Path:
     """Path of the resume-state file that belongs to checkpoint ``path`` (``<stem>.state.pt``)."""
     weights, _ = checkpoint_files(path)
     return weights.with_suffix(".state.pt")
@@ -68,7 +67,7 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     )
 
 
-def save_training_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
+def save_training_state(path: PathLike, state: Mapping[str, Any]) -> Path:
     """Atomically save resume state (tensors and plain containers only) to ``path``.
 
     Args:
@@ -92,7 +91,7 @@ def save_training_state(path: str | os.PathLike[str], state: Mapping[str, Any]) 
 
 
 def load_training_state(
-    path: str | os.PathLike[str], *, restore_rng: bool = True
+    path: PathLike, *, restore_rng: bool = True
 ) -> dict[str, Any]:
     """Load resume state with ``torch.load(weights_only=True)``; optionally restore RNG states.
 

@@ -38,6 +38,7 @@ from steelfast.inference.backends.tensorrt_plan import (
 )
 from steelfast.inference.errors import BackendUnavailableError
 from steelfast.inference.export import INPUT_MULTIPLE, INPUT_NAME, read_onnx_metadata
+from steelfast.severstal import SHAPE
 
 __all__ = [
     "EngineKey",
@@ -109,8 +110,8 @@ def engine_cache_key(
     *,
     batch: tuple[int, int, int] = (1, 8, 32),
     channels: int = 3,
-    height: int = 256,
-    width: int = 1600,
+    height: int = SHAPE[0],
+    width: int = SHAPE[1],
     hardware_compatibility: str = "none",
     version_compatible: bool = False,
     build: str = "",
@@ -275,8 +276,8 @@ def build_tensorrt_engine(
     onnx_file = Path(onnx_path)
     meta = read_onnx_metadata(onnx_file)
     size = meta.get("input", {})
-    height = int(height if height is not None else size.get("height", 256))
-    width = int(width if width is not None else size.get("width", 1600))
+    height = int(height if height is not None else size.get("height", SHAPE[0]))
+    width = int(width if width is not None else size.get("width", SHAPE[1]))
     channels = int(size.get("channels", 3))
     props = torch.cuda.get_device_properties(device)
     plan = plan_build(
