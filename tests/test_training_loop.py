@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from training_helpers import TINY_ARCH, H, W, tiny_config, write_dataset
 from typer.testing import CliRunner
 
 import steelfast.training.epoch as epoch_mod
 import steelfast.training.loop as train_mod
 from steelfast.checkpoint import load_checkpoint, read_metadata
-from steelfast.rle import encode
 from steelfast.training.config import TrainConfig
 from steelfast.training.data import load_data
 from steelfast.training.loop import train
@@ -26,54 +23,14 @@ from steelfast.training.state import load_training_state
 from steelfast.training.tune import tune_postprocess
 from steelfast.training.validation import evaluate
 
-H, W = 32, 128
-TINY_ARCH = {"in_channels": 3, "widths": [4, 8], "decoder_widths": [8, 4], "bottleneck": 8}
-
-
-def _write_dataset(root: Path, n: int = 16, seed: int = 0) -> Path:
-    """Kaggle layout, n small grey images: bright class-1 and dark class-3 boxes, some empty."""
-    rng = np.random.default_rng(seed)
-    (root / "train_images").mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        image = rng.normal(120, 10, (H, W)).clip(0, 255).astype(np.uint8)
-        for cls, value in ((1, 230), (3, 20)):
-            if rng.random() < 0.5:
-                r, c = int(rng.integers(0, H - 10)), int(rng.integers(0, W - 30))
-                mask = np.zeros((H, W), np.uint8)
-                mask[r : r + 10, c : c + 30] = 1
-                image[mask > 0] = value
-                rows.append((f"img{i:03d}.png", cls, encode(mask)))
-        cv2.imwrite(str(root / "train_images" / f"img{i:03d}.png"), image)
-    pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]).to_csv(
-        root / "train.csv", index=False
-    )
-    return root
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_dataset(tmp_path_factory.mktemp("steel"))
-
-
-def _config(**kw) -> TrainConfig:
-    base = {
-        "epochs": 1,
-        "batch_size": 4,
-        "lr": 1e-2,
-        "only_defects": False,
-        "val_fraction": 0.25,
-        "architecture": dict(TINY_ARCH),
-        "progress": False,
-        "threads": 1,
-        "tune_min_areas": (0, 2000),
-    }
-    base.update(kw)
-    return TrainConfig(**base)
+    return write_dataset(tmp_path_factory.mktemp("steel"))
 
 
 def test_training_writes_checkpoints_history_and_plot(data_dir: Path, tmp_path: Path) -> None:
-    result = train(data_dir, tmp_path / "run", _config(epochs=2))
+    result = train(data_dir, tmp_path / "run", tiny_config(epochs=2))
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert names == [
         "best.json",
@@ -123,9 +80,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_fixed_seed_gives_identical_weights(data_dir: Path, tmp_path: Path) -> None:
-    a = train(data_dir, tmp_path / "a", _config(seed=3, crop_width=64, flips=True))
-    b = train(data_dir, tmp_path / "b", _config(seed=3, crop_width=64, flips=True))
-    c = train(data_dir, tmp_path / "c", _config(seed=4, crop_width=64, flips=True))
+    a = train(data_dir, tmp_path / "a", tiny_config(seed=3, crop_width=64, flips=True))
+    b = train(data_dir, tmp_path / "b", tiny_config(seed=3, crop_width=64, flips=True))
+    c = train(data_dir, tmp_path / "c", tiny_config(seed=4, crop_width=64, flips=True))
     wa, wb, wc = _weights(a.last_path), _weights(b.last_path), _weights(c.last_path)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
@@ -133,12 +90,12 @@ def test_fixed_seed_gives_identical_weights(data_dir: Path, tmp_path: Path) -> N
 
 
 def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
-    straight = train(data_dir, tmp_path / "straight", _config(epochs=2, seed=1))
-    train(data_dir, tmp_path / "split", _config(epochs=1, seed=1))
+    straight = train(data_dir, tmp_path / "straight", tiny_config(epochs=2, seed=1))
+    train(data_dir, tmp_path / "split", tiny_config(epochs=1, seed=1))
     resumed = train(
         data_dir,
         tmp_path / "split",
-        _config(epochs=2, seed=1),
+        tiny_config(epochs=2, seed=1),
         resume=tmp_path / "split" / "last.safetensors",
     )
     assert [r["epoch"] for r in resumed.history] == [1, 2]
@@ -161,20 +118,20 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data_dir: Path, tmp_path: Path, mon
 
     monkeypatch.setattr(epoch_mod, "bce_dice_loss", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        train(data_dir, tmp_path / "run", _config(epochs=3))
+        train(data_dir, tmp_path / "run", tiny_config(epochs=3))
     meta = read_metadata(tmp_path / "run" / "last.json")
     assert "interrupted" in meta["training"]["note"]
     state = load_training_state(tmp_path / "run" / "last.state.pt", restore_rng=False)
     assert state["epoch"] == 1 and len(state["history"]) == 1
     monkeypatch.setattr(epoch_mod, "bce_dice_loss", real)
     result = train(
-        data_dir, tmp_path / "run", _config(epochs=2), resume=tmp_path / "run" / "last.safetensors"
+        data_dir, tmp_path / "run", tiny_config(epochs=2), resume=tmp_path / "run" / "last.safetensors"
     )
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
 def test_time_budget_stops_training_early(data_dir: Path, tmp_path: Path) -> None:
-    result = train(data_dir, tmp_path / "run", _config(epochs=50, batch_size=2, time_budget_s=0.01))
+    result = train(data_dir, tmp_path / "run", tiny_config(epochs=50, batch_size=2, time_budget_s=0.01))
     assert len(result.history) == 1
     assert result.history[0]["stopped_early"] is True
     assert result.history[0]["train_images"] == 2  # one step, then the budget check stops it
@@ -182,7 +139,7 @@ def test_time_budget_stops_training_early(data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_evaluate_rle_score_matches_tuning_counts(data_dir: Path) -> None:
-    cfg = _config()
+    cfg = tiny_config()
     data = load_data(data_dir, cfg)
     torch.manual_seed(0)
     from steelfast.models import build_model
@@ -205,8 +162,8 @@ def test_evaluate_rle_score_matches_tuning_counts(data_dir: Path) -> None:
 
 
 def test_only_defects_filters_training_images(data_dir: Path) -> None:
-    all_images = load_data(data_dir, _config(only_defects=False)).summary
-    defects = load_data(data_dir, _config(only_defects=True)).summary
+    all_images = load_data(data_dir, tiny_config(only_defects=False)).summary
+    defects = load_data(data_dir, tiny_config(only_defects=True)).summary
     assert defects["train_defect_free_images"] == 0
     assert (
         defects["train_images"]
@@ -218,39 +175,19 @@ def test_only_defects_filters_training_images(data_dir: Path) -> None:
 def test_class_balance_weights_rare_classes_and_trains(data_dir: Path, tmp_path: Path) -> None:
     from steelfast.data.dataset import balanced_weights, class_presence
 
-    data = load_data(data_dir, _config(class_balance=1.0))
-    assert load_data(data_dir, _config()).train_weights is None
+    data = load_data(data_dir, tiny_config(class_balance=1.0))
+    assert load_data(data_dir, tiny_config()).train_weights is None
     presence = class_presence(pd.read_csv(data_dir / "train.csv"), data.train.image_ids)
     w = data.train_weights
     assert w.shape == (len(data.train),) and w.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(w, balanced_weights(presence, 1.0))  # weights of the training images, in their order
     assert not np.allclose(w, 1 / len(w))
-    result = train(data_dir, tmp_path / "run", _config(class_balance=0.5))
+    result = train(data_dir, tmp_path / "run", tiny_config(class_balance=0.5))
     assert read_metadata(result.best_path)["training"]["data"]["class_balance"] == 0.5
 
 
-def test_distributed_sampler_ranks_share_one_weighted_draw() -> None:
-    from steelfast.training.distributed import EpochDistributedSampler
-
-    weights = np.array([0.0, 1.0, 3.0, 0.0, 1.0])
-    ranks = [
-        EpochDistributedSampler(list(range(5)), num_replicas=2, rank=r, seed=4, weights=weights) for r in (0, 1)
-    ]
-    for s in ranks:
-        s.set_epoch(2)
-    draws = [list(s) for s in ranks]
-    assert len(draws[0]) == len(draws[1]) == 3 and all(e == 2 for d in draws for _, e in d)
-    drawn = [i for d in draws for i, _ in d]
-    assert set(drawn) <= {1, 2, 4}  # zero weight: never drawn
-    again = EpochDistributedSampler(list(range(5)), num_replicas=2, rank=0, seed=4, weights=weights)
-    again.set_epoch(2)
-    assert list(again) == draws[0]
-    with pytest.raises(ValueError, match=r"one entry per sample \(5\), got shape \(2,\)"):
-        EpochDistributedSampler(list(range(5)), num_replicas=1, rank=0, weights=np.ones(2))
-
-
 def test_plain_fp32_without_channels_last_also_trains(data_dir: Path, tmp_path: Path) -> None:
-    result = train(data_dir, tmp_path / "run", _config(amp="off", channels_last=False))
+    result = train(data_dir, tmp_path / "run", tiny_config(amp="off", channels_last=False))
     assert read_metadata(result.best_path)["training"]["autocast"] == "float32"
 
 
@@ -272,7 +209,7 @@ def test_bad_options_are_rejected(
     data_dir: Path, tmp_path: Path, overrides: dict, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        train(data_dir, tmp_path / "run", _config(**overrides))
+        train(data_dir, tmp_path / "run", tiny_config(**overrides))
 
 
 @pytest.mark.parametrize(
@@ -286,15 +223,15 @@ def test_options_of_the_wrong_type_are_rejected(
     data_dir: Path, tmp_path: Path, overrides: dict, message: str
 ) -> None:
     with pytest.raises(TypeError, match=message):
-        train(data_dir, tmp_path / "run", _config(**overrides))
+        train(data_dir, tmp_path / "run", tiny_config(**overrides))
 
 
 def test_missing_data_is_reported(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
-        train(tmp_path / "nope", tmp_path / "run", _config())
+        train(tmp_path / "nope", tmp_path / "run", tiny_config())
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="train.csv"):
-        train(tmp_path / "empty", tmp_path / "run", _config())
+        train(tmp_path / "empty", tmp_path / "run", tiny_config())
 
 
 def test_cli_train(data_dir: Path, tmp_path: Path) -> None:
@@ -349,48 +286,6 @@ def test_cli_train_errors_are_one_line(
     assert "Traceback" not in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(world),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )
-    result = train(data_dir, out, _config(epochs=2, batch_size=2, device="cpu"))
-    summary = {
-        "rank": result.rank,
-        "best_epoch": result.best_epoch,
-        "post": result.postprocess,
-        "epochs": [r["epoch"] for r in result.history],
-        "score": result.final["score"],
-    }
-    (Path(out).parent / f"rank{rank}.json").write_text(json.dumps(summary))
-
-
-@pytest.mark.slow
-def test_distributed_data_parallel_on_two_cpu_processes(data_dir: Path, tmp_path: Path) -> None:
-    import torch.multiprocessing as mp
-
-    out = tmp_path / "run"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(data_dir), str(out)), nprocs=2, join=True)
-    history = pd.read_csv(out / "history.csv")
-    assert list(history["epoch"]) == [1, 2]
-    meta = read_metadata(out / "best.json")
-    assert meta["training"]["world_size"] == 2
-    # 12 training images over 2 ranks: each sees 6 per epoch
-    assert int(history["train_images"].iloc[0]) == 6
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert (r0.pop("rank"), r1.pop("rank")) == (0, 1)
-    assert r0 == r1 and r0["epochs"] == [1, 2]
-
-
 def test_no_progress_cli_prints_one_line_per_epoch(data_dir: Path, tmp_path: Path) -> None:
     from steelfast.cli import app
 
@@ -409,11 +304,11 @@ def test_no_progress_cli_prints_one_line_per_epoch(data_dir: Path, tmp_path: Pat
 
 def test_epoch_log_callback_and_quiet_default(data_dir: Path, tmp_path: Path, capsys) -> None:
     lines: list[str] = []
-    result = train(data_dir, tmp_path / "a", _config(epochs=2), epoch_log=lines.append)
+    result = train(data_dir, tmp_path / "a", tiny_config(epochs=2), epoch_log=lines.append)
     assert [s.split("  ")[0] for s in lines] == ["epoch 1/2", "epoch 2/2"]
     assert f"score {result.history[1]['val_score']:.4f}" in lines[1]
     capsys.readouterr()
-    train(data_dir, tmp_path / "b", _config(epochs=1))  # progress off, no callback: silent
+    train(data_dir, tmp_path / "b", tiny_config(epochs=1))  # progress off, no callback: silent
     assert "epoch 1/1" not in capsys.readouterr().out
 
 
