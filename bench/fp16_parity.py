@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from steelfast.data.real import shared_data_dir
     from steelfast.data.synth import synth_image
     from steelfast.images import read_gray, to_model_input
-    from steelfast.inference.export import export_onnx, read_onnx_metadata
+    from steelfast.inference.export import export_onnx
+    from steelfast.inference.onnx_file import read_onnx_metadata
     from steelfast.inference.onnx_fp16 import fp16_converter_version, to_fp16_onnx
 
     torch.set_num_threads(args.threads)

@@ -107,7 +107,7 @@ def _tensorrt(report: dict, onnx_path: Path, batches: dict, args: argparse.Names
     from steelfast.inference.backends.tensorrt_backend import TensorRTBackend
     from steelfast.inference.backends.tensorrt_engine import build_tensorrt_engine, read_sidecar
     from steelfast.inference.errors import BackendUnavailableError
-    from steelfast.inference.export import read_onnx_metadata
+    from steelfast.inference.onnx_file import read_onnx_metadata
 
     report["tensorrt"] = trt.__version__
     start = time.perf_counter()

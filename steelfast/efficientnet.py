@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steelfast._tracing import is_tracing
 from steelfast._validate import check_positive_int
-from steelfast.models import is_tracing
 
 __all__ = ["LITE0_BLOCKS", "GatedUNet", "load_imagenet_lite0", "pretrained_lite0_path"]
 

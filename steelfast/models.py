@@ -25,10 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from steelfast._tracing import is_tracing
 from steelfast._validate import check_positive_int
+from steelfast.efficientnet import GatedUNet
 
 __all__ = [
-    "ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "is_tracing", "required_multiple",
+    "ACTIVATIONS", "UNet", "build_model", "count_parameters", "inference_graph", "required_multiple",
 ]
 
 #: Activation names accepted by :class:`UNet`.
@@ -38,16 +40,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "gelu": nn.GELU,
 }
-
-
-def is_tracing() -> bool:
-    """True while traced, scripted, compiled or exported (the shape check must not run then)."""
-    return bool(
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
-        or torch.onnx.is_in_onnx_export()
-    )
 
 
 def _check_widths(name: str, widths: object, length: int | None) -> tuple[int, ...]:
@@ -230,8 +222,6 @@ def build_model(config: dict[str, Any]) -> UNet:
     kwargs = dict(config)
     name = kwargs.pop("name", "unet")
     if name == "gated-effnet-lite0":
-        from steelfast.efficientnet import GatedUNet
-
         gated = {"in_channels", "classes", "decoder_widths", "scale", "gate_thresholds"}
         unknown = sorted(set(kwargs) - gated)
         if unknown:

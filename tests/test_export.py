@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from steelfast.checkpoint import save_checkpoint
-from steelfast.inference.export import export_onnx, read_onnx_metadata
+from steelfast.inference.export import export_onnx
+from steelfast.inference.onnx_file import read_onnx_metadata
 from steelfast.models import UNet
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the ONNX parity tests")

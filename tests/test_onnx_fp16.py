@@ -24,7 +24,8 @@ from steelfast import cli
 from steelfast.checkpoint import bundled_checkpoint_path, save_checkpoint
 from steelfast.data.synth import synth_image
 from steelfast.images import read_gray, to_model_input
-from steelfast.inference.export import export_onnx, read_onnx_metadata
+from steelfast.inference.export import export_onnx
+from steelfast.inference.onnx_file import read_onnx_metadata
 from steelfast.models import UNet
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the FP16 parity tests")

@@ -17,7 +17,8 @@ from steelfast.inference.backends.tensorrt_engine import (
     engine_cache_key,
     read_sidecar,
 )
-from steelfast.inference.export import export_onnx, read_onnx_metadata
+from steelfast.inference.export import export_onnx
+from steelfast.inference.onnx_file import read_onnx_metadata
 from steelfast.models import UNet
 
 

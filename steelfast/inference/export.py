@@ -9,9 +9,9 @@ so an ONNX file is as self-describing as a checkpoint; :func:`read_onnx_metadata
 ``export_onnx(..., precision="fp16")`` writes the half-precision model that TensorRT 11 builds
 from (:mod:`steelfast.inference.onnx_fp16` says how it is made: float32 input, float16 output).
 
-The names here (:data:`INPUT_NAME`, :data:`OUTPUT_NAME`, :data:`INPUT_MULTIPLE`) are the tensor
-contract every backend keeps; the TensorRT engine builder and its cache live in
-:mod:`steelfast.inference.backends.tensorrt_engine`.
+The tensor contract every backend keeps (names, the multiple of 32, the metadata key) and the
+readers of an ONNX file are in :mod:`steelfast.inference.onnx_file`; the TensorRT engine builder
+and its cache live in :mod:`steelfast.inference.backends.tensorrt_engine`.
 """
 
 from __future__ import annotations
@@ -29,35 +29,17 @@ from torch import nn
 from steelfast._io import PathLike, atomic_path
 from steelfast._validate import check_choice, check_int
 from steelfast.checkpoint import load_model
-from steelfast.model_metadata import CheckpointError, validate_metadata
+from steelfast.inference.onnx_file import INPUT_MULTIPLE, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from steelfast.model_metadata import validate_metadata
 
-__all__ = [
-    "DEFAULT_OPSET",
-    "INPUT_MULTIPLE",
-    "INPUT_NAME",
-    "ONNX_PRECISIONS",
-    "OUTPUT_NAME",
-    "ProbabilityModel",
-    "export_onnx",
-    "load_onnx",
-    "read_onnx_metadata",
-]
+__all__ = ["DEFAULT_OPSET", "ONNX_PRECISIONS", "ProbabilityModel", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
 #: ONNX opset written by default (the torch.export-based exporter's lowest native opset).
 DEFAULT_OPSET = 18
-#: Height and width of every model input are multiples of this (the U-Net pools five times; a
-#: model whose metadata gives ``input.multiple`` needs that multiple too).
-INPUT_MULTIPLE = 32
-#: Name of the ONNX/TensorRT input tensor: float32 (N, C, H, W), already normalized.
-INPUT_NAME = "image"
-#: Name of the ONNX/TensorRT output tensor: (N, classes, H, W) probabilities, float32 in a float32
-#: model and float16 in a float16 one.
-OUTPUT_NAME = "probabilities"
 #: Precisions of an exported ONNX file.
 ONNX_PRECISIONS = ("fp32", "fp16")
-_METADATA_KEY = "steelfast"
 
 
 class ProbabilityModel(nn.Module):
@@ -138,7 +120,7 @@ def export_onnx(
     proto = program.model_proto
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key = _METADATA_KEY
+    entry.key = METADATA_KEY
     entry.value = json.dumps(meta, sort_keys=True)
     onnx.checker.check_model(proto)
     if precision == "fp16":
@@ -162,46 +144,3 @@ def _export(wrapped: nn.Module, example: torch.Tensor, opset: int) -> Any:
         dynamo=True,
         verbose=False,
     )
-
-
-def read_onnx_metadata(path: PathLike) -> dict[str, Any]:
-    """Read the steelfast metadata embedded by :func:`export_onnx`.
-
-    The metadata goes through the same checks as a checkpoint's
-    (:func:`steelfast.model_metadata.validate_metadata`).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file is not ONNX or carries no steelfast metadata.
-        steelfast.model_metadata.CheckpointError: (a ``ValueError``) The metadata is not valid JSON
-            or has a bad value; the message names the ONNX file.
-    """
-    p = Path(path)
-    proto = load_onnx(p)
-    for entry in proto.metadata_props:
-        if entry.key == _METADATA_KEY:
-            try:
-                meta = json.loads(entry.value)
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{p}: steelfast metadata is not valid JSON ({exc})") from None
-            validate_metadata(meta, str(p))
-            return meta
-    raise ValueError(f"{p} has no steelfast metadata; export it with `steelfast export`")
-
-
-def load_onnx(path: PathLike) -> Any:
-    """Read an ONNX file as an ``onnx.ModelProto`` (external data files are not read).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file is not ONNX.
-    """
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load_model(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others; all mean "not an ONNX file"
-        raise ValueError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None

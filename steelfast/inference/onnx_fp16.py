@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from steelfast._io import PathLike, atomic_path
-from steelfast.inference.export import OUTPUT_NAME, load_onnx, read_onnx_metadata
+from steelfast.inference.onnx_file import OUTPUT_NAME, load_onnx, read_onnx_metadata
 
 __all__ = ["convert_to_fp16", "fp16_converter_version", "onnx_precision", "to_fp16_onnx"]
 

@@ -34,7 +34,7 @@ from steelfast.checkpoint import model_file_sha256, resolve_model
 from steelfast.inference.backends import make_backend
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.decode import as_grays
-from steelfast.inference.export import INPUT_MULTIPLE
+from steelfast.inference.onnx_file import INPUT_MULTIPLE
 from steelfast.severstal import CLASSES
 
 __all__ = ["Segmenter", "submission_frame"]

@@ -61,7 +61,8 @@ from steelfast.inference.backends.tensorrt_plan import (
 )
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.errors import BackendUnavailableError
-from steelfast.inference.export import export_onnx, read_onnx_metadata
+from steelfast.inference.export import export_onnx
+from steelfast.inference.onnx_file import read_onnx_metadata
 
 __all__ = ["BACKENDS", "available_backends", "make_backend", "resolve_backend"]
 

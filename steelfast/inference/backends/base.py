@@ -1,7 +1,7 @@
 """The backend interface: a normalized float32 batch in, per-class probabilities out.
 
 Every backend maps a normalized batch ``x`` float32 (N, C, H, W) (H, W multiples of
-:data:`~steelfast.inference.export.INPUT_MULTIPLE`; see :func:`steelfast.images.to_model_input`)
+:data:`~steelfast.inference.onnx_file.INPUT_MULTIPLE`; see :func:`steelfast.images.to_model_input`)
 to probabilities (N, classes, H, W) as a NumPy array of float32 or float16
 (:meth:`Backend.predict_proba`). :class:`Backend` checks the batch and answers an empty one; a
 subclass runs the model (:mod:`.torch_backend`, :mod:`.onnxruntime_backend`,
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from steelfast.inference.export import INPUT_MULTIPLE
+from steelfast.inference.onnx_file import INPUT_MULTIPLE
 from steelfast.severstal import CLASSES
 
 __all__ = ["Backend", "check_batch"]

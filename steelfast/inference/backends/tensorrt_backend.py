@@ -18,7 +18,7 @@ from steelfast.inference.backends.base import Backend
 from steelfast.inference.backends.tensorrt_engine import read_sidecar
 from steelfast.inference.backends.tensorrt_plan import import_tensorrt
 from steelfast.inference.errors import BackendUnavailableError
-from steelfast.inference.export import INPUT_NAME, OUTPUT_NAME
+from steelfast.inference.onnx_file import INPUT_NAME, OUTPUT_NAME
 
 __all__ = ["TensorRTBackend"]
 

@@ -37,7 +37,7 @@ from steelfast.inference.backends.tensorrt_plan import (
     plan_build,
 )
 from steelfast.inference.errors import BackendUnavailableError
-from steelfast.inference.export import INPUT_MULTIPLE, INPUT_NAME, read_onnx_metadata
+from steelfast.inference.onnx_file import INPUT_MULTIPLE, INPUT_NAME, read_onnx_metadata
 from steelfast.severstal import SHAPE
 
 __all__ = [
@@ -205,7 +205,7 @@ def read_sidecar(engine_path: PathLike) -> dict[str, Any]:
 def _network_bytes(onnx_file: Path, plan: BuildPlan) -> bytes:
     if not plan.convert_to_fp16:
         return onnx_file.read_bytes()
-    from steelfast.inference.export import load_onnx
+    from steelfast.inference.onnx_file import load_onnx
     from steelfast.inference.onnx_fp16 import convert_to_fp16
 
     return convert_to_fp16(load_onnx(onnx_file)).SerializeToString()
