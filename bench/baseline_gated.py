@@ -32,16 +32,7 @@ class GatedBaselineUNet(nn.Module):
 
     def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Segmentation logits (N, classes, H, W) and gate logits (N, classes)."""
-        net = self.unet
-        net.check_input(x)
-        skips = []
-        for block in net.encoder:
-            x = block(x)
-            skips.append(x)
-            x = net.pool(x)
-        deep = net.bottleneck(x)
+        self.unet.check_input(x)
+        deep, skips = self.unet.encode(x)
         gate = self.gate(torch.cat([deep.mean(dim=(2, 3)), deep.amax(dim=(2, 3))], dim=1))
-        x = deep
-        for up, skip in zip(net.decoder, reversed(skips)):
-            x = up(x, skip)
-        return net.head(x), gate
+        return self.unet.decode(deep, skips), gate

@@ -189,19 +189,26 @@ class UNet(nn.Module):
                 f"pad to {up_h}×{up_w}{crop}"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, classes, H, W) for images (N, in_channels, H, W)."""
-        if not is_tracing():
-            self.check_input(x)
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Bottleneck features (N, bottleneck, H/32, W/32) and the skip features, finest first."""
         skips = []
         for block in self.encoder:
             x = block(x)
             skips.append(x)
             x = self.pool(x)
-        x = self.bottleneck(x)
+        return self.bottleneck(x), skips
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (N, classes, H, W) from :meth:`encode`'s output."""
         for up, skip in zip(self.decoder, reversed(skips)):
             x = up(x, skip)
         return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes, H, W) for images (N, in_channels, H, W)."""
+        if not is_tracing():
+            self.check_input(x)
+        return self.decode(*self.encode(x))
 
 
 def build_model(config: dict[str, Any]) -> UNet:

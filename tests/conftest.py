@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Severstal data beside the repo (skipped when absent) and a seeded RNG."""
+"""Shared fixtures: the real Severstal data beside the repo (skipped when absent), a seeded RNG, and the
+tiny U-Net of the inference tests as a torch backend and as a checkpoint file (a module may define its own)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import shared_data_dir
+from segment_helpers import tiny_checkpoint, torch_backend
+
+from steelfast.inference.backends.torch_backend import TorchBackend
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,13 @@ def real_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def backend() -> TorchBackend:
+    return torch_backend()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))

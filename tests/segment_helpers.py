@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from steelfast import rle
-from steelfast.checkpoint import default_metadata
+from steelfast.checkpoint import default_metadata, save_checkpoint
 from steelfast.images import to_model_input
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.models import UNet
 
-__all__ = ["MIN_AREAS", "SIZE", "THRESHOLDS", "images", "make_folder", "metadata", "oracle", "tiny_unet", "torch_backend"]
+__all__ = ["MIN_AREAS", "SIZE", "THRESHOLDS", "images", "make_folder", "metadata", "oracle", "tiny_checkpoint", "tiny_unet", "torch_backend"]
 
 THRESHOLDS = [0.5, 0.45, 0.55, 0.5]
 MIN_AREAS = [0, 20, 0, 50]
@@ -32,6 +32,12 @@ def metadata(model: UNet) -> dict:
     meta = default_metadata(model)
     meta["postprocess"] = {"thresholds": THRESHOLDS, "min_areas": MIN_AREAS}
     return meta
+
+
+def tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """The tiny U-Net saved in ``folder`` with the test thresholds and minimum areas."""
+    return save_checkpoint(folder / "tiny.safetensors", tiny_unet(seed),
+                           {"postprocess": {"thresholds": THRESHOLDS, "min_areas": MIN_AREAS}})
 
 
 def torch_backend(seed: int = 0, precision: str = "fp32") -> TorchBackend:

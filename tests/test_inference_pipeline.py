@@ -6,16 +6,11 @@ from pathlib import Path
 
 import cv2
 import pytest
-from segment_helpers import make_folder, oracle, torch_backend
+from segment_helpers import make_folder, oracle
 
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.pipeline import iter_segment_folder, segment_folder
 from steelfast.inference.segmenter import Segmenter
-
-
-@pytest.fixture(scope="module")
-def backend() -> TorchBackend:
-    return torch_backend()
 
 
 @pytest.fixture

@@ -37,17 +37,6 @@ from steelfast.inference.run import segment_to_file
 from steelfast.inference.segmenter import Segmenter
 
 
-@pytest.fixture(scope="module")
-def backend() -> TorchBackend:
-    return torch_backend()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", tiny_unet(),
-                           {"postprocess": {"thresholds": THRESHOLDS, "min_areas": MIN_AREAS}})
-
-
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return make_folder(tmp_path)

@@ -8,24 +8,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from segment_helpers import MIN_AREAS, THRESHOLDS, images, oracle, tiny_unet, torch_backend
+from segment_helpers import (
+    MIN_AREAS,
+    THRESHOLDS,
+    images,
+    oracle,
+    tiny_unet,
+)
 
 from steelfast import rle
 from steelfast.checkpoint import save_checkpoint
 from steelfast.images import to_model_input
 from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.segmenter import Segmenter
-
-
-@pytest.fixture(scope="module")
-def backend() -> TorchBackend:
-    return torch_backend()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", tiny_unet(),
-                           {"postprocess": {"thresholds": THRESHOLDS, "min_areas": MIN_AREAS}})
 
 
 @pytest.mark.parametrize(("h", "w"), [(64, 128), (100, 150), (32, 32), (256, 96)])
