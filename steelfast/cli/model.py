@@ -164,7 +164,7 @@ def _train_gated(
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
-    from steelfast.training.mix import SynthMix, check_mix_settings
+    from steelfast.training.mix import SynthMix
 
     config = GatedTrainConfig(seed=seed, threads=threads, device=device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
@@ -174,8 +174,7 @@ def _train_gated(
     mix = None
     if synth is not None:
         ratio, shapes, sheets = synth
-        check_mix_settings(ratio, sheets)
-        mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)
+        mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)  # checks ratio and sheets before reading
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).
         path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,

@@ -24,10 +24,10 @@ from steelfast.data.real import LabelledSet
 from steelfast.data.realsynth import SHEETS, RealParts, load_shape_bank, synthesize
 from steelfast.labels import read_labels
 
-__all__ = ["SynthMix", "check_mix_settings"]
+__all__ = ["SynthMix"]
 
 
-def check_mix_settings(ratio: float, sheets: str) -> float:
+def _check_settings(ratio: float, sheets: str) -> float:
     """Return ``ratio`` as a float if it is in (0, 100] and ``sheets`` is one of :data:`SHEETS`, else raise.
 
     Raises:
@@ -59,12 +59,12 @@ class SynthMix:
     sheets: str = "all"
 
     def __post_init__(self) -> None:
-        self.ratio = check_mix_settings(self.ratio, self.sheets)
+        self.ratio = _check_settings(self.ratio, self.sheets)
 
     @classmethod
     def from_labels(cls, ratio: float, labels: PathLike, *, sheets: str = "all") -> SynthMix:
         """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
-        check_mix_settings(ratio, sheets)  # before the file is read
+        _check_settings(ratio, sheets)  # before the file is read
         frame = read_labels(labels)
         return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets)
 
