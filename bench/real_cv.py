@@ -68,6 +68,14 @@ def _training_set(args, data, train):
     return synth if args.synth_only else LabelledSet.concat([train, synth])
 
 
+def _auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a positive scores above a negative (ties count half)."""
+    pos, neg = score[truth.astype(bool)], score[~truth.astype(bool)]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])).mean())
+
+
 def _network(args):
     """A new network for ``--arch unet`` (the baseline with a gate head); None: train_gated's GatedUNet."""
     if args.arch == "effnet-lite0":
@@ -147,7 +155,8 @@ def _report(args, data, cfg) -> None:
         {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
-    text = cv_text(data, cv)
+    text = cv_text(data, cv) + "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
+        f"{_auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])) + "\n"
     (args.out / "report.txt").write_text(text)
     print(text)
     if args.save is not None:
