@@ -68,6 +68,22 @@ def _training_set(args, data, train):
     return synth if args.synth_only else LabelledSet.concat([train, synth])
 
 
+def _with_pseudo(args, train, cfg, say):
+    """``train`` plus the unlabelled images its own teacher labels confidently (``--unlabelled``)."""
+    if args.unlabelled is None:
+        return train
+    from steelfast.training.pseudo import PseudoLabels
+
+    pseudo = PseudoLabels.from_folder(args.unlabelled, negative=args.pseudo_negative, positive=args.pseudo_positive)
+    return pseudo(train, cfg, progress=say)
+
+
+def _pseudo_record(args) -> dict | None:
+    if args.unlabelled is None:
+        return None
+    return {"folder": str(args.unlabelled), "negative": args.pseudo_negative, "positive": args.pseudo_positive}
+
+
 def _auc(truth: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a positive scores above a negative (ties count half)."""
     pos, neg = score[truth.astype(bool)], score[~truth.astype(bool)]
@@ -94,13 +110,13 @@ def _fold(args, data, cfg) -> None:
 
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
-    train = _training_set(args, data, data.subset(train_idx))
-    model = train_gated(train, cfg, model=_network(args),
-                        progress=lambda s: print(f"fold {args.fold}: {s}", flush=True))
+    say = lambda s: print(f"fold {args.fold}: {s}", flush=True)  # noqa: E731
+    train = _with_pseudo(args, _training_set(args, data, data.subset(train_idx)), cfg, say)
+    model = train_gated(train, cfg, model=_network(args), progress=say)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
              config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
-                                "synth_sheets": args.synth_sheets}),
+                                "synth_sheets": args.synth_sheets, "unlabelled": _pseudo_record(args)}),
              ids=np.array(data.ids))
 
 
@@ -109,7 +125,8 @@ def _final(args, data, cfg) -> None:
     from steelfast.training.gated import train_gated
 
     args.fold = args.folds  # a seed of its own for the final model's synthetic images
-    model = train_gated(_training_set(args, data, data), cfg, progress=lambda s: print(f"final: {s}", flush=True))
+    say = lambda s: print(f"final: {s}", flush=True)  # noqa: E731
+    model = train_gated(_with_pseudo(args, _training_set(args, data, data), cfg, say), cfg, progress=say)
     save_checkpoint(args.out / "final_ungated.safetensors", model, {"training": {"config": asdict(cfg)}})
 
 
@@ -140,10 +157,11 @@ def _report(args, data, cfg) -> None:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
     if len(configs) > 1:
         raise SystemExit("the fold files were trained with different configs")
-    synth, arch = {}, "effnet-lite0"
+    synth, arch, unlabelled = {}, "effnet-lite0", None
     if configs:  # record the config the folds were really trained with
         recorded = json.loads(configs.pop())
         synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
+        unlabelled = recorded.pop("unlabelled", None)
         arch = recorded.pop("arch", "effnet-lite0")
         if arch != "effnet-lite0" and args.save is not None:
             raise SystemExit(f"the folds trained the {arch!r} comparison network; only effnet-lite0 is saved")
@@ -152,7 +170,7 @@ def _report(args, data, cfg) -> None:
     cv = cross_validate(data, oof)
     summary = cv.summary()
     (args.out / "cv.json").write_text(json.dumps(
-        {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, **summary, "choices": [c.to_dict() for c in cv.choices]},
+        {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, "pseudo_labels": unlabelled, **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
     text = cv_text(data, cv) + "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
@@ -164,7 +182,8 @@ def _report(args, data, cfg) -> None:
         model, _ = load_checkpoint(args.out / "final_ungated.safetensors")
         model.set_gate_thresholds(choice.gate)
         command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
-        path = save_gated(args.save, model, choice, data, cfg, summary, command)
+        path = save_gated(args.save, model, choice, data, cfg, summary, command,
+                          {"real_cv": synth} if synth.get("synth") else None, unlabelled)
         print(f"saved {path}: gate {choice.gate}, thresholds {choice.thresholds}, min areas {choice.min_areas}")
         print(json.dumps(choice.details, indent=1))
 
@@ -191,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synth-sheets", choices=["all", "defect-free"], default="all",
                     help="sheets of the synthetic images: every real training image (its defects kept) "
                          "or only the defect-free ones (every defect pasted)")
+    ap.add_argument("--unlabelled", type=Path, default=None,
+                    help="folder of unlabelled images (e.g. ../shared/data/severstal/test_images) that join each "
+                         "model's training through a teacher trained on that model's training images")
+    ap.add_argument("--pseudo-negative", type=float, default=0.05, help="with --unlabelled: absent at gate <= this")
+    ap.add_argument("--pseudo-positive", type=float, default=0.95, help="with --unlabelled: present at gate >= this")
     ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -201,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--arch {args.arch} is a comparison on the folds (steps 'fold' and 'report'); "
                          "the final model is effnet-lite0 only")
     cfg = _config(args)
+    if args.unlabelled is not None:
+        from steelfast.training.pseudo import check_rule
+
+        check_rule(args.pseudo_negative, args.pseudo_positive)
     data = load_shared()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step in ("fold", "all"):

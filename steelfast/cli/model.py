@@ -109,6 +109,19 @@ def train(
         "all", "--synth-sheets",
         help="gated-effnet-lite0 with --synth-ratio: all (every labelled image is a sheet) or defect-free.",
     ),
+    unlabelled: Optional[Path] = typer.Option(
+        None, "--unlabelled",
+        help="gated-effnet-lite0: folder of unlabelled 256x1600 images that join each model's training "
+        "as pseudo-labels from a teacher trained on that model's training images (twice the training time).",
+    ),
+    pseudo_negative: float = typer.Option(
+        0.05, "--pseudo-negative", help="With --unlabelled: a class is absent when the teacher's gate is at most this.",
+    ),
+    pseudo_positive: float = typer.Option(
+        0.95, "--pseudo-positive",
+        help="With --unlabelled: a class is present when the teacher's gate is at least this; images with a "
+        "class in between are left out.",
+    ),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
@@ -117,12 +130,15 @@ def train(
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
     if not synth_ratio and (shapes is not None or synth_sheets != "all"):
         raise ValueError("--shapes and --synth-sheets need --synth-ratio")
+    if unlabelled is None and (pseudo_negative, pseudo_positive) != (0.05, 0.95):
+        raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
-                     (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None)
+                     (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
+                     (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None)
         return
-    if synth_ratio:
-        raise ValueError("--synth-ratio and --shapes are options of --arch gated-effnet-lite0 "
+    if synth_ratio or unlabelled is not None:
+        raise ValueError("--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0 "
                          "(the U-Net trains on synthetic folders from `steelfast synth` instead)")
     from steelfast.training.config import TrainConfig
     from steelfast.training.loop import train as run_training
@@ -160,25 +176,32 @@ def train(
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
     batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
-    synth: Optional[tuple[float, Path, str]],
+    synth: Optional[tuple[float, Path, str]], pseudo_options: Optional[tuple[Path, float, float]],
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
     from steelfast.training.mix import SynthMix
+    from steelfast.training.pseudo import PseudoLabels, check_rule
 
     config = GatedTrainConfig(seed=seed, threads=threads, device=device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
+    if pseudo_options is not None:
+        check_rule(*pseudo_options[1:])
     mix = None
     if synth is not None:
         ratio, shapes, sheets = synth
         mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)  # checks ratio and sheets before reading
+    pseudo = None
+    if pseudo_options is not None:
+        folder, negative, positive = pseudo_options
+        pseudo = PseudoLabels.from_folder(folder, negative=negative, positive=positive)
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).
         path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,
-                              command="steelfast " + " ".join(sys.argv[1:]), mix=mix)
+                              command="steelfast " + " ".join(sys.argv[1:]), mix=mix, pseudo=pseudo)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)
         raise typer.Exit(code=130) from None

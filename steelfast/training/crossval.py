@@ -26,6 +26,7 @@ from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
 from steelfast.training.mix import SynthMix
+from steelfast.training.pseudo import PseudoLabels
 
 __all__ = ["CVResult", "OutOfFold", "cross_validate", "fit_gated", "out_of_fold", "stratified_folds"]
 
@@ -75,11 +76,14 @@ def out_of_fold(
     data: LabelledSet, config: GatedTrainConfig, folds: np.ndarray,
     progress: Callable[[str], None] | None = None,
     mix: SynthMix | None = None,
+    pseudo: PseudoLabels | None = None,
 ) -> OutOfFold:
     """Train one model per fold on the other folds and predict the fold.
 
     With ``mix``, each fold's training set gets synthetic images made of that training set only
-    (shapes from the mask table minus the fold's images), seeded by config seed and fold.
+    (shapes from the mask table minus the fold's images), seeded by config seed and fold. With
+    ``pseudo``, a teacher trained on that training set (with its synthetic images) labels the
+    unlabelled images, and the fold's model trains on both.
     """
     k = int(folds.max()) + 1
     seg = np.zeros((len(data), data.presence.shape[1], *data.images.shape[1:]), np.uint8)
@@ -90,6 +94,8 @@ def out_of_fold(
         train = data.subset(train_idx)
         if mix is not None:
             train = mix(train, [data.ids[i] for i in test_idx], seed=config.seed * 100 + f)
+        if pseudo is not None:
+            train = pseudo(train, config, progress=say)
         model = train_gated(train, config, progress=say)
         seg[test_idx], gate[test_idx] = predict_set(model, data.images[test_idx])
     return OutOfFold(folds, seg, gate)
@@ -166,9 +172,11 @@ def fit_gated(
     data: LabelledSet, config: GatedTrainConfig, oof: OutOfFold,
     progress: Callable[[str], None] | None = None,
     mix: SynthMix | None = None,
+    pseudo: PseudoLabels | None = None,
 ) -> tuple[GatedUNet, GateChoice]:
     """Tune settings on all out-of-fold predictions, train the final model on all images
-    (plus ``mix``'s synthetic images made of all of them).
+    (plus ``mix``'s synthetic images made of all of them, and ``pseudo``'s unlabelled images as
+    a teacher trained on those labels them).
 
     Returns:
         The model (gate thresholds set) and the chosen settings (pixel thresholds and minimum
@@ -176,6 +184,8 @@ def fit_gated(
     """
     choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
     train = data if mix is None else mix(data, [], seed=config.seed * 100 + int(oof.fold.max()) + 1)
+    if pseudo is not None:
+        train = pseudo(train, config, progress=progress)
     model = train_gated(train, config, progress=progress)
     model.set_gate_thresholds(choice.gate)
     return model, choice

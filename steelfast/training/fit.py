@@ -29,6 +29,7 @@ from steelfast.training.crossval import (
 from steelfast.training.gate_tuning import GateChoice
 from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
 from steelfast.training.mix import SynthMix
+from steelfast.training.pseudo import PseudoLabels
 
 __all__ = ["cv_text", "fit_folder", "save_gated"]
 
@@ -53,21 +54,32 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
     )
 
 
+def _trained_on(synthetic: dict[str, Any] | None, pseudo_labels: dict[str, Any] | None) -> str:
+    text = "real labelled images (see data)"
+    if synthetic is not None:
+        text += " plus synthetic images made of them (see synthetic)"
+    if pseudo_labels is not None:
+        text += " plus unlabelled images labelled by a teacher's gate (see pseudo_labels)"
+    return text if synthetic is not None or pseudo_labels is not None else text + "; no synthetic images"
+
+
 def save_gated(
     path: PathLike, model: GatedUNet, choice: GateChoice, data: LabelledSet,
     config: GatedTrainConfig, cv: dict[str, Any] | None, command: str, synthetic: dict[str, Any] | None = None,
+    pseudo_labels: dict[str, Any] | None = None,
 ) -> Path:
     """Save a fitted gated model; the metadata records data, settings, gate and CV figures.
 
-    ``synthetic`` describes the synthetic images mixed into training (None: real images only).
+    ``synthetic`` describes the synthetic images mixed into training (None: real images only),
+    ``pseudo_labels`` the unlabelled images that joined through a teacher (None: none).
     """
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
         "training": {
-            "trained_on": "real labelled images (see data); no synthetic images" if synthetic is None else
-            "real labelled images (see data) plus synthetic images made of them (see synthetic)",
+            "trained_on": _trained_on(synthetic, pseudo_labels),
             "synthetic": synthetic,
+            "pseudo_labels": pseudo_labels,
             "data": {**data.source, **data.summary()},
             "encoder_init": ENCODER_SOURCE if config.pretrained else "random",
             "config": asdict(config),
@@ -90,6 +102,7 @@ def fit_folder(
     progress: Callable[[str], None] | None = None,
     command: str = "",
     mix: SynthMix | None = None,
+    pseudo: PseudoLabels | None = None,
 ) -> tuple[Path, CVResult]:
     """Cross-validate and fit a gated model on a Kaggle-layout folder.
 
@@ -105,6 +118,9 @@ def fit_folder(
         command: The command line, recorded in the metadata.
         mix: Synthetic images made of real parts, added to every model's training images at a
             ratio (:class:`~steelfast.training.mix.SynthMix`); the CV scores real images only.
+        pseudo: Unlabelled images that join every model's training through a teacher trained on
+            that model's training images (:class:`~steelfast.training.pseudo.PseudoLabels`; twice
+            the training time); they are never scored.
 
     Returns:
         The checkpoint path and the cross-validation result.
@@ -121,13 +137,18 @@ def fit_folder(
         raise FileNotFoundError(f"label file {str(labels)!r} not found (expected the Kaggle layout)")
     data = load_labelled(root / "train_images", labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)
-    oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix)
+    if pseudo is not None:  # before any training
+        pseudo.check_disjoint(data.ids)
+    oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix, pseudo=pseudo)
     cv = cross_validate(data, oof)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     summary = cv.summary()
     synthetic = None if mix is None else mix.describe()
-    (run / "cv.json").write_text(json.dumps({**summary, "synthetic": synthetic}, indent=2) + "\n", encoding="utf-8")
+    unlabelled = None if pseudo is None else pseudo.describe()
+    (run / "cv.json").write_text(json.dumps({**summary, "synthetic": synthetic, "pseudo_labels": unlabelled}, indent=2)
+                                 + "\n", encoding="utf-8")
     (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
-    model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix)
-    return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic), cv
+    model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo)
+    return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic,
+                      unlabelled), cv

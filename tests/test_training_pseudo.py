@@ -1,0 +1,184 @@
+"""Pseudo-labels: a teacher's confident gate calls on unlabelled images, each fold's teacher trained on that fold only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from steelfast.data.real import LabelledSet
+from steelfast.training import crossval, gated
+from steelfast.training.gated import GatedTrainConfig
+from steelfast.training.pseudo import PseudoLabels, check_rule, load_unlabelled, pseudo_label
+
+H, W = 32, 64
+
+
+class GateTable(torch.nn.Module):
+    """A teacher whose gate probabilities are a fixed table, one row per image in call order."""
+
+    def __init__(self, probs: list[list[float]]) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        p = torch.tensor(probs, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+        self.logits = torch.log(p / (1 - p)).float()
+        self.pos = 0
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        gate = self.logits[self.pos : self.pos + n]
+        self.pos += n
+        return torch.zeros(n, 4, *x.shape[2:]), gate
+
+
+PROBS = [
+    [0.01, 0.02, 0.01, 0.04],  # every class confidently absent: a defect-free pseudo-label
+    [0.99, 0.01, 0.01, 0.01],  # class 1 present
+    [0.50, 0.01, 0.01, 0.01],  # class 1 unsure: left out
+    [0.05, 0.95, 0.01, 0.05],  # on the bounds: absent, present (inclusive)
+    [0.01, 0.01, 0.30, 0.01],  # class 3 unsure: left out
+]
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, H, W), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+def test_keeps_only_confident_images(batch_size: int) -> None:
+    images = _images(len(PROBS))
+    ids = [f"u{i}.jpg" for i in range(len(PROBS))]
+    got = pseudo_label(GateTable(PROBS), images, ids, batch_size=batch_size)
+    assert got.ids == ["u0.jpg", "u1.jpg", "u3.jpg"]
+    np.testing.assert_array_equal(got.images, images[[0, 1, 3]])
+    np.testing.assert_array_equal(got.presence, [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+    assert not got.full.any() and got.masks == [None, None, None]  # weak labels: presence only
+    info = got.source["pseudo_labels"]
+    assert (info["unlabelled"], info["kept"], info["defect_free"], info["weak"]) == (5, 3, 1, 2)
+    assert info["images_per_class"] == {"1": 1, "2": 1, "3": 0, "4": 0}
+
+
+@pytest.mark.parametrize(("negative", "positive", "kept"), [
+    (0.05, 0.95, ["u0.jpg", "u1.jpg", "u3.jpg"]),
+    (0.04, 0.95, ["u0.jpg", "u1.jpg"]),           # u3's 0.05 is no longer absent
+    (0.30, 0.50, ["u0.jpg", "u1.jpg", "u2.jpg", "u3.jpg", "u4.jpg"]),
+    (0.0, 1.0, []),
+])
+def test_rule_bounds(negative: float, positive: float, kept: list[str]) -> None:
+    got = pseudo_label(GateTable(PROBS), _images(5), [f"u{i}.jpg" for i in range(5)], negative=negative,
+                       positive=positive)
+    assert got.ids == kept and len(got.images) == len(kept)
+
+
+@pytest.mark.parametrize(("negative", "positive", "exc", "match"), [
+    (0.5, 0.5, ValueError, r"negative must be below positive, got negative=0.5, positive=0.5"),
+    (0.9, 0.1, ValueError, "negative must be below positive"),
+    (-0.1, 0.9, ValueError, r"pseudo-label negative must be in \[0.0, 1.0\], got -0.1"),
+    (0.1, 1.5, ValueError, r"pseudo-label positive must be in \[0.0, 1.0\], got 1.5"),
+    ("low", 0.9, TypeError, "pseudo-label negative must be a number"),
+])
+def test_bad_rule(negative, positive, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        check_rule(negative, positive)
+    with pytest.raises(exc, match=match):
+        pseudo_label(GateTable(PROBS), _images(5), [str(i) for i in range(5)], negative=negative, positive=positive)
+
+
+@pytest.mark.parametrize(("images", "ids", "exc", "match"), [
+    (np.zeros((2, H, W), np.float32), ["a", "b"], TypeError, "images must be a uint8 NumPy array, got ndarray of float32"),
+    ([[0]], ["a"], TypeError, "images must be a uint8 NumPy array, got list"),
+    (np.zeros((H, W), np.uint8), ["a"], ValueError, r"images must be \(N, H, W\) grey images, got shape \(32, 64\)"),
+    (np.zeros((2, H, W), np.uint8), ["a"], ValueError, "ids must name every image: 1 ids for 2 images"),
+])
+def test_bad_images(images, ids, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        pseudo_label(GateTable(PROBS), images, ids)
+
+
+def _labelled(n: int) -> LabelledSet:
+    images = _images(n, 1)
+    presence = np.zeros((n, 4), bool)
+    presence[::2, 2] = True
+    masks = [np.zeros((4, H, W), np.uint8) for _ in range(n)]
+    return LabelledSet([f"img{i}.jpg" for i in range(n)], images, presence, np.ones(n, bool), masks)
+
+
+def test_call_trains_a_teacher_on_the_given_set_only(monkeypatch) -> None:
+    train = _labelled(4)
+    taught: list[list[str]] = []
+
+    def teacher(data, config, progress=None):
+        taught.append(list(data.ids))
+        return GateTable(PROBS).eval()
+
+    monkeypatch.setattr(gated, "train_gated", teacher)
+    lines: list[str] = []
+    pseudo = PseudoLabels(_images(5), [f"u{i}.jpg" for i in range(5)])
+    out = pseudo(train, GatedTrainConfig(epochs=1), progress=lines.append)
+    assert taught == [train.ids]
+    assert out.ids == [*train.ids, "u0.jpg", "u1.jpg", "u3.jpg"]
+    assert out.full.tolist() == [True] * 4 + [False] * 3
+    assert lines[-1] == "pseudo-labels: 3 of 5 images kept (1 defect-free, 2 weak)"
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"negative": 0.9, "positive": 0.2}, ValueError, "negative must be below positive"),
+    ({"ids": ["a"]}, ValueError, "ids must name every image: 1 ids for 5 images"),
+])
+def test_pseudo_labels_bad_settings(kwargs: dict, exc: type, match: str) -> None:
+    options = {"images": _images(5), "ids": [f"u{i}.jpg" for i in range(5)], **kwargs}
+    with pytest.raises(exc, match=match):
+        PseudoLabels(**options)
+
+
+def test_an_unlabelled_image_that_is_also_labelled_is_refused() -> None:
+    pseudo = PseudoLabels(_images(2), ["img1.jpg", "new.jpg"])
+    with pytest.raises(ValueError, match=r"unlabelled images are also labelled training images: \['img1.jpg'\]"):
+        pseudo(_labelled(4), GatedTrainConfig(epochs=1))
+
+
+def test_out_of_fold_teachers_never_see_the_scored_fold(monkeypatch) -> None:
+    data = _labelled(8)
+    teachers: list[list[str]] = []
+    students: list[list[str]] = []
+
+    def teacher(train, config, progress=None):
+        teachers.append(list(train.ids))
+        return GateTable([[0.01] * 4] * 3).eval()
+
+    def student(train, config, progress=None):
+        students.append(list(train.ids))
+        return GateTable([[0.5] * 4] * len(data)).eval()
+
+    monkeypatch.setattr(gated, "train_gated", teacher)
+    monkeypatch.setattr(crossval, "train_gated", student)
+    folds = crossval.stratified_folds(data, 2)
+    pseudo = PseudoLabels(_images(3, 2), ["u0.jpg", "u1.jpg", "u2.jpg"])
+    crossval.out_of_fold(data, GatedTrainConfig(epochs=1), folds, pseudo=pseudo)
+    assert len(teachers) == len(students) == 2
+    for f in range(2):
+        fold_train = [data.ids[i] for i in np.flatnonzero(folds != f)]
+        assert teachers[f] == fold_train
+        assert students[f] == [*fold_train, "u0.jpg", "u1.jpg", "u2.jpg"]
+
+
+def test_load_unlabelled(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.png"):
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 256, (256, 1600), dtype=np.uint8))
+    images, ids = load_unlabelled(tmp_path)
+    assert ids == ["a.png", "b.png"] and images.shape == (2, 256, 1600) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[0], cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_GRAYSCALE))
+
+
+def test_load_unlabelled_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no images found"):
+        load_unlabelled(tmp_path)
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 20), np.uint8))
+    with pytest.raises(ValueError, match=r"small.png: size 10x20, expected 256x1600"):
+        load_unlabelled(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_unlabelled(tmp_path / "nowhere")
