@@ -91,10 +91,9 @@ def pseudo_label(
     if len(ids) != len(images):
         raise ValueError(f"ids must name every image: {len(ids)} ids for {len(images)} images")
     classes = len(CLASSES)
-    if len(images):
-        _, gate = predict_set(model, images, batch_size)
-    else:
-        gate = np.zeros((0, classes), np.float32)
+    # Batch by batch, keeping the gate only: the full-size maps of a large folder would not fit in memory.
+    gates = [predict_set(model, images[s : s + batch_size], batch_size)[1] for s in range(0, len(images), batch_size)]
+    gate = np.concatenate(gates) if gates else np.zeros((0, classes), np.float32)
     if gate.shape != (len(images), classes):
         raise ValueError(f"the teacher's gate gave shape {gate.shape}, expected {(len(images), classes)}")
     absent, present = gate <= neg, gate >= pos
@@ -185,11 +184,12 @@ class PseudoLabels:
         Raises:
             ValueError: An unlabelled ImageId is also in ``train``.
         """
+        from steelfast._device import resolve_device
         from steelfast.training.gated import train_gated
 
         self.check_disjoint(train.ids)
         say = (lambda line: progress(f"teacher: {line}")) if progress else None
-        teacher = train_gated(train, config, progress=say)
+        teacher = train_gated(train, config, progress=say).to(resolve_device(config.device))
         pseudo = pseudo_label(teacher, self.images, self.ids, negative=self.negative, positive=self.positive,
                               source={"folder": self.folder})
         if progress:
