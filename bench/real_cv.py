@@ -68,20 +68,15 @@ def _training_set(args, data, train):
     return synth if args.synth_only else LabelledSet.concat([train, synth])
 
 
-def _with_pseudo(args, train, cfg, say):
-    """``train`` plus the unlabelled images its own teacher labels confidently (``--unlabelled``)."""
+def _pseudo(args, data):
+    """The unlabelled images of ``--unlabelled`` (None without it), checked against every labelled image."""
     if args.unlabelled is None:
-        return train
+        return None
     from steelfast.training.pseudo import PseudoLabels
 
     pseudo = PseudoLabels.from_folder(args.unlabelled, negative=args.pseudo_negative, positive=args.pseudo_positive)
-    return pseudo(train, cfg, progress=say)
-
-
-def _pseudo_record(args) -> dict | None:
-    if args.unlabelled is None:
-        return None
-    return {"folder": str(args.unlabelled), "negative": args.pseudo_negative, "positive": args.pseudo_positive}
+    pseudo.check_disjoint(data.ids)  # before any training: a scored image must not join as unlabelled
+    return pseudo
 
 
 def _auc(truth: np.ndarray, score: np.ndarray) -> float:
@@ -111,12 +106,16 @@ def _fold(args, data, cfg) -> None:
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     say = lambda s: print(f"fold {args.fold}: {s}", flush=True)  # noqa: E731
-    train = _with_pseudo(args, _training_set(args, data, data.subset(train_idx)), cfg, say)
+    pseudo = _pseudo(args, data)
+    train = _training_set(args, data, data.subset(train_idx))
+    if pseudo is not None:
+        train = pseudo(train, cfg, progress=say)
     model = train_gated(train, cfg, model=_network(args), progress=say)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
              config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
-                                "synth_sheets": args.synth_sheets, "unlabelled": _pseudo_record(args)}),
+                                "synth_sheets": args.synth_sheets,
+                                "unlabelled": None if pseudo is None else pseudo.describe()}),
              ids=np.array(data.ids))
 
 
@@ -126,8 +125,13 @@ def _final(args, data, cfg) -> None:
 
     args.fold = args.folds  # a seed of its own for the final model's synthetic images
     say = lambda s: print(f"final: {s}", flush=True)  # noqa: E731
-    model = train_gated(_with_pseudo(args, _training_set(args, data, data), cfg, say), cfg, progress=say)
-    save_checkpoint(args.out / "final_ungated.safetensors", model, {"training": {"config": asdict(cfg)}})
+    pseudo = _pseudo(args, data)
+    train = _training_set(args, data, data)
+    if pseudo is not None:
+        train = pseudo(train, cfg, progress=say)
+    model = train_gated(train, cfg, progress=say)
+    save_checkpoint(args.out / "final_ungated.safetensors", model,
+                    {"training": {"config": asdict(cfg), "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
 def _report(args, data, cfg) -> None:
@@ -179,7 +183,9 @@ def _report(args, data, cfg) -> None:
     print(text)
     if args.save is not None:
         choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
-        model, _ = load_checkpoint(args.out / "final_ungated.safetensors")
+        model, final_meta = load_checkpoint(args.out / "final_ungated.safetensors")
+        if final_meta.get("training", {}).get("pseudo_labels") != unlabelled:
+            raise SystemExit("the final model and the folds were trained with different --unlabelled settings")
         model.set_gate_thresholds(choice.gate)
         command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
         path = save_gated(args.save, model, choice, data, cfg, summary, command,
@@ -213,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unlabelled", type=Path, default=None,
                     help="folder of unlabelled images (e.g. ../shared/data/severstal/test_images) that join each "
                          "model's training through a teacher trained on that model's training images")
-    ap.add_argument("--pseudo-negative", type=float, default=0.05, help="with --unlabelled: absent at gate <= this")
-    ap.add_argument("--pseudo-positive", type=float, default=0.95, help="with --unlabelled: present at gate >= this")
+    ap.add_argument("--pseudo-negative", type=float, default=None,
+                    help="with --unlabelled: absent at gate <= this (default 0.05)")
+    ap.add_argument("--pseudo-positive", type=float, default=None,
+                    help="with --unlabelled: present at gate >= this (default 0.95)")
     ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -225,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--arch {args.arch} is a comparison on the folds (steps 'fold' and 'report'); "
                          "the final model is effnet-lite0 only")
     cfg = _config(args)
+    if args.unlabelled is None and (args.pseudo_negative is not None or args.pseudo_positive is not None):
+        raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
     if args.unlabelled is not None:
-        from steelfast.training.pseudo import check_rule
+        from steelfast.training.pseudo import NEGATIVE, POSITIVE, check_rule
 
+        args.pseudo_negative = NEGATIVE if args.pseudo_negative is None else args.pseudo_negative
+        args.pseudo_positive = POSITIVE if args.pseudo_positive is None else args.pseudo_positive
         check_rule(args.pseudo_negative, args.pseudo_positive)
     data = load_shared()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     (["--synth-ratio", "1"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
     (["--unlabelled", "u"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
     (["--arch", "gated-effnet-lite0", "--pseudo-negative", "0.2"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
+    (["--arch", "gated-effnet-lite0", "--pseudo-positive", "0.95"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
     (["--arch", "gated-effnet-lite0", "--unlabelled", "u", "--pseudo-negative", "0.9", "--pseudo-positive", "0.5"],
      "pseudo-label negative must be below positive, got negative=0.9, positive=0.5"),
     (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], "missing_dir"),

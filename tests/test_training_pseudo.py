@@ -127,6 +127,8 @@ def test_call_trains_a_teacher_on_the_given_set_only(monkeypatch) -> None:
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
     ({"negative": 0.9, "positive": 0.2}, ValueError, "negative must be below positive"),
     ({"ids": ["a"]}, ValueError, "ids must name every image: 1 ids for 5 images"),
+    ({"images": np.zeros((5, H, W), np.float32)}, TypeError, r"images must be a uint8 \(N, H, W\) NumPy array, got ndarray of float32"),
+    ({"images": np.zeros((H, W), np.uint8)}, TypeError, r"got ndarray of uint8 \(32, 64\)"),
 ])
 def test_pseudo_labels_bad_settings(kwargs: dict, exc: type, match: str) -> None:
     options = {"images": _images(5), "ids": [f"u{i}.jpg" for i in range(5)], **kwargs}
@@ -182,3 +184,34 @@ def test_load_unlabelled_errors(tmp_path: Path) -> None:
         load_unlabelled(tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_unlabelled(tmp_path / "nowhere")
+
+
+def _no_training(monkeypatch) -> list:
+    calls: list = []
+
+    def record(train, config, progress=None):
+        calls.append(train.ids)
+        raise AssertionError("no model may train")
+
+    monkeypatch.setattr(gated, "train_gated", record)
+    monkeypatch.setattr(crossval, "train_gated", record)
+    return calls
+
+
+def test_other_sized_unlabelled_images_are_refused_before_the_teacher_trains(monkeypatch) -> None:
+    calls = _no_training(monkeypatch)
+    pseudo = PseudoLabels(np.zeros((2, H, W + 32), np.uint8), ["u0.jpg", "u1.jpg"])
+    with pytest.raises(ValueError, match=r"unlabelled images are \(32, 96\), the training images \(32, 64\)"):
+        pseudo(_labelled(4), GatedTrainConfig(epochs=1))
+    assert calls == []
+
+
+def test_out_of_fold_refuses_a_scored_image_among_the_unlabelled_before_training(monkeypatch) -> None:
+    calls = _no_training(monkeypatch)
+    data = _labelled(8)
+    folds = crossval.stratified_folds(data, 2)
+    scored_in_fold_0 = data.ids[int(np.flatnonzero(folds == 0)[0])]
+    pseudo = PseudoLabels(_images(2, 3), ["u0.jpg", scored_in_fold_0])
+    with pytest.raises(ValueError, match=f"unlabelled images are also labelled training images: \\['{scored_in_fold_0}'\\]"):
+        crossval.out_of_fold(data, GatedTrainConfig(epochs=1), folds, pseudo=pseudo)
+    assert calls == []

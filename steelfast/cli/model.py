@@ -114,13 +114,14 @@ def train(
         help="gated-effnet-lite0: folder of unlabelled 256x1600 images that join each model's training "
         "as pseudo-labels from a teacher trained on that model's training images (twice the training time).",
     ),
-    pseudo_negative: float = typer.Option(
-        0.05, "--pseudo-negative", help="With --unlabelled: a class is absent when the teacher's gate is at most this.",
+    pseudo_negative: Optional[float] = typer.Option(
+        None, "--pseudo-negative",
+        help="With --unlabelled: a class is absent when the teacher's gate is at most this (default 0.05).",
     ),
-    pseudo_positive: float = typer.Option(
-        0.95, "--pseudo-positive",
-        help="With --unlabelled: a class is present when the teacher's gate is at least this; images with a "
-        "class in between are left out.",
+    pseudo_positive: Optional[float] = typer.Option(
+        None, "--pseudo-positive",
+        help="With --unlabelled: a class is present when the teacher's gate is at least this (default 0.95); "
+        "images with a class in between are left out.",
     ),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
@@ -130,12 +131,15 @@ def train(
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
     if not synth_ratio and (shapes is not None or synth_sheets != "all"):
         raise ValueError("--shapes and --synth-sheets need --synth-ratio")
-    if unlabelled is None and (pseudo_negative, pseudo_positive) != (0.05, 0.95):
+    if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
+        from steelfast.training.pseudo import NEGATIVE, POSITIVE
+
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
-                     (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None)
+                     (unlabelled, NEGATIVE if pseudo_negative is None else pseudo_negative,
+                      POSITIVE if pseudo_positive is None else pseudo_positive) if unlabelled is not None else None)
         return
     if synth_ratio or unlabelled is not None:
         raise ValueError("--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0 "

@@ -86,6 +86,8 @@ def out_of_fold(
     unlabelled images, and the fold's model trains on both.
     """
     k = int(folds.max()) + 1
+    if pseudo is not None:  # every labelled image, before any training: a scored one must not join as unlabelled
+        pseudo.check_disjoint(data.ids)
     seg = np.zeros((len(data), data.presence.shape[1], *data.images.shape[1:]), np.uint8)
     gate = np.zeros(data.presence.shape, np.float32)
     for f in range(k):

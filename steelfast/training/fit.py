@@ -137,8 +137,6 @@ def fit_folder(
         raise FileNotFoundError(f"label file {str(labels)!r} not found (expected the Kaggle layout)")
     data = load_labelled(root / "train_images", labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)
-    if pseudo is not None:  # before any training
-        pseudo.check_disjoint(data.ids)
     oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix, pseudo=pseudo)
     cv = cross_validate(data, oof)
     run = Path(out)

@@ -19,7 +19,8 @@ The teacher's masks are never used as labels: on real steel they are far less re
 image-level gate. :class:`PseudoLabels` is the per-model hook that
 :func:`~steelfast.training.crossval.out_of_fold` and :func:`~steelfast.training.crossval.fit_gated`
 call: in a cross-validation each fold's teacher trains on that fold's training images only, so a
-scored image never shapes its own fold's pseudo-labels. It doubles the training time.
+scored image never shapes its own fold's pseudo-labels. It more than doubles the training time
+(a teacher per model, then the model on the kept images too).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ from steelfast._validate import check_fraction
 from steelfast.data.real import LabelledSet
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["PseudoLabels", "check_rule", "load_unlabelled", "pseudo_label"]
+__all__ = ["NEGATIVE", "POSITIVE", "PseudoLabels", "check_rule", "load_unlabelled", "pseudo_label"]
+
+#: Default rule: a class is absent at a gate probability of at most NEGATIVE, present at POSITIVE or more.
+NEGATIVE = 0.05
+POSITIVE = 0.95
 
 
 def check_rule(negative: Any, positive: Any) -> tuple[float, float]:
@@ -56,7 +61,7 @@ def check_rule(negative: Any, positive: Any) -> tuple[float, float]:
 
 
 def pseudo_label(
-    model: Any, images: np.ndarray, ids: Sequence[str], *, negative: float = 0.05, positive: float = 0.95,
+    model: Any, images: np.ndarray, ids: Sequence[str], *, negative: float = NEGATIVE, positive: float = POSITIVE,
     batch_size: int = 4, source: dict | None = None,
 ) -> LabelledSet:
     """Label unlabelled images with a teacher's gate, keeping only the confident ones.
@@ -116,6 +121,7 @@ def load_unlabelled(folder: PathLike) -> tuple[np.ndarray, list[str]]:
 
     Raises:
         FileNotFoundError: The folder does not exist.
+        NotADirectoryError: It is not a folder.
         ValueError: The folder holds no images, or an image cannot be read or is not 256×1600
             (the message names the file).
     """
@@ -146,17 +152,20 @@ class PseudoLabels:
 
     images: np.ndarray
     ids: list[str]
-    negative: float = 0.05
-    positive: float = 0.95
+    negative: float = NEGATIVE
+    positive: float = POSITIVE
     folder: str = ""
 
     def __post_init__(self) -> None:
         self.negative, self.positive = check_rule(self.negative, self.positive)
+        if not isinstance(self.images, np.ndarray) or self.images.dtype != np.uint8 or self.images.ndim != 3:
+            raise TypeError(f"images must be a uint8 (N, H, W) NumPy array, got {type(self.images).__name__} "
+                            f"of {getattr(self.images, 'dtype', None)} {getattr(self.images, 'shape', '')}")
         if len(self.ids) != len(self.images):
             raise ValueError(f"ids must name every image: {len(self.ids)} ids for {len(self.images)} images")
 
     @classmethod
-    def from_folder(cls, folder: PathLike, *, negative: float = 0.05, positive: float = 0.95) -> PseudoLabels:
+    def from_folder(cls, folder: PathLike, *, negative: float = NEGATIVE, positive: float = POSITIVE) -> PseudoLabels:
         """The images of ``folder`` (rule checked before anything is read)."""
         check_rule(negative, positive)
         images, ids = load_unlabelled(folder)
@@ -188,6 +197,9 @@ class PseudoLabels:
         from steelfast.training.gated import train_gated
 
         self.check_disjoint(train.ids)
+        if self.images.shape[1:] != train.images.shape[1:]:
+            raise ValueError(f"unlabelled images are {self.images.shape[1:]}, the training images "
+                             f"{train.images.shape[1:]}")
         say = (lambda line: progress(f"teacher: {line}")) if progress else None
         teacher = train_gated(train, config, progress=say).to(resolve_device(config.device))
         pseudo = pseudo_label(teacher, self.images, self.ids, negative=self.negative, positive=self.positive,
