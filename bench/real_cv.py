@@ -236,11 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.unlabelled is None and (args.pseudo_negative is not None or args.pseudo_positive is not None):
         raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
     if args.unlabelled is not None:
-        from steelfast.training.pseudo import NEGATIVE, POSITIVE, check_rule
+        from steelfast.training.pseudo import check_rule
 
-        args.pseudo_negative = NEGATIVE if args.pseudo_negative is None else args.pseudo_negative
-        args.pseudo_positive = POSITIVE if args.pseudo_positive is None else args.pseudo_positive
-        check_rule(args.pseudo_negative, args.pseudo_positive)
+        args.pseudo_negative, args.pseudo_positive = check_rule(args.pseudo_negative, args.pseudo_positive)
     data = load_shared()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step in ("fold", "all"):

@@ -73,6 +73,15 @@ def test_rule_bounds(negative: float, positive: float, kept: list[str]) -> None:
     assert got.ids == kept and len(got.images) == len(kept)
 
 
+@pytest.mark.parametrize(("negative", "positive", "rule"), [
+    (None, None, (0.05, 0.95)), (None, 0.9, (0.05, 0.9)), (0.1, None, (0.1, 0.95)), (0, 1, (0.0, 1.0)),
+])
+def test_rule_defaults(negative, positive, rule: tuple[float, float]) -> None:
+    assert check_rule(negative, positive) == rule
+    pseudo = PseudoLabels(_images(1), ["u.jpg"], negative, positive)
+    assert (pseudo.negative, pseudo.positive) == rule
+
+
 @pytest.mark.parametrize(("negative", "positive", "exc", "match"), [
     (0.5, 0.5, ValueError, r"negative must be below positive, got negative=0.5, positive=0.5"),
     (0.9, 0.1, ValueError, "negative must be below positive"),

@@ -112,7 +112,7 @@ def train(
     unlabelled: Optional[Path] = typer.Option(
         None, "--unlabelled",
         help="gated-effnet-lite0: folder of unlabelled 256x1600 images that join each model's training "
-        "as pseudo-labels from a teacher trained on that model's training images (twice the training time).",
+        "as pseudo-labels from a teacher trained on that model's training images (more than twice the training time).",
     ),
     pseudo_negative: Optional[float] = typer.Option(
         None, "--pseudo-negative",
@@ -134,12 +134,9 @@ def train(
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
-        from steelfast.training.pseudo import NEGATIVE, POSITIVE
-
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
-                     (unlabelled, NEGATIVE if pseudo_negative is None else pseudo_negative,
-                      POSITIVE if pseudo_positive is None else pseudo_positive) if unlabelled is not None else None)
+                     (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None)
         return
     if synth_ratio or unlabelled is not None:
         raise ValueError("--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0 "
@@ -180,7 +177,8 @@ def train(
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
     batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
-    synth: Optional[tuple[float, Path, str]], pseudo_options: Optional[tuple[Path, float, float]],
+    synth: Optional[tuple[float, Path, str]],
+    pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
 ) -> None:
     from steelfast.training.fit import fit_folder
     from steelfast.training.gated import GatedTrainConfig
@@ -193,14 +191,14 @@ def _train_gated(
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
     if pseudo_options is not None:
-        check_rule(*pseudo_options[1:])
+        folder, negative, positive = pseudo_options
+        negative, positive = check_rule(negative, positive)
     mix = None
     if synth is not None:
         ratio, shapes, sheets = synth
         mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)  # checks ratio and sheets before reading
     pseudo = None
     if pseudo_options is not None:
-        folder, negative, positive = pseudo_options
         pseudo = PseudoLabels.from_folder(folder, negative=negative, positive=positive)
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).

@@ -119,8 +119,8 @@ def fit_folder(
         mix: Synthetic images made of real parts, added to every model's training images at a
             ratio (:class:`~steelfast.training.mix.SynthMix`); the CV scores real images only.
         pseudo: Unlabelled images that join every model's training through a teacher trained on
-            that model's training images (:class:`~steelfast.training.pseudo.PseudoLabels`; twice
-            the training time); they are never scored.
+            that model's training images (:class:`~steelfast.training.pseudo.PseudoLabels`; more
+            than twice the training time); they are never scored.
 
     Returns:
         The checkpoint path and the cross-validation result.

@@ -44,16 +44,17 @@ NEGATIVE = 0.05
 POSITIVE = 0.95
 
 
-def check_rule(negative: Any, positive: Any) -> tuple[float, float]:
-    """Return ``(negative, positive)`` as floats if 0 ≤ negative < positive ≤ 1, else raise.
+def check_rule(negative: Any = None, positive: Any = None) -> tuple[float, float]:
+    """Return ``(negative, positive)`` as floats if 0 ≤ negative < positive ≤ 1, else raise;
+    None stands for the default (:data:`NEGATIVE`, :data:`POSITIVE`).
 
     Raises:
         TypeError: A value is not a number, quoting it.
         ValueError: A value is outside [0, 1], or ``negative`` is not below ``positive``; the
             message quotes both.
     """
-    neg = check_fraction("pseudo-label negative", negative)
-    pos = check_fraction("pseudo-label positive", positive)
+    neg = NEGATIVE if negative is None else check_fraction("pseudo-label negative", negative)
+    pos = POSITIVE if positive is None else check_fraction("pseudo-label positive", positive)
     if not neg < pos:
         raise ValueError(f"pseudo-label negative must be below positive, got negative={negative!r}, "
                          f"positive={positive!r}")
