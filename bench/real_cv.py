@@ -54,7 +54,13 @@ def _config(args: argparse.Namespace):
     return cfg
 
 
-def _training_set(args, data, train):
+def _training_set(args, data, train, pseudo, cfg, say):
+    """``train`` with ``--synth``'s images made of it, then ``pseudo``'s images its own teacher labels."""
+    train = _with_synth(args, data, train)
+    return train if pseudo is None else pseudo(train, cfg, progress=say)
+
+
+def _with_synth(args, data, train):
     """The real training images, plus or replaced by synthetic ones made of them (``--synth``)."""
     if not args.synth:
         return train
@@ -98,7 +104,7 @@ def _network(args):
     return GatedBaselineUNet()
 
 
-def _fold(args, data, cfg) -> None:
+def _fold(args, data, cfg, pseudo) -> None:
     from steelfast._device import resolve_device
     from steelfast.training.crossval import stratified_folds
     from steelfast.training.gated import predict_set, train_gated
@@ -106,10 +112,7 @@ def _fold(args, data, cfg) -> None:
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     say = lambda s: print(f"fold {args.fold}: {s}", flush=True)  # noqa: E731
-    pseudo = _pseudo(args, data)
-    train = _training_set(args, data, data.subset(train_idx))
-    if pseudo is not None:
-        train = pseudo(train, cfg, progress=say)
+    train = _training_set(args, data, data.subset(train_idx), pseudo, cfg, say)
     model = train_gated(train, cfg, model=_network(args), progress=say)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
@@ -119,17 +122,13 @@ def _fold(args, data, cfg) -> None:
              ids=np.array(data.ids))
 
 
-def _final(args, data, cfg) -> None:
+def _final(args, data, cfg, pseudo) -> None:
     from steelfast.checkpoint import save_checkpoint
     from steelfast.training.gated import train_gated
 
     args.fold = args.folds  # a seed of its own for the final model's synthetic images
     say = lambda s: print(f"final: {s}", flush=True)  # noqa: E731
-    pseudo = _pseudo(args, data)
-    train = _training_set(args, data, data)
-    if pseudo is not None:
-        train = pseudo(train, cfg, progress=say)
-    model = train_gated(train, cfg, progress=say)
+    model = train_gated(_training_set(args, data, data, pseudo, cfg, say), cfg, progress=say)
     save_checkpoint(args.out / "final_ungated.safetensors", model,
                     {"training": {"config": asdict(cfg), "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
@@ -241,12 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         args.pseudo_negative, args.pseudo_positive = check_rule(args.pseudo_negative, args.pseudo_positive)
     data = load_shared()
     args.out.mkdir(parents=True, exist_ok=True)
+    pseudo = _pseudo(args, data) if args.step != "report" else None  # read once, for every model of the step
     if args.step in ("fold", "all"):
         for f in range(args.folds) if args.step == "all" else [args.fold]:
             args.fold = f
-            _fold(args, data, cfg)
+            _fold(args, data, cfg, pseudo)
     if args.step in ("final", "all"):
-        _final(args, data, cfg)
+        _final(args, data, cfg, pseudo)
     if args.step in ("report", "all"):
         _report(args, data, cfg)
     return 0
