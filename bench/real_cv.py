@@ -54,10 +54,25 @@ def _config(args: argparse.Namespace):
     return cfg
 
 
-def _training_set(args, data, train, pseudo, cfg, say):
-    """``train`` with ``--synth``'s images made of it, then ``pseudo``'s images its own teacher labels."""
+def _training_set(args, data, train, pseudo, cfg, say, name):
+    """``train`` with ``--synth``'s images made of it, then ``pseudo``'s images its own teacher labels.
+
+    With ``--teacher DIR`` the teacher is ``DIR/name`` (the model a run without ``--unlabelled``
+    trained on the same images), checked and reused instead of trained anew.
+    """
     train = _with_synth(args, data, train)
-    return train if pseudo is None else pseudo(train, cfg, progress=say)
+    if pseudo is None:
+        return train
+    teacher = None
+    if args.teacher is not None:
+        from steelfast.training.pseudo import load_teacher
+
+        try:
+            teacher = load_teacher(args.teacher / name, train, cfg)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--teacher: {e}") from None
+        say(f"teacher: {args.teacher / name} (reused)")
+    return pseudo(train, cfg, progress=say, teacher=teacher)
 
 
 def _with_synth(args, data, train):
@@ -112,25 +127,36 @@ def _fold(args, data, cfg, pseudo) -> None:
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     say = lambda s: print(f"fold {args.fold}: {s}", flush=True)  # noqa: E731
-    train = _training_set(args, data, data.subset(train_idx), pseudo, cfg, say)
+    train = _training_set(args, data, data.subset(train_idx), pseudo, cfg, say, f"model_{args.fold}.safetensors")
     model = train_gated(train, cfg, model=_network(args), progress=say)
+    if args.arch == "effnet-lite0":  # kept: the fold's teacher for a later --teacher run
+        _save_model(args.out / f"model_{args.fold}.safetensors", model, cfg, train, pseudo, fold=args.fold)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
              config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
                                 "synth_sheets": args.synth_sheets,
-                                "unlabelled": None if pseudo is None else pseudo.describe()}),
+                                "unlabelled": None if pseudo is None else pseudo.describe(),
+                                "teacher": None if args.teacher is None else str(args.teacher)}),
              ids=np.array(data.ids))
 
 
 def _final(args, data, cfg, pseudo) -> None:
-    from steelfast.checkpoint import save_checkpoint
     from steelfast.training.gated import train_gated
 
     args.fold = args.folds  # a seed of its own for the final model's synthetic images
     say = lambda s: print(f"final: {s}", flush=True)  # noqa: E731
-    model = train_gated(_training_set(args, data, data, pseudo, cfg, say), cfg, progress=say)
-    save_checkpoint(args.out / "final_ungated.safetensors", model,
-                    {"training": {"config": asdict(cfg), "pseudo_labels": None if pseudo is None else pseudo.describe()}})
+    train = _training_set(args, data, data, pseudo, cfg, say, "final_ungated.safetensors")
+    model = train_gated(train, cfg, progress=say)
+    _save_model(args.out / "final_ungated.safetensors", model, cfg, train, pseudo, fold=None)
+
+
+def _save_model(path, model, cfg, train, pseudo, fold) -> None:
+    """An ungated fold or final model, with what it was trained on (its ImageIds too, for --teacher's check)."""
+    from steelfast.checkpoint import save_checkpoint
+
+    save_checkpoint(path, model, {"training": {
+        "config": asdict(cfg), "fold": fold, "ids": list(train.ids),
+        "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
 def _report(args, data, cfg) -> None:
@@ -165,6 +191,7 @@ def _report(args, data, cfg) -> None:
         recorded = json.loads(configs.pop())
         synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
         unlabelled = recorded.pop("unlabelled", None)
+        recorded.pop("teacher", None)
         arch = recorded.pop("arch", "effnet-lite0")
         if arch != "effnet-lite0" and args.save is not None:
             raise SystemExit(f"the folds trained the {arch!r} comparison network; only effnet-lite0 is saved")
@@ -222,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --unlabelled: absent at gate <= this (default 0.05)")
     ap.add_argument("--pseudo-positive", type=float, default=None,
                     help="with --unlabelled: present at gate >= this (default 0.95)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="with --unlabelled: reuse the fold and final models of this earlier run (same folds, "
+                         "seed, settings, no --unlabelled) as the teachers instead of training them again")
     ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -234,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _config(args)
     if args.unlabelled is None and (args.pseudo_negative is not None or args.pseudo_positive is not None):
         raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
+    if args.teacher is not None and (args.unlabelled is None or not args.teacher.is_dir()):
+        raise SystemExit(f"--teacher needs --unlabelled and an existing run folder, got {str(args.teacher)!r}")
     if args.unlabelled is not None:
         from steelfast.training.pseudo import check_rule
 

@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from steelfast.checkpoint import save_checkpoint
 from steelfast.data.real import LabelledSet
+from steelfast.efficientnet import GatedUNet
 from steelfast.training import crossval, gated
 from steelfast.training.gated import GatedTrainConfig
-from steelfast.training.pseudo import PseudoLabels, check_rule, load_unlabelled, pseudo_label
+from steelfast.training.pseudo import (
+    PseudoLabels,
+    check_rule,
+    load_teacher,
+    load_unlabelled,
+    pseudo_label,
+)
 
 H, W = 32, 64
 
@@ -224,3 +232,55 @@ def test_out_of_fold_refuses_a_scored_image_among_the_unlabelled_before_training
     with pytest.raises(ValueError, match=f"unlabelled images are also labelled training images: \\['{scored_in_fold_0}'\\]"):
         crossval.out_of_fold(data, GatedTrainConfig(epochs=1), folds, pseudo=pseudo)
     assert calls == []
+
+
+def test_call_with_a_given_teacher_trains_none(monkeypatch) -> None:
+    calls = _no_training(monkeypatch)
+    train = _labelled(4)
+    lines: list[str] = []
+    out = PseudoLabels(_images(5), [f"u{i}.jpg" for i in range(5)])(
+        train, GatedTrainConfig(epochs=1), progress=lines.append, teacher=GateTable(PROBS).eval())
+    assert calls == []
+    assert out.ids == [*train.ids, "u0.jpg", "u1.jpg", "u3.jpg"]
+    assert lines == ["pseudo-labels: 3 of 5 images kept (1 defect-free, 2 weak)"]
+
+
+def _saved_teacher(path: Path, ids: list[str] | None, config: dict | None) -> Path:
+    training = {k: v for k, v in (("ids", ids), ("config", config)) if v is not None}
+    return save_checkpoint(path / "model_0.safetensors", GatedUNet(), {"training": training})
+
+
+@pytest.mark.parametrize("run_only", [{}, {"threads": 1, "device": "cpu"}])
+def test_load_teacher_accepts_the_same_images_and_settings(tmp_path: Path, run_only: dict) -> None:
+    from dataclasses import asdict
+
+    train = _labelled(4)
+    saved = GatedTrainConfig(epochs=3, seed=2, threads=8, device="cuda")
+    path = _saved_teacher(tmp_path, list(train.ids), asdict(saved))
+    config = GatedTrainConfig(epochs=3, seed=2, **run_only)  # where it runs may differ
+    teacher = load_teacher(path, train, config)
+    assert isinstance(teacher, GatedUNet)
+
+
+@pytest.mark.parametrize(("ids", "config", "match"), [
+    (None, {}, "its metadata has no training.ids or training.config"),
+    (["img0.jpg"], None, "its metadata has no training.ids or training.config"),
+    (["img0.jpg", "img1.jpg", "other.jpg", "img3.jpg"], {},
+     r"trained on other images: 4 ids against 4, first difference at position 2: 'other.jpg' against 'img2.jpg'"),
+    (["img0.jpg", "img1.jpg"], {}, r"2 ids against 4, first difference at position 2: None against 'img2.jpg'"),
+    (["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"], {"epochs": 5}, "was trained with epochs=5, this run has 3"),
+    (["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"], {"frozen_blocks": 0},
+     "was trained with frozen_blocks=0, this run has 1"),
+])
+def test_load_teacher_refuses_another_training_set_or_recipe(tmp_path: Path, ids, config, match: str) -> None:
+    from dataclasses import asdict
+
+    wanted = GatedTrainConfig(epochs=3)
+    path = _saved_teacher(tmp_path, ids, None if config is None else {**asdict(wanted), **config})
+    with pytest.raises(ValueError, match=match):
+        load_teacher(path, _labelled(4), wanted)
+
+
+def test_load_teacher_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_teacher(tmp_path / "model_9.safetensors", _labelled(4), GatedTrainConfig())

@@ -37,7 +37,7 @@ from steelfast._validate import check_fraction
 from steelfast.data.real import LabelledSet
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["NEGATIVE", "POSITIVE", "PseudoLabels", "check_rule", "load_unlabelled", "pseudo_label"]
+__all__ = ["NEGATIVE", "POSITIVE", "PseudoLabels", "check_rule", "load_teacher", "load_unlabelled", "pseudo_label"]
 
 #: Default rule: a class is absent at a gate probability of at most NEGATIVE, present at POSITIVE or more.
 NEGATIVE = 0.05
@@ -183,13 +183,16 @@ class PseudoLabels:
         return {"folder": self.folder, "images": len(self.ids), "negative": self.negative, "positive": self.positive,
                 "teacher": "a model trained on the same training images, one per trained model"}
 
-    def __call__(self, train: LabelledSet, config: Any, progress: Callable[[str], None] | None = None) -> LabelledSet:
+    def __call__(self, train: LabelledSet, config: Any, progress: Callable[[str], None] | None = None,
+                 teacher: Any = None) -> LabelledSet:
         """``train`` plus the images its own teacher labels confidently.
 
         Args:
             train: The training set of one model (a fold's, or all images for the final model).
             config: The :class:`~steelfast.training.gated.GatedTrainConfig` of the teacher.
             progress: Called with the teacher's epoch lines (prefixed ``teacher:``) and one summary line.
+            teacher: A gated model already trained on ``train`` with ``config`` (see :func:`load_teacher`);
+                None trains one.
 
         Raises:
             ValueError: An unlabelled ImageId is also in ``train``.
@@ -201,8 +204,10 @@ class PseudoLabels:
         if self.images.shape[1:] != train.images.shape[1:]:
             raise ValueError(f"unlabelled images are {self.images.shape[1:]}, the training images "
                              f"{train.images.shape[1:]}")
-        say = (lambda line: progress(f"teacher: {line}")) if progress else None
-        teacher = train_gated(train, config, progress=say).to(resolve_device(config.device))
+        if teacher is None:
+            say = (lambda line: progress(f"teacher: {line}")) if progress else None
+            teacher = train_gated(train, config, progress=say)
+        teacher = teacher.to(resolve_device(config.device))
         pseudo = pseudo_label(teacher, self.images, self.ids, negative=self.negative, positive=self.positive,
                               source={"folder": self.folder})
         if progress:
@@ -210,3 +215,47 @@ class PseudoLabels:
             progress(f"pseudo-labels: {c['kept']} of {c['unlabelled']} images kept "
                      f"({c['defect_free']} defect-free, {c['weak']} weak)")
         return LabelledSet.concat([train, pseudo])
+
+
+#: Config fields that may differ between a saved teacher and the run that reuses it (where it ran).
+_RUN_ONLY = ("threads", "device")
+
+
+def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
+    """A saved ungated model, checked to be a teacher of ``train``: trained on the same ImageIds, same settings.
+
+    The checkpoint's metadata must record ``training.ids`` (the ImageIds it trained on, in order) and
+    ``training.config`` (its :class:`~steelfast.training.gated.GatedTrainConfig` as a dict), as
+    ``bench/real_cv.py`` writes them for every fold and final model. Reusing such a model instead of
+    training a new teacher gives the same kind of pseudo-labels at half the cost, and makes the
+    comparison with and without pseudo-labels a paired one (the teacher is the model without).
+
+    Args:
+        path: The teacher's ``.safetensors`` (its JSON beside it).
+        train: The training set the pseudo-labels are for.
+        config: The run's config; only ``threads`` and ``device`` may differ from the teacher's.
+
+    Raises:
+        FileNotFoundError: No such checkpoint.
+        ValueError: The metadata lacks the ids or config, or they differ (the first difference is named).
+    """
+    from dataclasses import asdict
+
+    from steelfast.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    training = meta.get("training", {})
+    ids, saved = training.get("ids"), training.get("config")
+    if ids is None or saved is None:
+        raise ValueError(f"{path}: its metadata has no training.ids or training.config, so it cannot be "
+                         "checked as a teacher of this training set")
+    if list(ids) != list(train.ids):
+        at = next((i for i, (a, b) in enumerate(zip(ids, train.ids)) if a != b), min(len(ids), len(train.ids)))
+        raise ValueError(f"{path} was trained on other images: {len(ids)} ids against {len(train.ids)}, first "
+                         f"difference at position {at}: {ids[at] if at < len(ids) else None!r} against "
+                         f"{train.ids[at] if at < len(train.ids) else None!r}")
+    wanted = asdict(config)
+    for key in sorted(set(saved) | set(wanted)):
+        if key not in _RUN_ONLY and saved.get(key) != wanted.get(key):
+            raise ValueError(f"{path} was trained with {key}={saved.get(key)!r}, this run has {wanted.get(key)!r}")
+    return model
