@@ -57,17 +57,14 @@ def _stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     }
 
 
-def _gate_off(src: Path, dst: Path) -> Path:
-    """A copy of an exported gated model whose gate thresholds are 0 (every class map kept)."""
-    import onnx
-    from onnx import numpy_helper
+def _gate_off(dst: Path) -> Path:
+    """The bundled default model exported with its gate thresholds set to 0 (every class map kept)."""
+    from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from steelfast.inference.export import export_onnx
 
-    proto = onnx.load(str(src))
-    (compare,) = [n for n in proto.graph.node if n.op_type == "GreaterOrEqual"]
-    (thresholds,) = [t for t in proto.graph.initializer if t.name == compare.input[1]]
-    thresholds.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(thresholds)), thresholds.name))
-    onnx.save(proto, str(dst))
-    return dst
+    model, meta = load_checkpoint(bundled_checkpoint_path("default"))
+    model.set_gate_thresholds([0.0] * len(meta["classes"]))
+    return export_onnx(model, dst, metadata=meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     options.intra_op_num_threads = args.threads
     with tempfile.TemporaryDirectory() as tmp:
         exported = {name: export_onnx(bundled_checkpoint_path(name), Path(tmp) / f"{name}.onnx") for name in BUNDLED_MODELS}
-        exported["default-gate-off"] = _gate_off(exported["default"], Path(tmp) / "default-gate-off.onnx")
+        exported["default-gate-off"] = _gate_off(Path(tmp) / "default-gate-off.onnx")
         for name, fp32 in exported.items():
             start = time.perf_counter()
             fp16 = to_fp16_onnx(fp32, Path(tmp) / f"{name}.fp16.onnx")

@@ -109,8 +109,9 @@ def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[
 
     Args:
         source: A checkpoint path (``.safetensors`` or ``.json``), or a steelfast ``UNet``.
-        metadata: Metadata for a module ``source`` (defaults to :func:`default_metadata`);
-            ignored for a path.
+        metadata: Metadata for a module ``source`` (defaults to :func:`default_metadata`); its
+            ``"architecture"`` always comes from the module (gate thresholds set after loading
+            included), as in :func:`save_checkpoint`. Ignored for a path.
 
     Returns:
         The model on the CPU in eval mode and its metadata dict.
@@ -120,7 +121,8 @@ def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[
         TypeError: ``source`` is neither a path nor a module.
     """
     if isinstance(source, nn.Module):
-        meta = dict(metadata) if metadata is not None else default_metadata(source)
+        base = default_metadata(source)
+        meta = base if metadata is None else {**metadata, "architecture": base["architecture"]}
         return source.eval(), meta
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)

@@ -131,6 +131,22 @@ def test_onnx_export_matches_torch(tmp_path, net: GatedUNet) -> None:
     assert out[:, 1].max() < 1e-6  # the gate travels with the graph
 
 
+@pytest.mark.parametrize("gates", [[0.0, 0.0, 0.0, 0.0], [2.0, 0.25, 0.5, 2.0]])
+def test_exported_metadata_has_the_models_gate_not_the_given_ones(tmp_path, gates: list[float]) -> None:
+    pytest.importorskip("onnx")
+    from steelfast.checkpoint import default_metadata
+    from steelfast.inference.export import export_onnx
+    from steelfast.inference.onnx_file import read_onnx_metadata
+
+    model = GatedUNet(scale=0.5, gate_thresholds=[0.1, 0.2, 0.3, 0.4]).eval()
+    stale = default_metadata(model)  # metadata taken before the thresholds change
+    model.set_gate_thresholds(gates)
+    path = export_onnx(model, tmp_path / "g.onnx", metadata=stale, sample_shape=(64, 128))
+    meta = read_onnx_metadata(path)
+    assert meta["architecture"]["gate_thresholds"] == pytest.approx(gates)
+    assert meta["postprocess"] == stale["postprocess"]  # the rest as given
+
+
 def test_fused_copy_computes_the_same(net: GatedUNet) -> None:
     net.set_gate_thresholds([0.0, 2.0, 0.0, 0.0])
     try:

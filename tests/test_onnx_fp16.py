@@ -21,7 +21,7 @@ from helpers import shared_data_dir
 from typer.testing import CliRunner
 
 from steelfast import cli
-from steelfast.checkpoint import bundled_checkpoint_path, save_checkpoint
+from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint, save_checkpoint
 from steelfast.data.synth import synth_image
 from steelfast.images import read_gray, to_model_input
 from steelfast.inference.export import export_onnx
@@ -49,14 +49,11 @@ def tiny_unet(seed: int = 0) -> UNet:
     return UNet(widths=(4, 4, 4, 4, 4), bottleneck=8, decoder_widths=(4, 4, 4, 4, 4)).eval()
 
 
-def _gate_off(src: Path, dst: Path) -> Path:
-    """The exported gated model with its gate thresholds set to 0: every class map is kept."""
-    proto = onnx.load(str(src))
-    (compare,) = [n for n in proto.graph.node if n.op_type == "GreaterOrEqual"]
-    (thresholds,) = [t for t in proto.graph.initializer if t.name == compare.input[1]]
-    thresholds.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(thresholds)), thresholds.name))
-    onnx.save(proto, str(dst))
-    return dst
+def _gate_off(dst: Path) -> Path:
+    """The bundled default model exported with its gate thresholds set to 0: every class map is kept."""
+    model, meta = load_checkpoint(bundled_checkpoint_path("default"))
+    model.set_gate_thresholds([0.0] * len(meta["classes"]))
+    return export_onnx(model, dst, metadata=meta)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +61,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
     """name -> (float32 ONNX, float16 ONNX) for the bundled models and the ungated default."""
     folder = tmp_path_factory.mktemp("fp16")
     fp32 = {name: export_onnx(bundled_checkpoint_path(name), folder / f"{name}.onnx") for name in ("default", "synthetic-unet")}
-    fp32["default-gate-off"] = _gate_off(fp32["default"], folder / "default-gate-off.onnx")
+    fp32["default-gate-off"] = _gate_off(folder / "default-gate-off.onnx")
     return {name: (path, to_fp16_onnx(path, folder / f"{name}.fp16.onnx")) for name, path in fp32.items()}
 
 
