@@ -22,6 +22,13 @@ with one thread each on a 2-core machine; ``all`` runs everything in one process
     python bench/real_cv.py report --out runs/cv --save steelfast/weights/default.safetensors
     python bench/real_cv.py all --out runs/cv --save model.safetensors
 
+Every fold keeps its model (``model_F.safetensors``, ungated, with the ImageIds and settings it
+trained on). With ``--unlabelled`` each model first needs a teacher trained on the same images;
+``--teacher RUN`` takes the fold and final models of an earlier run without ``--unlabelled``
+instead of training them again (they are checked to match)::
+
+    python bench/real_cv.py fold --fold 0 --out runs/pseudo --unlabelled ../shared/data/severstal/test_images --teacher runs/cv
+
 ``report`` merges the folds, prints and writes the CV figures (``cv.json``, ``folds.csv``,
 ``report.txt``) and, with ``--save``, tunes the gate on all out-of-fold predictions, sets it in
 the final model and saves it with metadata that records the data, the settings and the figures.
@@ -181,7 +188,9 @@ def _report(args, data, cfg) -> None:
         seg[z["idx"]], gate[z["idx"]], fold = z["seg"], z["gate"], z["fold"]
         covered[z["idx"]] = True
         if "config" in z:
-            configs.add(str(z["config"]))
+            recorded = json.loads(str(z["config"]))
+            recorded.pop("teacher", None)  # where a teacher came from (checked to match), not a setting
+            configs.add(json.dumps(recorded, sort_keys=True))
     if not covered.all() or int(fold.max()) + 1 != args.folds:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
     if len(configs) > 1:
@@ -191,7 +200,6 @@ def _report(args, data, cfg) -> None:
         recorded = json.loads(configs.pop())
         synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
         unlabelled = recorded.pop("unlabelled", None)
-        recorded.pop("teacher", None)
         arch = recorded.pop("arch", "effnet-lite0")
         if arch != "effnet-lite0" and args.save is not None:
             raise SystemExit(f"the folds trained the {arch!r} comparison network; only effnet-lite0 is saved")
