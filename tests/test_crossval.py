@@ -204,7 +204,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     (["--arch", "gated-effnet-lite0", "--pseudo-positive", "0.95"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
     (["--arch", "gated-effnet-lite0", "--unlabelled", "u", "--pseudo-negative", "0.9", "--pseudo-positive", "0.5"],
      "pseudo-label negative must be below positive, got negative=0.9, positive=0.5"),
-    (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], "missing_dir"),
+    (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], r"label file '.*train\.csv' not found"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
     (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes and --synth-sheets need --synth-ratio"),
@@ -215,6 +215,20 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
 ])
 def test_cli_train_synth_options_rejected(tmp_path: Path, args: list[str], match: str) -> None:
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), *args])
+    assert res.exit_code == 1 and re.search(match, res.output), res.output
+
+
+@pytest.mark.parametrize(("layout", "match"), [
+    ({"train.csv"}, r"image folder '.*train_images' not found"),
+    ({"train.csv", "train_images"}, "missing_dir"),  # the training folder is fine: now the unlabelled one
+])
+def test_cli_train_checks_the_training_folder_before_the_unlabelled_one(tmp_path: Path, layout: set, match: str) -> None:
+    if "train.csv" in layout:
+        (tmp_path / "train.csv").write_text("ImageId,ClassId,EncodedPixels\n")
+    if "train_images" in layout:
+        (tmp_path / "train_images").mkdir()
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--arch",
+                                       "gated-effnet-lite0", "--unlabelled", str(tmp_path / "missing_dir")])
     assert res.exit_code == 1 and re.search(match, res.output), res.output
 
 

