@@ -14,8 +14,8 @@ one JSON object. Per model and image set:
 * ``gate_disagreements``: (image, class) maps that are all zero (gated off) in one model only.
 
 The default model's gate switches most maps off on synthetic images (and three of four classes on
-every image), so ``default-gate-off`` repeats it with the gate thresholds set to 0 in the float32
-ONNX file before the conversion: every class map then goes through the float16 decoder.
+every image), so ``default-gate-off`` repeats it with the model's gate thresholds set to 0 before
+the export: every class map then goes through the float16 decoder.
 
 ONNX Runtime's CPU provider has float16 kernels for few operators and casts around the others, so
 activations are rounded to float16 between operators but most arithmetic runs in float32;

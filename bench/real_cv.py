@@ -22,12 +22,13 @@ with one thread each on a 2-core machine; ``all`` runs everything in one process
     python bench/real_cv.py report --out runs/cv --save steelfast/weights/default.safetensors
     python bench/real_cv.py all --out runs/cv --save model.safetensors
 
-Every fold keeps its model (``model_F.safetensors``, ungated, with the ImageIds and settings it
-trained on). With ``--unlabelled`` each model first needs a teacher trained on the same images;
-``--teacher RUN`` takes the fold and final models of an earlier run without ``--unlabelled``
-instead of training them again (they are checked to match)::
+Every fold of ``--arch effnet-lite0`` keeps its model (``model_F.safetensors``, ungated, with the
+ImageIds, settings and data digest it trained on). With ``--unlabelled`` each model first needs a
+teacher trained on the same images; ``--teacher RUN`` takes the fold and final models of an earlier
+run without ``--unlabelled`` instead of training them again (they are checked to match)::
 
-    python bench/real_cv.py fold --fold 0 --out runs/pseudo --unlabelled ../shared/data/severstal/test_images --teacher runs/cv
+    python bench/real_cv.py fold --fold 0 --out runs/cv    # ... then, with teachers reused:
+    python bench/real_cv.py fold --fold 0 --out runs/pseudo --teacher runs/cv --unlabelled DIR
 
 ``report`` merges the folds, prints and writes the CV figures (``cv.json``, ``folds.csv``,
 ``report.txt``) and, with ``--save``, tunes the gate on all out-of-fold predictions, sets it in
@@ -126,6 +127,23 @@ def _network(args):
     return GatedBaselineUNet()
 
 
+def _check_teachers(args) -> None:
+    """Before anything is read or trained: --teacher's folder has the models this step needs, and is not --out."""
+    if args.unlabelled is None:
+        raise SystemExit("--teacher needs --unlabelled")
+    if args.out.resolve() == args.teacher.resolve():
+        raise SystemExit("--teacher must be another run folder than --out (its models would be overwritten), "
+                         f"got {str(args.teacher)!r}")
+    if args.step == "report":
+        return
+    names = [f"model_{f}.safetensors" for f in (range(args.folds) if args.step == "all" else [args.fold])
+             if args.step != "final"] + (["final_ungated.safetensors"] if args.step in ("final", "all") else [])
+    missing = [n for n in names if not (args.teacher / n).is_file()]
+    if missing:
+        raise SystemExit(f"--teacher {str(args.teacher)!r} lacks {', '.join(missing)} (run the steps without "
+                         "--unlabelled there first)")
+
+
 def _fold(args, data, cfg, pseudo) -> None:
     from steelfast._device import resolve_device
     from steelfast.training.crossval import stratified_folds
@@ -158,11 +176,11 @@ def _final(args, data, cfg, pseudo) -> None:
 
 
 def _save_model(path, model, cfg, train, pseudo, fold) -> None:
-    """An ungated fold or final model, with what it was trained on (its ImageIds too, for --teacher's check)."""
+    """An ungated fold or final model, with what it was trained on (ImageIds and digest too, for --teacher's check)."""
     from steelfast.checkpoint import save_checkpoint
 
     save_checkpoint(path, model, {"training": {
-        "config": asdict(cfg), "fold": fold, "ids": list(train.ids),
+        "config": asdict(cfg), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
         "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
@@ -175,7 +193,7 @@ def _report(args, data, cfg) -> None:
 
     seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
     gate = np.zeros((len(data), 4), np.float32)
-    fold, covered, configs = None, np.zeros(len(data), bool), set()
+    fold, covered, configs, teachers = None, np.zeros(len(data), bool), set(), set()
     for f in range(args.folds):
         path = args.out / f"oof_{f}.npz"
         if not path.is_file():
@@ -189,7 +207,7 @@ def _report(args, data, cfg) -> None:
         covered[z["idx"]] = True
         if "config" in z:
             recorded = json.loads(str(z["config"]))
-            recorded.pop("teacher", None)  # where a teacher came from (checked to match), not a setting
+            teachers.add(recorded.pop("teacher", None))  # where a teacher came from (checked to match), not a setting
             configs.add(json.dumps(recorded, sort_keys=True))
     if not covered.all() or int(fold.max()) + 1 != args.folds:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
@@ -208,7 +226,8 @@ def _report(args, data, cfg) -> None:
     cv = cross_validate(data, oof)
     summary = cv.summary()
     (args.out / "cv.json").write_text(json.dumps(
-        {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, "pseudo_labels": unlabelled, **summary, "choices": [c.to_dict() for c in cv.choices]},
+        {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, "pseudo_labels": unlabelled,
+         "teachers": sorted(t for t in teachers if t is not None), **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
     text = cv_text(data, cv) + "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
@@ -272,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _config(args)
     if args.unlabelled is None and (args.pseudo_negative is not None or args.pseudo_positive is not None):
         raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
-    if args.teacher is not None and (args.unlabelled is None or not args.teacher.is_dir()):
-        raise SystemExit(f"--teacher needs --unlabelled and an existing run folder, got {str(args.teacher)!r}")
+    if args.teacher is not None:
+        _check_teachers(args)
     if args.unlabelled is not None:
         from steelfast.training.pseudo import check_rule
 

@@ -117,3 +117,35 @@ def test_concat_keeps_order_and_parts() -> None:
 def test_concat_errors(sets: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LabelledSet.concat([_tiny(ids, True) for ids in sets])
+
+
+def _change_image(s: LabelledSet) -> None:
+    s.images[1, 10, 20] ^= 1
+
+
+def _change_presence(s: LabelledSet) -> None:
+    s.presence[0, 3] = ~s.presence[0, 3]
+
+
+def _change_mask(s: LabelledSet) -> None:
+    s.masks[0][2, 5, 5] ^= 1
+
+
+def _drop_mask(s: LabelledSet) -> None:
+    s.masks[0] = None
+
+
+def _rename(s: LabelledSet) -> None:
+    s.ids[1] = "z.jpg"
+
+
+def test_digest_is_the_same_for_an_equal_copy() -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
+    assert a.digest() == b.digest() and len(a.digest()) == 64
+
+
+@pytest.mark.parametrize("change", [_change_image, _change_presence, _change_mask, _drop_mask, _rename])
+def test_digest_changes_with_any_image_label_mask_or_id(change) -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
+    change(b)
+    assert a.digest() != b.digest()

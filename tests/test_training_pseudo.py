@@ -245,8 +245,8 @@ def test_call_with_a_given_teacher_trains_none(monkeypatch) -> None:
     assert lines == ["pseudo-labels: 3 of 5 images kept (1 defect-free, 2 weak)"]
 
 
-def _saved_teacher(path: Path, ids: list[str] | None, config: dict | None) -> Path:
-    training = {k: v for k, v in (("ids", ids), ("config", config)) if v is not None}
+def _saved_teacher(path: Path, ids: list[str] | None, config: dict | None, digest: str | None = None) -> Path:
+    training = {k: v for k, v in (("ids", ids), ("config", config), ("digest", digest)) if v is not None}
     return save_checkpoint(path / "model_0.safetensors", GatedUNet(), {"training": training})
 
 
@@ -284,3 +284,18 @@ def test_load_teacher_refuses_another_training_set_or_recipe(tmp_path: Path, ids
 def test_load_teacher_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_teacher(tmp_path / "model_9.safetensors", _labelled(4), GatedTrainConfig())
+
+
+@pytest.mark.parametrize("same_data", [True, False])
+def test_load_teacher_checks_a_recorded_digest(tmp_path: Path, same_data: bool) -> None:
+    from dataclasses import asdict
+
+    train, config = _labelled(4), GatedTrainConfig(epochs=3)
+    other = _labelled(4)
+    other.images[0, 0, 0] ^= 1  # same ids, another image
+    path = _saved_teacher(tmp_path, list(train.ids), asdict(config), (train if same_data else other).digest())
+    if same_data:
+        assert isinstance(load_teacher(path, train, config), GatedUNet)
+    else:
+        with pytest.raises(ValueError, match="trained on the same ImageIds but other images, labels or masks"):
+            load_teacher(path, train, config)

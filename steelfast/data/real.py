@@ -59,6 +59,21 @@ class LabelledSet:
             [self.masks[i] for i in idx], dict(self.source),
         )
 
+    def digest(self) -> str:
+        """Hex SHA-256 of the ids, images, labels and masks, in order: two sets with the same digest
+        train a model identically (a saved model's metadata can record what it trained on)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update("\n".join(self.ids).encode("utf-8"))
+        for array in (self.images, self.presence, self.full):
+            a = np.ascontiguousarray(array)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.data)
+        for m in self.masks:
+            h.update(b"-" if m is None else np.ascontiguousarray(m, dtype=np.uint8).data)
+        return h.hexdigest()
+
     @classmethod
     def concat(cls, sets: Sequence[LabelledSet]) -> LabelledSet:
         """One set of all images of ``sets``, in order (ImageIds must stay unique)."""

@@ -191,8 +191,8 @@ class PseudoLabels:
             train: The training set of one model (a fold's, or all images for the final model).
             config: The :class:`~steelfast.training.gated.GatedTrainConfig` of the teacher.
             progress: Called with the teacher's epoch lines (prefixed ``teacher:``) and one summary line.
-            teacher: A gated model already trained on ``train`` with ``config`` (see :func:`load_teacher`);
-                None trains one.
+            teacher: A gated model trained on ``train`` with ``config``, taken as it is (:func:`load_teacher`
+                loads a saved one and checks that); None trains one.
 
         Raises:
             ValueError: An unlabelled ImageId is also in ``train``.
@@ -225,10 +225,13 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
     """A saved ungated model, checked to be a teacher of ``train``: trained on the same ImageIds, same settings.
 
     The checkpoint's metadata must record ``training.ids`` (the ImageIds it trained on, in order) and
-    ``training.config`` (its :class:`~steelfast.training.gated.GatedTrainConfig` as a dict), as
-    ``bench/real_cv.py`` writes them for every fold and final model. Reusing such a model instead of
-    training a new teacher gives the same kind of pseudo-labels at half the cost, and makes the
-    comparison with and without pseudo-labels a paired one (the teacher is the model without).
+    ``training.config`` (its :class:`~steelfast.training.gated.GatedTrainConfig` as a dict), and
+    may record ``training.digest`` (:meth:`~steelfast.data.real.LabelledSet.digest`), as
+    ``bench/real_cv.py`` writes them for its fold and final models; where the digest is recorded,
+    the images, labels and masks must match too (synthetic images, for one, have the same ids
+    whatever they hold). Reusing such a model instead of training a new teacher saves one training
+    per model, and makes the comparison with and without pseudo-labels a paired one (the teacher
+    is the model without).
 
     Args:
         path: The teacher's ``.safetensors`` (its JSON beside it).
@@ -237,7 +240,8 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
 
     Raises:
         FileNotFoundError: No such checkpoint.
-        ValueError: The metadata lacks the ids or config, or they differ (the first difference is named).
+        ValueError: The metadata lacks the ids or config, or they, or the recorded digest, differ (the
+            first difference is named).
     """
     from dataclasses import asdict
 
@@ -254,6 +258,10 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
         raise ValueError(f"{path} was trained on other images: {len(ids)} ids against {len(train.ids)}, first "
                          f"difference at position {at}: {ids[at] if at < len(ids) else None!r} against "
                          f"{train.ids[at] if at < len(train.ids) else None!r}")
+    digest = training.get("digest")
+    if digest is not None and digest != train.digest():
+        raise ValueError(f"{path} was trained on the same ImageIds but other images, labels or masks "
+                         f"(training.digest {str(digest)[:12]}… against {train.digest()[:12]}…)")
     wanted = asdict(config)
     for key in sorted(set(saved) | set(wanted)):
         if key not in _RUN_ONLY and saved.get(key) != wanted.get(key):
