@@ -127,6 +127,16 @@ def _network(args):
     return GatedBaselineUNet()
 
 
+def _model_file(fold: int | None) -> str:
+    """The saved ungated model of a fold (None: the final model), and its teacher's name under --teacher."""
+    return "final_ungated.safetensors" if fold is None else f"model_{fold}.safetensors"
+
+
+def _step_folds(args) -> list[int]:
+    """The folds the step trains."""
+    return [] if args.step not in ("fold", "all") else list(range(args.folds)) if args.step == "all" else [args.fold]
+
+
 def _check_teachers(args) -> None:
     """Before anything is read or trained: --teacher's folder has the models this step needs, and is not --out."""
     if args.unlabelled is None:
@@ -136,8 +146,7 @@ def _check_teachers(args) -> None:
                          f"got {str(args.teacher)!r}")
     if args.step == "report":
         return
-    names = [f"model_{f}.safetensors" for f in (range(args.folds) if args.step == "all" else [args.fold])
-             if args.step != "final"] + (["final_ungated.safetensors"] if args.step in ("final", "all") else [])
+    names = [_model_file(f) for f in _step_folds(args)] + ([_model_file(None)] if args.step in ("final", "all") else [])
     missing = [n for n in names if not (args.teacher / n).is_file()]
     if missing:
         raise SystemExit(f"--teacher {str(args.teacher)!r} lacks {', '.join(missing)} (run the steps without "
@@ -152,10 +161,10 @@ def _fold(args, data, cfg, pseudo) -> None:
     folds = stratified_folds(data, args.folds, seed=args.seed)
     train_idx, test_idx = np.flatnonzero(folds != args.fold), np.flatnonzero(folds == args.fold)
     say = lambda s: print(f"fold {args.fold}: {s}", flush=True)  # noqa: E731
-    train = _training_set(args, data, data.subset(train_idx), pseudo, cfg, say, f"model_{args.fold}.safetensors")
+    train = _training_set(args, data, data.subset(train_idx), pseudo, cfg, say, _model_file(args.fold))
     model = train_gated(train, cfg, model=_network(args), progress=say)
     if args.arch == "effnet-lite0":  # kept: the fold's teacher for a later --teacher run
-        _save_model(args.out / f"model_{args.fold}.safetensors", model, cfg, train, pseudo, fold=args.fold)
+        _save_model(args.out / _model_file(args.fold), model, cfg, train, pseudo, fold=args.fold)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
              config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
@@ -170,9 +179,9 @@ def _final(args, data, cfg, pseudo) -> None:
 
     args.fold = args.folds  # a seed of its own for the final model's synthetic images
     say = lambda s: print(f"final: {s}", flush=True)  # noqa: E731
-    train = _training_set(args, data, data, pseudo, cfg, say, "final_ungated.safetensors")
+    train = _training_set(args, data, data, pseudo, cfg, say, _model_file(None))
     model = train_gated(train, cfg, progress=say)
-    _save_model(args.out / "final_ungated.safetensors", model, cfg, train, pseudo, fold=None)
+    _save_model(args.out / _model_file(None), model, cfg, train, pseudo, fold=None)
 
 
 def _save_model(path, model, cfg, train, pseudo, fold) -> None:
@@ -236,7 +245,7 @@ def _report(args, data, cfg) -> None:
     print(text)
     if args.save is not None:
         choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
-        model, final_meta = load_checkpoint(args.out / "final_ungated.safetensors")
+        model, final_meta = load_checkpoint(args.out / _model_file(None))
         if final_meta.get("training", {}).get("pseudo_labels") != unlabelled:
             raise SystemExit("the final model and the folds were trained with different --unlabelled settings")
         model.set_gate_thresholds(choice.gate)
@@ -301,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     pseudo = _pseudo(args, data) if args.step != "report" else None  # read once, for every model of the step
     if args.step in ("fold", "all"):
-        for f in range(args.folds) if args.step == "all" else [args.fold]:
+        for f in _step_folds(args):
             args.fold = f
             _fold(args, data, cfg, pseudo)
     if args.step in ("final", "all"):

@@ -259,9 +259,9 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
                          f"difference at position {at}: {ids[at] if at < len(ids) else None!r} against "
                          f"{train.ids[at] if at < len(train.ids) else None!r}")
     digest = training.get("digest")
-    if digest is not None and digest != train.digest():
+    if digest is not None and digest != (actual := train.digest()):
         raise ValueError(f"{path} was trained on the same ImageIds but other images, labels or masks "
-                         f"(training.digest {str(digest)[:12]}… against {train.digest()[:12]}…)")
+                         f"(training.digest {str(digest)[:12]}… against {actual[:12]}…)")
     wanted = asdict(config)
     for key in sorted(set(saved) | set(wanted)):
         if key not in _RUN_ONLY and saved.get(key) != wanted.get(key):
