@@ -193,18 +193,18 @@ def _save_model(path, model, cfg, train, pseudo, fold) -> None:
         "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
-def _report(args, data, cfg) -> None:
-    from steelfast.checkpoint import load_checkpoint
-    from steelfast.training.crossval import OutOfFold, cross_validate
-    from steelfast.training.fit import cv_text, save_gated
-    from steelfast.training.gate_tuning import tune_gate
-    from steelfast.training.gated import GatedTrainConfig
+def load_run(out: Path, folds: int, data):
+    """Merge a run's ``oof_F.npz`` files: ``(OutOfFold, set of recorded configs as JSON, set of teacher folders)``.
+
+    Raises SystemExit naming the file when one is missing or was made on other folds or images.
+    """
+    from steelfast.training.crossval import OutOfFold
 
     seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
     gate = np.zeros((len(data), 4), np.float32)
     fold, covered, configs, teachers = None, np.zeros(len(data), bool), set(), set()
-    for f in range(args.folds):
-        path = args.out / f"oof_{f}.npz"
+    for f in range(folds):
+        path = out / f"oof_{f}.npz"
         if not path.is_file():
             raise SystemExit(f"{path} is missing: run the 'fold' step for fold {f} first")
         z = np.load(path)
@@ -218,10 +218,23 @@ def _report(args, data, cfg) -> None:
             recorded = json.loads(str(z["config"]))
             teachers.add(recorded.pop("teacher", None))  # where a teacher came from (checked to match), not a setting
             configs.add(json.dumps(recorded, sort_keys=True))
-    if not covered.all() or int(fold.max()) + 1 != args.folds:
-        raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {args.folds}")
+    if not covered.all() or int(fold.max()) + 1 != folds:
+        raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {folds}")
     if len(configs) > 1:
         raise SystemExit("the fold files were trained with different configs")
+    return OutOfFold(fold, seg, gate), configs, teachers
+
+
+def _report(args, data, cfg) -> None:
+    from steelfast.checkpoint import load_checkpoint
+    from steelfast.severstal import PREVALENCE
+    from steelfast.training.crossval import cross_validate
+    from steelfast.training.fit import cv_text, save_gated
+    from steelfast.training.gate_tuning import tune_gate
+    from steelfast.training.gated import GatedTrainConfig
+
+    prevalence = PREVALENCE if args.prevalence is None else args.prevalence
+    oof, configs, teachers = load_run(args.out, args.folds, data)
     synth, arch, unlabelled = {}, "effnet-lite0", None
     if configs:  # record the config the folds were really trained with
         recorded = json.loads(configs.pop())
@@ -231,27 +244,27 @@ def _report(args, data, cfg) -> None:
         if arch != "effnet-lite0" and args.save is not None:
             raise SystemExit(f"the folds trained the {arch!r} comparison network; only effnet-lite0 is saved")
         cfg = GatedTrainConfig(**recorded)
-    oof = OutOfFold(fold, seg, gate)
-    cv = cross_validate(data, oof)
+    cv = cross_validate(data, oof, prevalence=prevalence)
     summary = cv.summary()
+    text = cv_text(data, cv)
+    text += "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
+        f"{_auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])) + "\n"
     (args.out / "cv.json").write_text(json.dumps(
         {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, "pseudo_labels": unlabelled,
          "teachers": sorted(t for t in teachers if t is not None), **summary, "choices": [c.to_dict() for c in cv.choices]},
         indent=2) + "\n")
     cv.folds.to_csv(args.out / "folds.csv", index=False)
-    text = cv_text(data, cv) + "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
-        f"{_auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])) + "\n"
     (args.out / "report.txt").write_text(text)
     print(text)
     if args.save is not None:
-        choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
+        choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence, prevalence=prevalence)
         model, final_meta = load_checkpoint(args.out / _model_file(None))
         if final_meta.get("training", {}).get("pseudo_labels") != unlabelled:
             raise SystemExit("the final model and the folds were trained with different --unlabelled settings")
         model.set_gate_thresholds(choice.gate)
         command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
         path = save_gated(args.save, model, choice, data, cfg, summary, command,
-                          {"real_cv": synth} if synth.get("synth") else None, unlabelled)
+                          {"real_cv": synth} if synth.get("synth") else None, unlabelled, prevalence)
         print(f"saved {path}: gate {choice.gate}, thresholds {choice.thresholds}, min areas {choice.min_areas}")
         print(json.dumps(choice.details, indent=1))
 
@@ -289,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --unlabelled: reuse the fold and final models of this earlier run (same folds, "
                          "seed, settings, no --unlabelled) as the teachers instead of training them again")
     ap.add_argument("--save", type=Path, default=None, help="step 'report': save the gated final model here")
+    ap.add_argument("--prevalence", default=None,
+                    help="steps 'report' and 'all': tune the gate for the share of images holding each class "
+                    "where the model will run, e.g. 0.05,0.01,0.30,0.05 (default: the Kaggle train set's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
 
@@ -302,6 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
     if args.teacher is not None:
         _check_teachers(args)
+    if args.prevalence is not None:
+        from steelfast._validate import check_prevalence
+        from steelfast.severstal import PREVALENCE
+
+        if args.step not in ("report", "all"):
+            raise SystemExit("--prevalence is an option of the steps 'report' and 'all' (it tunes the gate)")
+        try:
+            args.prevalence = check_prevalence(args.prevalence, len(PREVALENCE))
+        except ValueError as e:  # argparse hands over text: a TypeError would be a bug here
+            raise SystemExit(f"--prevalence: {e}") from None
     if args.unlabelled is not None:
         from steelfast.training.pseudo import check_rule
 

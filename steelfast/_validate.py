@@ -8,6 +8,7 @@ the memory as it is (strides that are not whole elements, a dtype the kernel lac
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_positive_int",
+    "check_prevalence",
     "check_weights",
     "per_class",
 ]
@@ -258,3 +260,42 @@ def check_weights(weights: Any, n: int, name: str = "weights") -> np.ndarray:
             f"{name} must be {n} finite non-negative numbers with a positive sum, got shape {w.shape}"
         )
     return w / w.sum()
+
+
+def _flat(values: Any) -> bool:
+    try:
+        return np.ndim(np.asarray(values, dtype=object)) == 1 and not any(
+            isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) for v in values)
+    except ValueError:  # ragged nesting
+        return False
+
+
+def check_prevalence(values: Any, classes: int) -> tuple[float, ...]:
+    """Per-class shares of images holding each class: ``classes`` numbers strictly between 0 and 1.
+
+    Accepts a flat sequence of real numbers or a comma-separated string (as typed on a command line).
+
+    Raises:
+        TypeError: Not a flat sequence or a string, or a sequence holding something other than
+            real numbers (bools are refused), quoting it.
+        ValueError: Text that does not parse as numbers, the wrong number of values, or a value
+            outside (0, 1) or NaN, quoting it.
+    """
+    if isinstance(values, str):
+        try:
+            shares = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"prevalence must be {classes} comma-separated numbers, got {values!r}") from None
+    elif isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, bytes) and _flat(values):
+        items = list(values)
+        if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) for v in items):
+            raise TypeError(f"prevalence must be real numbers, got {values!r}")
+        shares = [float(v) for v in items]
+    else:
+        raise TypeError(f"prevalence must be a flat sequence of {classes} numbers, got {type(values).__name__}: "
+                        f"{values!r}")
+    if len(shares) != classes:
+        raise ValueError(f"prevalence needs one share per class ({classes}), got {len(shares)}: {values!r}")
+    if not all(0.0 < v < 1.0 for v in shares):  # NaN fails too
+        raise ValueError(f"prevalence shares must lie strictly between 0 and 1, got {values!r}")
+    return tuple(shares)

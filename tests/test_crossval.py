@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,15 @@ from steelfast.checkpoint import load_checkpoint
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
 from steelfast.rle import encode
-from steelfast.training.crossval import cross_validate, fit_gated, out_of_fold, stratified_folds
+from steelfast.severstal import PREVALENCE
+from steelfast.training.crossval import (
+    OutOfFold,
+    cross_validate,
+    fit_gated,
+    out_of_fold,
+    stratified_folds,
+)
+from steelfast.training.gate_tuning import CLASS_OFF
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
 
 
@@ -129,6 +138,91 @@ def test_train_and_predict_on_cuda() -> None:
     np.testing.assert_allclose(gate_cpu, gate_gpu, atol=1e-3)
 
 
+def _perfect_oof(seed: int = 0) -> tuple[LabelledSet, OutOfFold]:
+    """20 fully labelled images, every class on some, and out-of-fold maps and gate equal to the truth."""
+    rng = np.random.default_rng(seed)
+    n = 20
+    presence = rng.random((n, 4)) < 0.5
+    presence[:2], presence[2:4] = True, False  # every class has defect and clean pairs
+    masks = []
+    for i in range(n):
+        m = np.zeros((4, 256, 1600), np.uint8)
+        for c in np.flatnonzero(presence[i]):
+            m[c, 40 * c : 40 * c + 30, 100:400] = 1
+        masks.append(m)
+    data = LabelledSet([f"{i}.jpg" for i in range(n)], np.zeros((n, 256, 1600), np.uint8), presence,
+                       np.ones(n, bool), masks)
+    seg = np.stack(masks) * np.uint8(255)
+    return data, OutOfFold(stratified_folds(data, 2), seg, presence.astype(np.float32))
+
+
+@pytest.mark.parametrize(("prevalence", "on"), [((0.01, 0.02, 0.01, 0.03), False), ((0.9, 0.8, 0.9, 0.7), True)])
+def test_cross_validate_tunes_the_gate_for_the_given_prevalence(prevalence: tuple, on: bool) -> None:
+    # Perfect predictions: a class pays when defects are common, but not when they are so rare that
+    # the rule-of-three margin of false positives outweighs them (about 10 clean pairs per class).
+    data, oof = _perfect_oof()
+    cv = cross_validate(data, oof, prevalence=prevalence)
+    est = cv.tuned_estimate
+    assert est["prevalence"] == list(prevalence)
+    assert est["all_empty"] == pytest.approx(np.mean([1 - p for p in prevalence]))
+    for choice in cv.choices:
+        assert all((g != CLASS_OFF) == on for g in choice.gate)
+    # On: every pair scores 1. Off: the defect pairs score 0, so each class expects 1 - prevalence.
+    want = [1.0] * 4 if on else [1 - p for p in prevalence]
+    assert list(est["per_class"].values()) == pytest.approx(want)
+    assert cv.summary()["score_mean"] == pytest.approx(1.0 if on else 1 - data.presence.mean(), abs=0.05)
+
+
+def test_expected_score_at_other_prevalences() -> None:
+    data, oof = _perfect_oof()
+    cv = cross_validate(data, oof, prevalence=(0.01, 0.02, 0.01, 0.03))  # every class off
+    assert cv.expected_score((0.5, 0.25, 0.1, 0.2))["per_class"] == pytest.approx({"1": 0.5, "2": 0.75, "3": 0.9, "4": 0.8})
+    assert cv.expected_score((0.01, 0.02, 0.01, 0.03)) == cv.tuned_estimate
+    assert cv.expected_score(PREVALENCE) == cv.real_estimate
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        cv.expected_score((0.5, 0.25, 0.1, 2.0))
+    bare = type(cv)(cv.folds, cv.report, cv.real_estimate)
+    with pytest.raises(ValueError, match="keeps no per-pair Dice"):
+        bare.expected_score(PREVALENCE)
+
+
+def test_cross_validate_default_prevalence_is_kaggle() -> None:
+    data, oof = _perfect_oof(1)
+    cv = cross_validate(data, oof)
+    assert cv.real_estimate["prevalence"] == list(PREVALENCE) and cv.tuned_estimate == cv.real_estimate
+
+
+@pytest.mark.parametrize(("prevalence", "exc", "match"), [
+    ((0.1, 0.2, 0.3), ValueError, r"one share per class \(4\), got 3"),
+    ((0.1, 0.0, 0.3, 0.1), ValueError, "strictly between 0 and 1"),
+    ((0.1, float("nan"), 0.3, 0.1), ValueError, "strictly between 0 and 1"),
+    ((0.1, 1.0, 0.3, 0.1), ValueError, "strictly between 0 and 1"),
+    ("0.1;0.2;0.3;0.1", ValueError, "4 comma-separated numbers, got '0.1;0.2;0.3;0.1'"),
+    ((0.1, True, 0.3, 0.1), TypeError, "prevalence must be real numbers"),
+    ((0.1, "0.2", 0.3, 0.1), TypeError, "prevalence must be real numbers"),
+    ((0.1, 0.2j, 0.3, 0.1), TypeError, "prevalence must be real numbers"),
+    (0.1, TypeError, "prevalence must be a flat sequence of 4 numbers, got float: 0.1"),
+    (np.float64(0.1), TypeError, "prevalence must be a flat sequence of 4 numbers, got float64"),
+    ([[0.1, 0.2], [0.3, 0.4]], TypeError, "prevalence must be a flat sequence of 4 numbers, got list"),
+    (np.full((2, 2), 0.1), TypeError, "prevalence must be a flat sequence of 4 numbers, got ndarray"),
+    ([[0.1], 0.2, 0.3, 0.4], TypeError, "prevalence must be a flat sequence of 4 numbers, got list"),
+])
+def test_cross_validate_bad_prevalence(prevalence: object, exc: type, match: str) -> None:
+    data, oof = _perfect_oof()
+    with pytest.raises(exc, match=match):
+        cross_validate(data, oof, prevalence=prevalence)
+
+
+@pytest.mark.parametrize("given", ["0.9, 0.8,0.9,0.7", [0.9, 0.8, 0.9, 0.7], np.array([0.9, 0.8, 0.9, 0.7]),
+                                   (Fraction(9, 10), 0.8, np.float32(0.9), Fraction(7, 10))])
+def test_cross_validate_takes_prevalence_as_numbers_or_text(given: object) -> None:
+    data, oof = _perfect_oof()
+    cv = cross_validate(data, oof, prevalence=given)
+    assert cv.tuned_estimate["prevalence"] == pytest.approx([0.9, 0.8, 0.9, 0.7])
+    assert cv.real_estimate["prevalence"] == list(PREVALENCE)  # always the Kaggle rates
+    assert cv.summary()["tuned_prevalence_estimate"] == cv.tuned_estimate
+
+
 @pytest.mark.slow
 def test_out_of_fold_cv_and_fit() -> None:
     data = _set(6, 2)
@@ -161,7 +255,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
             weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
-    synth = ["--synth-ratio", "0.5"] if extra == "synth" else []
+    synth = ["--synth-ratio", "0.5"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
     if extra == "pseudo":
         (tmp_path / "unlabelled").mkdir()
         for k in range(2):
@@ -193,13 +287,25 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         assert ("no synthetic" in meta["training"]["trained_on"]) == (extra == "real")
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["folds"] == 2 and "pooled" in cv and cv["synthetic"] == meta["training"]["synthetic"]
+    tuned_for = [0.1, 0.05, 0.5, 0.1] if extra == "real" else [round(p, 12) for p in PREVALENCE]
+    assert [round(p, 12) for p in meta["training"]["prevalence"]] == tuned_for
+    assert [round(p, 12) for p in cv["tuned_prevalence_estimate"]["prevalence"]] == tuned_for
+    assert cv["real_prevalence_estimate"]["prevalence"] == list(PREVALENCE)
+    report = (tmp_path / "run" / "report.txt").read_text()
+    assert "expected at the real class prevalences (Kaggle train set: 0.071 / 0.020 / 0.410 / 0.064)" in report
+    assert ("expected at the class prevalences the gate was tuned for (0.100 / 0.050 / 0.500 / 0.100)" in report) == (
+        extra == "real")
     assert cv["pseudo_labels"] == meta["training"]["pseudo_labels"]
     assert "fold" in (tmp_path / "run" / "report.txt").read_text()
 
 
 @pytest.mark.parametrize(("args", "match"), [
-    (["--synth-ratio", "1"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
-    (["--unlabelled", "u"], "--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0"),
+    (["--synth-ratio", "1"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch"),
+    (["--unlabelled", "u"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch"),
+    (["--prevalence", "0.1,0.1,0.4,0.1"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of"),
+    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0.1"], r"prevalence needs one share per class \(4\), got 2"),
+    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0,0.4,0.1"], "prevalence shares must lie strictly between"),
+    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,x,0.4,0.1"], "prevalence must be 4 comma-separated numbers"),
     (["--arch", "gated-effnet-lite0", "--pseudo-negative", "0.2"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
     (["--arch", "gated-effnet-lite0", "--pseudo-positive", "0.95"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
     (["--arch", "gated-effnet-lite0", "--unlabelled", "u", "--pseudo-negative", "0.9", "--pseudo-positive", "0.5"],

@@ -123,6 +123,12 @@ def train(
         help="With --unlabelled: a class is present when the teacher's gate is at least this (default 0.95); "
         "images with a class in between are left out.",
     ),
+    prevalence: Optional[str] = typer.Option(
+        None, "--prevalence",
+        help="gated-effnet-lite0: share of images holding each class where the model will run, four numbers "
+        "such as 0.07,0.02,0.41,0.06; the gate is tuned for the score expected at those rates "
+        "(default: the Kaggle train set's).",
+    ),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
@@ -136,11 +142,12 @@ def train(
     if arch == "gated-effnet-lite0":
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
-                     (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None)
+                     (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None,
+                     prevalence)
         return
-    if synth_ratio or unlabelled is not None:
-        raise ValueError("--synth-ratio, --shapes and --unlabelled are options of --arch gated-effnet-lite0 "
-                         "(the U-Net trains on synthetic folders from `steelfast synth` instead)")
+    if synth_ratio or unlabelled is not None or prevalence is not None:
+        raise ValueError("--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch "
+                         "gated-effnet-lite0 (the U-Net trains on synthetic folders from `steelfast synth` instead)")
     from steelfast.training.config import TrainConfig
     from steelfast.training.loop import train as run_training
 
@@ -179,7 +186,10 @@ def _train_gated(
     batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
     synth: Optional[tuple[float, Path, str]],
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
+    prevalence: Optional[str],
 ) -> None:
+    from steelfast._validate import check_prevalence
+    from steelfast.severstal import PREVALENCE
     from steelfast.training.fit import fit_folder, training_folder
     from steelfast.training.gated import GatedTrainConfig
     from steelfast.training.mix import SynthMix
@@ -190,6 +200,10 @@ def _train_gated(
         if value is not None:
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
+    try:
+        shares = None if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
+    except ValueError as e:  # name the option: the message speaks of "prevalence"
+        raise ValueError(f"--prevalence: {e}") from None
     if pseudo_options is not None:
         folder, negative, positive = pseudo_options
         negative, positive = check_rule(negative, positive)
@@ -204,7 +218,8 @@ def _train_gated(
     try:
         # One line per epoch, with or without progress bars (the gated trainer draws none).
         path, cv = fit_folder(data_dir, out, presence=presence, folds=folds, config=config, progress=typer.echo,
-                              command="steelfast " + " ".join(sys.argv[1:]), mix=mix, pseudo=pseudo)
+                              command="steelfast " + " ".join(sys.argv[1:]), mix=mix, pseudo=pseudo,
+                              prevalence=shares)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: no model written to {out} (the gated trainer has no resume; run it again)", err=True)
         raise typer.Exit(code=130) from None

@@ -12,13 +12,13 @@ on the other folds → out-of-fold probabilities (:class:`OutOfFold`) →
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from steelfast._validate import check_positive_int
+from steelfast._validate import check_positive_int, check_prevalence
 from steelfast.analysis.evaluate import pair_report
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
@@ -112,14 +112,37 @@ class CVResult:
             fp_rate_empty, images.
         report: :func:`~steelfast.analysis.evaluate.pair_report` over all folds' fully labelled images.
         real_estimate: Per class and overall, the score expected at the real class prevalences
-            (positives and negatives of the pooled folds re-weighted).
+            of the Kaggle train set (positives and negatives of the pooled folds re-weighted), and
+            those prevalences.
         choices: The settings each fold was scored with (tuned on the other folds).
+        presence: bool (N, C) class presence of the scored (fully labelled) images.
+        dice: float (N, C) out-of-fold Dice of each of their (image, class) pairs.
+        tuned_estimate: The same at the prevalences the gate was tuned for (equal to
+            ``real_estimate`` unless ``cross_validate`` was given others).
     """
 
     folds: pd.DataFrame
     report: pd.DataFrame
     real_estimate: dict
     choices: list[GateChoice] = field(default_factory=list)
+    presence: np.ndarray | None = None
+    dice: np.ndarray | None = None
+    tuned_estimate: dict | None = None
+
+    def expected_score(self, prevalence: Sequence[float] | str) -> dict:
+        """The score these out-of-fold predictions would get at other class prevalences.
+
+        Per class, the Dice of its defect pairs and of its clean pairs are averaged separately and
+        weighed by the prevalence (the settings stay those tuned in :func:`cross_validate`).
+        Returns ``{"per_class", "score", "all_empty", "prevalence"}``.
+
+        Raises:
+            ValueError: No per-pair Dice kept, or a bad ``prevalence`` value.
+            TypeError: A ``prevalence`` that is not numbers.
+        """
+        if self.presence is None or self.dice is None:
+            raise ValueError("this CVResult keeps no per-pair Dice (made by cross_validate, it would)")
+        return _expected(self.presence, self.dice, check_prevalence(prevalence, self.presence.shape[1]))
 
     def summary(self) -> dict:
         """JSON-ready figures: mean and standard deviation over folds, the pooled table."""
@@ -133,30 +156,48 @@ class CVResult:
             "dice_defects_std": float(f["dice_defects"].std(ddof=0)),
             "pooled": {str(k): {c: float(v) for c, v in row.items()} for k, row in self.report.iterrows()},
             "real_prevalence_estimate": self.real_estimate,
+            "tuned_prevalence_estimate": self.tuned_estimate or self.real_estimate,
         }
 
 
-def _real_estimate(truth_has: np.ndarray, dice: np.ndarray) -> dict:
+def _prevalence(prevalence: Sequence[float] | str | None, classes: int) -> tuple[float, ...]:
+    return tuple(PREVALENCE) if prevalence is None else check_prevalence(prevalence, classes)
+
+
+def _expected(truth_has: np.ndarray, dice: np.ndarray, prevalence: Sequence[float]) -> dict:
     per_class = {}
-    for c, pi in enumerate(PREVALENCE):
+    for c, pi in enumerate(prevalence):
         pos, neg = truth_has[:, c], ~truth_has[:, c]
         if not pos.any() or not neg.any():
             continue
         per_class[str(c + 1)] = float(pi * dice[pos, c].mean() + (1 - pi) * dice[neg, c].mean())
-    empty = float(np.mean([1 - p for p in PREVALENCE]))
-    score = float(np.mean(list(per_class.values()))) if len(per_class) == len(PREVALENCE) else float("nan")
-    return {"per_class": per_class, "score": score, "all_empty": empty}
+    empty = float(np.mean([1 - p for p in prevalence]))
+    score = float(np.mean(list(per_class.values()))) if len(per_class) == len(prevalence) else float("nan")
+    return {"per_class": per_class, "score": score, "all_empty": empty, "prevalence": list(prevalence)}
 
 
-def cross_validate(data: LabelledSet, oof: OutOfFold) -> CVResult:
-    """Score each fold with settings tuned on the other folds' out-of-fold predictions."""
+def cross_validate(
+    data: LabelledSet, oof: OutOfFold, *, prevalence: Sequence[float] | str | None = None
+) -> CVResult:
+    """Score each fold with settings tuned on the other folds' out-of-fold predictions.
+
+    ``prevalence`` is the share of images holding each class where the model will run (numbers,
+    or comma-separated text; None: the Kaggle train set's :data:`~steelfast.severstal.PREVALENCE`).
+    The gate is tuned for the score expected at those rates (:attr:`CVResult.tuned_estimate`).
+
+    Raises:
+        ValueError: A ``prevalence`` of the wrong length or outside (0, 1).
+        TypeError: A ``prevalence`` that is not numbers.
+    """
+    prevalence = _prevalence(prevalence, oof.gate.shape[1])
     k = int(oof.fold.max()) + 1
     rows, choices = [], []
     pred_all = np.zeros((len(data), 4), bool)
     dice_all = np.full((len(data), 4), np.nan)
     for f in range(k):
         other, mine = np.flatnonzero(oof.fold != f), np.flatnonzero(oof.fold == f)
-        choice = tune_gate(oof.seg[other], oof.gate[other], [data.masks[i] for i in other], data.presence[other])
+        choice = tune_gate(oof.seg[other], oof.gate[other], [data.masks[i] for i in other], data.presence[other],
+                           prevalence=prevalence)
         choices.append(choice)
         pred, dice = apply_choice(oof.seg[mine], oof.gate[mine], [data.masks[i] for i in mine], choice)
         pred_all[mine], dice_all[mine] = pred, dice
@@ -167,7 +208,9 @@ def cross_validate(data: LabelledSet, oof: OutOfFold) -> CVResult:
         log.info("fold %d: score %.4f (all-empty %.4f)", f + 1, rows[-1]["score"], rows[-1]["all_empty"])
     full = data.full
     report = pair_report(data.presence[full], pred_all[full], dice_all[full])
-    return CVResult(pd.DataFrame(rows), report, _real_estimate(data.presence[full], dice_all[full]), choices)
+    presence, dice = data.presence[full], dice_all[full]
+    return CVResult(pd.DataFrame(rows), report, _expected(presence, dice, PREVALENCE), choices, presence, dice,
+                    _expected(presence, dice, prevalence))
 
 
 def fit_gated(
@@ -175,16 +218,22 @@ def fit_gated(
     progress: Callable[[str], None] | None = None,
     mix: SynthMix | None = None,
     pseudo: PseudoLabels | None = None,
+    prevalence: Sequence[float] | str | None = None,
 ) -> tuple[GatedUNet, GateChoice]:
     """Tune settings on all out-of-fold predictions, train the final model on all images
     (plus ``mix``'s synthetic images made of all of them, and ``pseudo``'s unlabelled images as
-    a teacher trained on those labels them).
+    a teacher trained on those labels them). The gate is tuned for the class ``prevalence`` where
+    the model will run (see :func:`cross_validate`).
 
     Returns:
         The model (gate thresholds set) and the chosen settings (pixel thresholds and minimum
         areas go into the checkpoint's post-processing).
+
+    Raises:
+        ValueError, TypeError: A bad ``prevalence`` (as :func:`cross_validate`), before any training.
     """
-    choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence)
+    choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence,
+                       prevalence=_prevalence(prevalence, oof.gate.shape[1]))
     train = data if mix is None else mix(data, [], seed=config.seed * 100 + int(oof.fold.max()) + 1)
     if pseudo is not None:
         train = pseudo(train, config, progress=progress)

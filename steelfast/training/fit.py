@@ -9,16 +9,20 @@ figures → final model with tuned gate → ``<out>/model.safetensors`` + ``mode
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from steelfast._io import PathLike
+from steelfast._validate import check_prevalence
 from steelfast.analysis.evaluate import format_report
 from steelfast.checkpoint import save_checkpoint
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
+from steelfast.severstal import PREVALENCE
 from steelfast.training.crossval import (
     CVResult,
     cross_validate,
@@ -39,7 +43,9 @@ ENCODER_SOURCE = "ImageNet EfficientNet-Lite0 from the efficientnet-lite0-pytorc
 def cv_text(data: LabelledSet, cv: CVResult) -> str:
     """Human-readable CV figures: per fold, mean ± spread, the pooled per-class table."""
     s = cv.summary()
-    est = cv.real_estimate
+    est, tuned = cv.real_estimate, cv.tuned_estimate
+    if tuned is not None and np.allclose(tuned["prevalence"], est["prevalence"], rtol=0, atol=5e-4):
+        tuned = None  # tuned for the real rates (up to the rounding of typed values): one line
     return (
         f"{len(cv.folds)}-fold CV over {int(data.full.sum())} fully labelled images "
         f"({int((~data.full).sum())} weakly labelled images dealt to the folds too: they train the "
@@ -49,9 +55,16 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
         + f"worst fold margin {s['margin_min']:+.4f}, "
         + f"defect-pair Dice {s['dice_defects_mean']:.3f} ± {s['dice_defects_std']:.3f}\n\n"
         + "pooled over folds:\n" + format_report(cv.report) + "\n\n"
-        + f"expected at the real class prevalences: {est['score']:.4f} (all-empty {est['all_empty']:.4f}); "
-        + "per class " + ", ".join(f"{k}: {v:.4f}" for k, v in est["per_class"].items()) + "\n"
+        + "".join(_expected_line(what, e) for what, e in (
+            ("the real class prevalences (Kaggle train set: ", est),
+            ("the class prevalences the gate was tuned for (", tuned)) if e is not None)
     )
+
+
+def _expected_line(what: str, est: dict[str, Any]) -> str:
+    return (f"expected at {what}" + " / ".join(f"{p:.3f}" for p in est["prevalence"]) + f"): {est['score']:.4f} "
+            + f"(all-empty {est['all_empty']:.4f}); per class "
+            + ", ".join(f"{k}: {v:.4f}" for k, v in est["per_class"].items()) + "\n")
 
 
 def _trained_on(synthetic: dict[str, Any] | None, pseudo_labels: dict[str, Any] | None) -> str:
@@ -66,13 +79,18 @@ def _trained_on(synthetic: dict[str, Any] | None, pseudo_labels: dict[str, Any] 
 def save_gated(
     path: PathLike, model: GatedUNet, choice: GateChoice, data: LabelledSet,
     config: GatedTrainConfig, cv: dict[str, Any] | None, command: str, synthetic: dict[str, Any] | None = None,
-    pseudo_labels: dict[str, Any] | None = None,
+    pseudo_labels: dict[str, Any] | None = None, prevalence: Sequence[float] | str | None = None,
 ) -> Path:
     """Save a fitted gated model; the metadata records data, settings, gate and CV figures.
 
     ``synthetic`` describes the synthetic images mixed into training (None: real images only),
-    ``pseudo_labels`` the unlabelled images that joined through a teacher (None: none).
+    ``pseudo_labels`` the unlabelled images that joined through a teacher (None: none),
+    ``prevalence`` the class shares the gate was tuned for (None: the Kaggle train set's).
+
+    Raises:
+        ValueError, TypeError: A bad ``prevalence`` (see :func:`~steelfast.training.crossval.cross_validate`).
     """
+    prevalence = PREVALENCE if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
@@ -84,6 +102,7 @@ def save_gated(
             "encoder_init": ENCODER_SOURCE if config.pretrained else "random",
             "config": asdict(config),
             "gate": choice.to_dict(),
+            "prevalence": list(prevalence),
             "cv": cv,
             "command": command,
         },
@@ -121,6 +140,7 @@ def fit_folder(
     command: str = "",
     mix: SynthMix | None = None,
     pseudo: PseudoLabels | None = None,
+    prevalence: Sequence[float] | str | None = None,
 ) -> tuple[Path, CVResult]:
     """Cross-validate and fit a gated model on a Kaggle-layout folder.
 
@@ -139,6 +159,9 @@ def fit_folder(
         pseudo: Unlabelled images that join every model's training through a teacher trained on
             that model's training images (:class:`~steelfast.training.pseudo.PseudoLabels`; more
             than twice the training time); they are never scored.
+        prevalence: Share of images holding each class where the model will run (a sequence, or
+            comma-separated text); the gate is tuned for the score expected at those rates.
+            Default: the Kaggle train set's (:data:`steelfast.severstal.PREVALENCE`).
 
     Returns:
         The checkpoint path and the cross-validation result.
@@ -146,14 +169,16 @@ def fit_folder(
     Raises:
         FileNotFoundError: Missing folder, label file or images.
         ValueError: Too few images for the folds, or a bad option.
+        TypeError: A ``prevalence`` that is not numbers.
     """
     cfg = config or GatedTrainConfig()
     cfg.validate()
+    prevalence = PREVALENCE if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
     images, labels = training_folder(data_dir, labels_file)
     data = load_labelled(images, labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)
     oof = out_of_fold(data, cfg, fold_ids, progress=progress, mix=mix, pseudo=pseudo)
-    cv = cross_validate(data, oof)
+    cv = cross_validate(data, oof, prevalence=prevalence)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     summary = cv.summary()
@@ -162,6 +187,6 @@ def fit_folder(
     (run / "cv.json").write_text(json.dumps({**summary, "synthetic": synthetic, "pseudo_labels": unlabelled}, indent=2)
                                  + "\n", encoding="utf-8")
     (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
-    model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo)
+    model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo, prevalence=prevalence)
     return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic,
-                      unlabelled), cv
+                      unlabelled, prevalence), cv
