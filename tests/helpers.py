@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
-__all__ = ["REPO", "random_mask", "shared_data_dir"]
+__all__ = ["REPO", "bench_script", "random_mask", "shared_data_dir"]
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_script(name: str) -> ModuleType:
+    """A fresh import of ``bench/<name>.py`` (bench/ is no package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_data_dir() -> Path:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import bench_script
 
 from steelfast.data.real import LabelledSet
 from steelfast.training.crossval import OutOfFold
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "goal_frontier.py"
 T_GRID, A_GRID = (0.3, 0.6), (0, 6)
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("goal_frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("goal_frontier")
 
 
 def _problem(seed: int, n: int = 7, classes: int = 2):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from helpers import bench_script
 
 from steelfast.checkpoint import read_metadata
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "train_quality.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("train_quality")
 
 
 @pytest.mark.slow

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "real_cv.py"
+from helpers import bench_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("real_cv", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("real_cv")
 
 
 class _Data:

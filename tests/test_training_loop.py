@@ -314,9 +314,10 @@ def test_epoch_log_callback_and_quiet_default(data_dir: Path, tmp_path: Path, ca
 
 def test_cli_unet_defaults_are_the_benchmarks_fast_configuration(tmp_path: Path, monkeypatch) -> None:
     """The defaults equal the README figures' command of bench/train_quality.py, parsed by its parser."""
-    import importlib.util
     import shlex
     from types import SimpleNamespace
+
+    from helpers import bench_script
 
     from steelfast.cli import app
 
@@ -324,9 +325,7 @@ def test_cli_unet_defaults_are_the_benchmarks_fast_configuration(tmp_path: Path,
     readme = (root / "README.md").read_text(encoding="utf-8")
     command = re.search(r"`python bench/train_quality\.py ([^`]*--lr [^`]*)`", readme)
     assert command is not None, "README lost its quality-figures command"
-    spec = importlib.util.spec_from_file_location("train_quality", root / "bench" / "train_quality.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_script("train_quality")
     args = bench._parser().parse_args(shlex.split(command.group(1)))
 
     seen: list[TrainConfig] = []
