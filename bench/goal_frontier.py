@@ -39,14 +39,13 @@ def class_options(seg_c, gate_c, truth_c, thresholds, min_areas, weight_defect, 
     The score term weighs each defect pair's Dice by ``weight_defect`` and each clean pair's by
     ``weight_clean``. A setting is ``"off"`` or (gate threshold, pixel threshold, minimum area).
     """
+    from steelfast.training.gate_tuning import pixel_areas
+
     has = np.array([t.any() for t in truth_c])
-    tarea = np.array([np.count_nonzero(t) for t in truth_c], float)
     options = [(weight_clean * float((~has).sum()), 0.0, "off")]  # 1 per clean pair, 0 per defect pair
     cuts = np.unique(gate_c)
     for t in thresholds:
-        above = seg_c > int(np.floor(t * 255))  # the uint8 test of steelfast.training.gate_tuning
-        area = above.reshape(len(seg_c), -1).sum(1).astype(float)
-        inter = np.array([np.count_nonzero(a & (m > 0)) for a, m in zip(above, truth_c)], float)
+        area, inter, tarea = pixel_areas(seg_c, truth_c, t)  # the tuning's own uint8 test
         dice = 2 * inter / np.maximum(area + tarea, 1)
         for a in min_areas:
             nonempty = area >= max(a, 1)
@@ -120,15 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
     from steelfast.data.real import load_shared
+    from steelfast.metrics import dice
 
     data = load_shared()
     oof, _, _ = load_run(args.out, args.folds, data)
     front, all_empty, defect = run_frontier(oof, data, args.real_rates)
     target = all_empty + GOAL_MARGIN
     full = np.flatnonzero(data.full)
-    ungated = [2 * np.count_nonzero((oof.seg[i, c] > 127) & (m[c] > 0))
-               / max(np.count_nonzero(oof.seg[i, c] > 127) + np.count_nonzero(m[c]), 1)
-               for i, m in ((i, data.masks[i]) for i in full) for c in range(m.shape[0]) if m[c].any()]
+    ungated = [dice(oof.seg[i, c] > 127, data.masks[i][c])  # p > 0.5 in the uint8 maps
+               for i in full for c in range(oof.gate.shape[1]) if data.masks[i][c].any()]
 
     rates = "at the real class rates" if args.real_rates else "over the scored pairs"
     print(f"{args.out}: {len(full)} scored images, {defect} defect pairs; score {rates}; all-empty {all_empty:.4f}")

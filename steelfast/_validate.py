@@ -262,18 +262,17 @@ def check_weights(weights: Any, n: int, name: str = "weights") -> np.ndarray:
     return w / w.sum()
 
 
-def _flat(values: Any) -> bool:
-    try:
-        return np.ndim(np.asarray(values, dtype=object)) == 1 and not any(
-            isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) for v in values)
-    except ValueError:  # ragged nesting
-        return False
+def _flat(values: Sequence | np.ndarray) -> bool:
+    if isinstance(values, np.ndarray):
+        return values.ndim == 1
+    return not any(isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) for v in values)
 
 
 def check_prevalence(values: Any, classes: int) -> tuple[float, ...]:
     """Per-class shares of images holding each class: ``classes`` numbers strictly between 0 and 1.
 
-    Accepts a flat sequence of real numbers or a comma-separated string (as typed on a command line).
+    Accepts a flat sequence of real numbers, a comma-separated string (as typed on a command line),
+    or None for the Kaggle train set's :data:`steelfast.severstal.PREVALENCE`.
 
     Raises:
         TypeError: Not a flat sequence or a string, or a sequence holding something other than
@@ -281,7 +280,11 @@ def check_prevalence(values: Any, classes: int) -> tuple[float, ...]:
         ValueError: Text that does not parse as numbers, the wrong number of values, or a value
             outside (0, 1) or NaN, quoting it.
     """
-    if isinstance(values, str):
+    if values is None:
+        from steelfast.severstal import PREVALENCE
+
+        shares = list(PREVALENCE)
+    elif isinstance(values, str):
         try:
             shares = [float(v) for v in values.split(",")]
         except ValueError:

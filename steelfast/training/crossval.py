@@ -117,8 +117,8 @@ class CVResult:
         choices: The settings each fold was scored with (tuned on the other folds).
         presence: bool (N, C) class presence of the scored (fully labelled) images.
         dice: float (N, C) out-of-fold Dice of each of their (image, class) pairs.
-        tuned_estimate: The same at the prevalences the gate was tuned for (equal to
-            ``real_estimate`` unless ``cross_validate`` was given others).
+        prevalence: The class prevalences the gate was tuned for (the Kaggle train set's unless
+            ``cross_validate`` was given others).
     """
 
     folds: pd.DataFrame
@@ -127,7 +127,12 @@ class CVResult:
     choices: list[GateChoice] = field(default_factory=list)
     presence: np.ndarray | None = None
     dice: np.ndarray | None = None
-    tuned_estimate: dict | None = None
+    prevalence: tuple[float, ...] | None = None
+
+    @property
+    def tuned_estimate(self) -> dict | None:
+        """Like ``real_estimate``, at the prevalences the gate was tuned for (None without them)."""
+        return None if self.prevalence is None else self.expected_score(self.prevalence)
 
     def expected_score(self, prevalence: Sequence[float] | str) -> dict:
         """The score these out-of-fold predictions would get at other class prevalences.
@@ -160,10 +165,6 @@ class CVResult:
         }
 
 
-def _prevalence(prevalence: Sequence[float] | str | None, classes: int) -> tuple[float, ...]:
-    return tuple(PREVALENCE) if prevalence is None else check_prevalence(prevalence, classes)
-
-
 def _expected(truth_has: np.ndarray, dice: np.ndarray, prevalence: Sequence[float]) -> dict:
     per_class = {}
     for c, pi in enumerate(prevalence):
@@ -189,7 +190,7 @@ def cross_validate(
         ValueError: A ``prevalence`` of the wrong length or outside (0, 1).
         TypeError: A ``prevalence`` that is not numbers.
     """
-    prevalence = _prevalence(prevalence, oof.gate.shape[1])
+    prevalence = check_prevalence(prevalence, oof.gate.shape[1])
     k = int(oof.fold.max()) + 1
     rows, choices = [], []
     pred_all = np.zeros((len(data), 4), bool)
@@ -210,7 +211,7 @@ def cross_validate(
     report = pair_report(data.presence[full], pred_all[full], dice_all[full])
     presence, dice = data.presence[full], dice_all[full]
     return CVResult(pd.DataFrame(rows), report, _expected(presence, dice, PREVALENCE), choices, presence, dice,
-                    _expected(presence, dice, prevalence))
+                    prevalence)
 
 
 def fit_gated(
@@ -233,7 +234,7 @@ def fit_gated(
         ValueError, TypeError: A bad ``prevalence`` (as :func:`cross_validate`), before any training.
     """
     choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence,
-                       prevalence=_prevalence(prevalence, oof.gate.shape[1]))
+                       prevalence=check_prevalence(prevalence, oof.gate.shape[1]))
     train = data if mix is None else mix(data, [], seed=config.seed * 100 + int(oof.fold.max()) + 1)
     if pseudo is not None:
         train = pseudo(train, config, progress=progress)

@@ -90,7 +90,7 @@ def save_gated(
     Raises:
         ValueError, TypeError: A bad ``prevalence`` (see :func:`~steelfast.training.crossval.cross_validate`).
     """
-    prevalence = PREVALENCE if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
+    prevalence = check_prevalence(prevalence, len(PREVALENCE))
     meta = {
         "normalization": NORMALIZATION,
         "postprocess": {"thresholds": choice.thresholds, "min_areas": choice.min_areas, "tta": False},
@@ -173,7 +173,7 @@ def fit_folder(
     """
     cfg = config or GatedTrainConfig()
     cfg.validate()
-    prevalence = PREVALENCE if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
+    prevalence = check_prevalence(prevalence, len(PREVALENCE))
     images, labels = training_folder(data_dir, labels_file)
     data = load_labelled(images, labels, presence=presence)
     fold_ids = stratified_folds(data, folds, seed=cfg.seed)

@@ -32,7 +32,7 @@ import numpy as np
 
 from steelfast.severstal import PREVALENCE
 
-__all__ = ["CLASS_OFF", "GateChoice", "apply_choice", "effective_threshold", "tune_gate"]
+__all__ = ["CLASS_OFF", "GateChoice", "apply_choice", "effective_threshold", "pixel_areas", "tune_gate"]
 
 #: Gate threshold that switches a class off (gate probabilities never exceed 1).
 CLASS_OFF = 2.0
@@ -73,8 +73,15 @@ def effective_threshold(t: float) -> float:
     return float(np.nextafter((np.floor(t * 255) + 0.5) / 255, 0.0))
 
 
-def _areas(seg_c: np.ndarray, truth_c: list[np.ndarray | None], t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted area, intersection and truth area per image for one class at pixel threshold t."""
+def pixel_areas(
+    seg_c: np.ndarray, truth_c: Sequence[np.ndarray | None], t: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted area, intersection and truth area per image for one class at pixel threshold t.
+
+    ``seg_c`` is uint8 (N, H, W) probabilities × 255, thresholded as the tuning does (``p > t`` as
+    ``q > floor(255 t)``); a None truth (a weakly labelled image) counts as no intersection and
+    no truth area.
+    """
     cut = int(np.floor(t * 255))  # p > t  ⇔  round(255 p) > floor(255 t), up to rounding
     n = len(seg_c)
     area, inter, tarea = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -137,7 +144,7 @@ def tune_gate(
         order = np.argsort(-gate[:, c], kind="stable")
         g_sorted = gate[order, c]
         for t in thresholds:
-            area, inter, tarea = _areas(seg[:, c], truth_c, t)
+            area, inter, tarea = pixel_areas(seg[:, c], truth_c, t)
             for a in min_areas:
                 nonempty = area >= max(a, 1)
                 dice = np.where(nonempty & (tarea > 0), 2 * inter / np.maximum(area + tarea, 1), 0.0)
@@ -192,7 +199,7 @@ def apply_choice(
     dice = np.full((n, classes), np.nan)
     full = np.array([m is not None for m in masks])
     for c in range(classes):
-        area, inter, tarea = _areas(seg[:, c], [m[c] if m is not None else None for m in masks], choice.thresholds[c])
+        area, inter, tarea = pixel_areas(seg[:, c], [m[c] if m is not None else None for m in masks], choice.thresholds[c])
         on = (gate[:, c] >= choice.gate[c]) & (area >= max(choice.min_areas[c], 1))
         predicted[:, c] = on
         scored = np.where(on, 2 * inter / np.maximum(area + tarea, 1), (tarea == 0).astype(float))
