@@ -298,6 +298,7 @@ def segment_with_ray(
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     check_sizes(image_size, other_sizes, max_pixels)
     from steelfast.checkpoint import resolve_model
+    from steelfast.inference import resume as earlier
     from steelfast.inference import writer
 
     out = Path(output) if output is not None else None
@@ -309,7 +310,7 @@ def segment_with_ray(
     with contextlib.ExitStack() as stack:
         if out is not None:  # one run per output, from before any work until the files are written
             stack.enter_context(writer.lock_output(out))
-            writer.claim_output(out, resume=False, overwrite=overwrite)
+            earlier.claim_output(out, resume=False, overwrite=overwrite)
         if not ray.is_initialized():
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
         frame, failures, notes = _run(ray, paths_or_dataset, model_path, batch_size or ACTOR_BATCH, concurrency,
@@ -318,7 +319,7 @@ def segment_with_ray(
         if out is None:
             return RaySegmentation(ray.data.from_pandas(frame), failures, notes, time.perf_counter() - start)
         identity = _identity(model_path, segmenter_options, image_size, other_sizes)
-        writer.load_previous(out, kind, identity, resume=False, classes=len(CLASSES))  # drops stale companions
+        earlier.load_previous(out, kind, identity, resume=False, classes=len(CLASSES))  # drops stale companions
         writer.finish(out, kind, frame, failures, identity)
     from steelfast.inference.summary import SegmentSummary
 

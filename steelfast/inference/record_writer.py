@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from steelfast._io import PathLike, atomic_path
+from steelfast.inference import resume as earlier
 from steelfast.inference import writer
 from steelfast.inference.records import ImageRecord
 from steelfast.inference.summary import SegmentSummary
@@ -124,7 +125,7 @@ def records_to_file(
     start = time.perf_counter()
     identity = {**segmenter.identity(), "image_size": list(image_size) if image_size else None,
                 "other_sizes": other_sizes, "format": kind}
-    writer.load_previous(output, kind, identity, resume=False, classes=segmenter.classes)  # drops stale companions
+    earlier.load_previous(output, kind, identity, resume=False, classes=segmenter.classes)  # drops stale companions
     failures: dict[str, str] = {}
     notes: dict[str, str] = {}
     defects = dict.fromkeys(range(1, segmenter.classes + 1), 0)

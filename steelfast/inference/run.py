@@ -21,6 +21,7 @@ import numpy as np
 
 from steelfast._io import PathLike
 from steelfast.images import MAX_PIXELS
+from steelfast.inference import resume as earlier
 from steelfast.inference import writer
 from steelfast.inference.decode import check_sizes, list_folder, read_fitted
 from steelfast.inference.pipeline import COMPILE_MIN_IMAGES, ImageResult, iter_segment_folder
@@ -52,7 +53,7 @@ def segment_to_file(
     """Segment a folder into a submission file, robustly (the ``steelfast-segment`` command).
 
     Before any image is read it checks the output (format package, path), takes the output's
-    lock and refuses to replace an earlier output unasked; see :mod:`steelfast.inference.writer`
+    lock and refuses to replace an earlier output unasked (:mod:`steelfast.inference.resume`); see :mod:`steelfast.inference.writer`
     for the files it keeps beside the output.
 
     Args:
@@ -107,7 +108,7 @@ def segment_to_file(
         raise ValueError(f"a {kind} output is written in one go: resume and overlays work with csv, xlsx and "
                          f"parquet outputs only (got resume={resume!r}, overlays={overlays!r})")
     with writer.lock_output(out):
-        writer.claim_output(out, resume=resume, overwrite=overwrite)
+        earlier.claim_output(out, resume=resume, overwrite=overwrite)
         if overlays is not None:
             Path(overlays).mkdir(parents=True, exist_ok=True)
         if segmenter is None:
@@ -121,7 +122,7 @@ def segment_to_file(
                                       other_sizes=other_sizes, max_pixels=max_pixels)
             return dataclasses.replace(summary, seconds=time.perf_counter() - start)
         identity = {**seg.identity(), "image_size": list(image_size), "other_sizes": other_sizes}
-        prev = writer.load_previous(out, kind, identity, resume=resume, classes=seg.classes)
+        prev = earlier.load_previous(out, kind, identity, resume=resume, classes=seg.classes)
         names = {f.name for f in files}
         done = {k: v for k, v in prev.done.items() if k in names}
         failures = {k: v for k, v in prev.failures.items() if k in names and k not in done}

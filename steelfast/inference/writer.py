@@ -16,9 +16,9 @@ IDENTITY is what decides the masks: ``model_sha256`` (of the weights or ONNX fil
 ``precision``, ``tta``, ``thresholds``, ``min_areas``, ``image_size`` and ``other_sizes``. A resume
 whose identity differs from the journal's or the run record's is refused with a
 :class:`~steelfast.inference.errors.ResumeMismatchError` that lists what differs, so one output never
-mixes two models. An existing output is replaced only when asked (``overwrite``), and
-:func:`check_output` finds an unknown format, a missing writer package or an unusable path before
-any image is read.
+mixes two models; reading what an earlier run left, and refusing to replace it unless asked
+(``overwrite``), is :mod:`steelfast.inference.resume`. :func:`check_output` finds an unknown format,
+a missing writer package or an unusable path before any image is read.
 """
 
 from __future__ import annotations
@@ -30,31 +30,26 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from steelfast._io import atomic_path, atomic_write_bytes
-from steelfast.inference.errors import ResumeMismatchError
 from steelfast.inference.lock import hold_lock
-from steelfast.severstal import SHAPE
 
 __all__ = [
     "OUTPUT_FORMATS",
     "RECORD_FORMATS",
     "Journal",
-    "Previous",
     "check_output",
-    "claim_output",
     "failures_path",
     "finish",
     "finish_companions",
     "journal_path",
-    "load_previous",
     "lock_output",
     "lock_path",
+    "plain_identity",
     "record_path",
 ]
 
@@ -66,8 +61,6 @@ OUTPUT_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet", ".jsonl
 RECORD_FORMATS = ("json", "coco")
 #: The package each format needs beyond pandas, and the steelfast extra that installs it.
 _NEEDS = {"xlsx": ("openpyxl", "excel"), "parquet": ("pyarrow", "parquet")}
-_RESUME = "resume=True (CLI: --resume)"
-_OVERWRITE = "overwrite=True (CLI: --overwrite)"
 
 
 def journal_path(output: Path) -> Path:
@@ -150,179 +143,9 @@ def lock_output(output: Path) -> Iterator[Path]:
         yield path
 
 
-# ---- what an earlier run left ------------------------------------------------------------------
-
-
-def claim_output(output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to replace an earlier run's output or journal unless asked to.
-
-    Raises:
-        ValueError: Both ``resume`` and ``overwrite``.
-        FileExistsError: ``output`` or its journal exists and neither was given.
-    """
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume continues the earlier run, overwrite replaces it")
-    if resume or overwrite:
-        return
-    if output.exists():
-        raise FileExistsError(f"{output} exists; pass {_OVERWRITE} to replace it or {_RESUME} to continue it")
-    journal = journal_path(output)
-    if journal.exists():
-        raise FileExistsError(
-            f"an interrupted run left its journal {journal}; pass {_RESUME} to continue it or {_OVERWRITE} to start over"
-        )
-
-
-@dataclass
-class Previous:
-    """What an earlier run of the same output finished.
-
-    Attributes:
-        done: ``{ImageId: RLE strings}`` of finished images (from the output and the journal).
-        failures: ``{ImageId: reason}`` of files that failed; a resume does not try them again.
-        journaled: The journal's entries ``(ImageId, RLE strings or None, reason or None)``, carried
-            into the new journal.
-    """
-
-    done: dict[str, list[str]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    journaled: list[tuple[str, list[str] | None, str | None]] = field(default_factory=list)
-
-
-def _normal(identity: Mapping[str, Any]) -> dict[str, Any]:
+def plain_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """``identity`` as it reads back from JSON (tuples become lists), the form runs are compared in."""
     return json.loads(json.dumps(dict(identity)))
-
-
-def _show(key: str, value: Any) -> str:
-    if key == "model_sha256" and isinstance(value, str):
-        return value[:12]
-    return json.dumps(value)
-
-
-def _check_identity(output: Path, where: Path, recorded: Any, identity: Mapping[str, Any]) -> None:
-    if not isinstance(recorded, dict):
-        raise ResumeMismatchError(
-            f"cannot resume {output}: {where} records no model and options (written by an older steelfast); "
-            f"start over with {_OVERWRITE}"
-        )
-    now = _normal(identity)
-    diffs = [f"{key} {_show(key, recorded.get(key))} before, {_show(key, now.get(key))} now"
-             for key in sorted(set(recorded) | set(now)) if recorded.get(key) != now.get(key)]
-    if diffs:
-        raise ResumeMismatchError(
-            f"cannot resume {output}: it was started with another model or options ({'; '.join(diffs)}); "
-            f"resume with the same ones, or start over with {_OVERWRITE}"
-        )
-
-
-def _read_journal(path: Path, output: Path, identity: Mapping[str, Any], classes: int) -> Previous:
-    """Entries of a journal whose header matches ``identity``; a torn last line is ignored."""
-    prev = Previous()
-    with open(path, encoding="utf-8") as fh:
-        lines = [line for line in fh if line.endswith("\n")]
-    entries = []
-    for line in lines:
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    if not entries:
-        return prev  # killed before the header reached the disk: nothing was finished
-    head = entries[0]
-    _check_identity(output, path, head.get("run") if isinstance(head, dict) else None, identity)
-    for entry in entries[1:]:
-        if not isinstance(entry, dict) or "id" not in entry:
-            continue
-        image_id = str(entry["id"])
-        if isinstance(entry.get("rles"), list) and len(entry["rles"]) == classes:
-            prev.done[image_id] = [str(t) for t in entry["rles"]]
-            prev.journaled.append((image_id, prev.done[image_id], None))
-        elif isinstance(entry.get("error"), str):
-            prev.failures[image_id] = entry["error"]
-            prev.journaled.append((image_id, None, entry["error"]))
-    return prev
-
-
-def _read_output(path: Path, kind: str, shape: Sequence[int], classes: int) -> dict[str, list[str]]:
-    """Rows of a finished output file as ``{ImageId: RLE strings}``, read and checked by
-    :func:`steelfast.labels.read_labels` (RLE runs within ``shape``); {} if unreadable.
-
-    ``read_labels`` knows the Kaggle classes 1..4 only: an output with another ClassId is
-    unreadable (a warning, and every image runs again), so ``classes`` above 4 resumes nothing.
-    """
-    from steelfast.labels import read_labels
-
-    try:
-        if kind == "parquet":
-            source: Any = pd.read_parquet(path)
-        elif kind == "xlsx":
-            source = pd.read_excel(path, dtype={"ImageId": str, "EncodedPixels": str})
-        else:
-            source = path
-        table = read_labels(source, shape=tuple(shape))
-    except (OSError, ValueError, ImportError) as exc:  # a LabelError is a ValueError
-        log.warning("cannot read the existing output %s (%s); its images run again", path, exc)
-        return {}
-    done: dict[str, list[str]] = {}
-    for image_id, group in table.groupby("ImageId", sort=False):
-        by_class = dict(zip(group["ClassId"], group["EncodedPixels"]))
-        done[str(image_id)] = [by_class.get(c, "") for c in range(1, classes + 1)]
-    return done
-
-
-def _read_failures(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError):
-        return {}
-    if not {"file", "error"} <= set(table.columns):
-        return {}
-    return dict(zip(table["file"], table["error"]))
-
-
-def load_previous(
-    output: Path, kind: str, identity: Mapping[str, Any], *, resume: bool, classes: int
-) -> Previous:
-    """What the earlier run of ``output`` finished, checked against this run's ``identity``.
-
-    Without ``resume`` the earlier run's journal and run record are removed and nothing is kept
-    (call :func:`claim_output` first). With it, the finished output counts when its run record
-    matches, and the journal's entries when its header does.
-
-    Raises:
-        ResumeMismatchError: The run record or journal was written with another identity (the
-            message lists what differs), or an output exists without a run record to check.
-    """
-    journal, record = journal_path(output), record_path(output)
-    if not resume:
-        journal.unlink(missing_ok=True)
-        record.unlink(missing_ok=True)
-        return Previous()
-    prev = Previous()
-    if output.is_file() and record.is_file():
-        try:
-            recorded = json.loads(record.read_text(encoding="utf-8")).get("run")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        _check_identity(output, record, recorded, identity)
-        shape = identity.get("image_size") or SHAPE
-        prev.done.update(_read_output(output, kind, shape, classes))
-        prev.failures.update(_read_failures(failures_path(output)))
-    elif output.is_file() and not journal.is_file():
-        raise ResumeMismatchError(
-            f"cannot resume {output}: nothing records the model and options that wrote it ({record} "
-            f"is missing); start over with {_OVERWRITE}"
-        )
-    # An output without a run record but with a journal is an overwrite in progress: its rows are
-    # from the replaced run, so only the journal counts.
-    if journal.is_file():
-        logged = _read_journal(journal, output, identity, classes)
-        prev.done.update(logged.done)
-        prev.failures.update(logged.failures)
-        prev.journaled = logged.journaled
-    return prev
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -346,7 +169,7 @@ class Journal:
         self.path = path
         self.every = max(1, int(every))
         self._pending: list[str] = []
-        head = json.dumps({"run": _normal(identity)}) + "\n"
+        head = json.dumps({"run": plain_identity(identity)}) + "\n"
         body = "".join(self._line(image_id, rles, error) for image_id, rles, error in carried)
         atomic_write_bytes(path, (head + body).encode("utf-8"), fsync=True)
         self._fh = open(path, "a", encoding="utf-8")
@@ -411,6 +234,6 @@ def finish_companions(output: Path, failures: Mapping[str, str], identity: Mappi
             pd.DataFrame({"file": list(failures), "error": list(failures.values())}).to_csv(tmp, index=False)
     else:
         fail_path.unlink(missing_ok=True)
-    text = json.dumps({"run": _normal(identity)}, indent=1) + "\n"
+    text = json.dumps({"run": plain_identity(identity)}, indent=1) + "\n"
     atomic_write_bytes(record_path(output), text.encode("utf-8"))
     journal_path(output).unlink(missing_ok=True)
