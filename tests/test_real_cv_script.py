@@ -81,3 +81,83 @@ def test_prevalence_checked_before_any_data_is_read(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(sys, "argv", ["real_cv.py"])
     with pytest.raises(SystemExit, match=match):
         _script().main([*argv, "--out", str(tmp_path / "run")])
+
+
+def _labelled(n: int = 12, weak: int = 4):
+    """A small LabelledSet: image i holds class (i % 4) + 1 in a box when i % 3, else nothing; the
+    last ``weak`` images keep their presence only."""
+    from steelfast.data.real import LabelledSet
+
+    presence = np.zeros((n, 4), bool)
+    masks = []
+    for i in range(n):
+        m = np.zeros((4, 256, 1600), np.uint8)
+        if i % 3:
+            presence[i, i % 4] = True
+            m[i % 4, 40:120, 100 + 50 * i: 400 + 50 * i] = 1
+        masks.append(m if i < n - weak else None)
+    full = np.array([m is not None for m in masks])
+    return LabelledSet([f"{i:02d}.jpg" for i in range(n)], np.zeros((n, 256, 1600), np.uint8), presence, full,
+                       masks, {"name": "test set"})
+
+
+def _write_predictions(out: Path, data, folds: int) -> np.ndarray:
+    """oof_F.npz files of a fair model: the truth's boxes a little shifted, gate scores that rank
+    most present classes above absent ones."""
+    from steelfast.training.crossval import stratified_folds
+
+    fold = stratified_folds(data, folds, seed=0)
+    rng = np.random.default_rng(1)
+    for f in range(folds):
+        idx = np.flatnonzero(fold == f)
+        seg = np.zeros((len(idx), 4, 256, 1600), np.uint8)
+        for k, i in enumerate(idx):
+            for c in np.flatnonzero(data.presence[i]):
+                seg[k, c, 50:130, 120 + 50 * i: 420 + 50 * i] = 230
+        gate = np.clip(data.presence[idx] * 0.7 + rng.random((len(idx), 4)) * 0.4, 0, 1).astype(np.float32)
+        np.savez(out / f"oof_{f}.npz", idx=idx, fold=fold, ids=np.array(data.ids), seg=seg, gate=gate,
+                 config=json.dumps({"epochs": 30}))
+    return fold
+
+
+@pytest.mark.parametrize("prevalence", [None, "0.3,0.3,0.3,0.3"])
+def test_report_writes_the_cv_figures_and_saves_the_gated_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prevalence: str | None) -> None:
+    import steelfast.data.real
+    from steelfast.checkpoint import load_checkpoint, save_checkpoint
+    from steelfast.efficientnet import GatedUNet
+    from steelfast.severstal import PREVALENCE
+    from steelfast.training.crossval import cross_validate
+    from steelfast.training.gate_tuning import tune_gate
+
+    data = _labelled()
+    monkeypatch.setattr(steelfast.data.real, "load_shared", lambda: data)
+    monkeypatch.setattr(sys, "argv", ["real_cv.py"])
+    out = tmp_path / "run"
+    out.mkdir()
+    _write_predictions(out, data, 2)
+    save_checkpoint(out / "final_ungated.safetensors", GatedUNet(), {"training": {"pseudo_labels": None}})
+    argv = ["report", "--out", str(out), "--folds", "2", "--save", str(tmp_path / "model.safetensors")]
+    assert _script().main(argv + (["--prevalence", prevalence] if prevalence else [])) == 0
+
+    oof, _, _ = _script().load_run(out, 2, data)
+    rates = [0.3] * 4 if prevalence else list(PREVALENCE)
+    cv = cross_validate(data, oof, prevalence=rates)
+    figures = json.loads((out / "cv.json").read_text())
+    assert figures["score_mean"] == pytest.approx(cv.summary()["score_mean"])
+    assert figures["dice_defects_mean"] == pytest.approx(cv.summary()["dice_defects_mean"])
+    assert figures["tuned_prevalence_estimate"]["prevalence"] == pytest.approx(rates)
+    assert figures["config"]["epochs"] == 30 and figures["data"] == {"name": "test set"}
+    assert len(figures["choices"]) == 2
+    assert len(np.loadtxt(out / "folds.csv", delimiter=",", skiprows=1, ndmin=2)) == 2
+    text = (out / "report.txt").read_text()
+    assert "5-fold" not in text and "2-fold CV over 8 fully labelled images" in text
+    assert "gate AUC out of fold" in text
+
+    model, meta = load_checkpoint(tmp_path / "model.safetensors")
+    choice = tune_gate(oof.seg, oof.gate, data.masks, data.presence, prevalence=rates)
+    assert model.config["gate_thresholds"] == pytest.approx(choice.gate)
+    assert meta["postprocess"]["thresholds"] == pytest.approx(choice.thresholds)
+    assert meta["training"]["prevalence"] == pytest.approx(rates)
+    assert meta["training"]["cv"]["score_mean"] == pytest.approx(figures["score_mean"])
+    assert any(g < 1 for g in choice.gate)  # the fair model switches some class on: the test sees a real choice
