@@ -108,7 +108,7 @@ def _pseudo(args, data):
     return pseudo
 
 
-def _auc(truth: np.ndarray, score: np.ndarray) -> float:
+def auc(truth: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a positive scores above a negative (ties count half)."""
     pos, neg = score[truth.astype(bool)], score[~truth.astype(bool)]
     if not len(pos) or not len(neg):
@@ -248,7 +248,7 @@ def _report(args, data, cfg) -> None:
     summary = cv.summary()
     text = cv_text(data, cv)
     text += "gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
-        f"{_auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])) + "\n"
+        f"{auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])) + "\n"
     (args.out / "cv.json").write_text(json.dumps(
         {"data": data.source, "arch": arch, "config": asdict(cfg), "synthetic": synth, "pseudo_labels": unlabelled,
          "teachers": sorted(t for t in teachers if t is not None), **summary, "choices": [c.to_dict() for c in cv.choices]},
