@@ -41,14 +41,17 @@ def predict(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
     """Write ``flips_F.npz`` (``seg_w``, ``gate_w``, ``seg_h``, ``gate_h``) for every fold of ``out``."""
+    from real_cv import load_run  # bench/ is the script's folder, first on sys.path
+
     from steelfast._device import resolve_device
     from steelfast.checkpoint import load_checkpoint
 
+    fold = load_run(out, folds, data)[0].fold  # every fold's oof_F.npz there and consistent
     for f in range(folds):
         path = out / f"model_{f}.safetensors"
         if not path.is_file():
             raise SystemExit(f"{path} is missing: only runs of --arch effnet-lite0 keep their fold models")
-        idx = np.load(out / f"oof_{f}.npz")["idx"]
+        idx = np.flatnonzero(fold == f)
         model, _ = load_checkpoint(path)
         model = model.to(resolve_device(device)).eval()
         res = {}
@@ -82,6 +85,9 @@ def merged(runs: list[Path], folds: int, data, tta: str):
                 if not path.is_file():
                     raise SystemExit(f"{path} is missing: run 'python bench/oof_variants.py flips --out {run}' first")
                 z = np.load(path)
+                if not np.array_equal(z["idx"], np.flatnonzero(fold == f)):
+                    raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: run "
+                                     f"'python bench/oof_variants.py flips --out {run}' again")
                 fs[z["idx"]], fg[z["idx"]] = z["seg_" + name], z["gate_" + name]
             parts.append((fs, fg))
         for s, g in parts:
@@ -100,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with", dest="others", type=Path, nargs="*", default=[],
                     help="step 'score': other runs on the same folds, averaged in")
     ap.add_argument("--prevalence", default=None, help="step 'score': as real_cv.py report's")
-    ap.add_argument("--device", default="cpu", help="step 'flips': where the fold models run")
+    ap.add_argument("--device", default=None, help="step 'flips': where the fold models run (default: cpu)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
     if args.step == "flips" and (args.others or args.tta != "none" or args.prevalence is not None):
         raise SystemExit("--tta, --with and --prevalence are options of the step 'score'")
+    if args.step == "score" and args.device is not None:
+        raise SystemExit("--device is an option of the step 'flips' (score runs no model)")
     from steelfast._validate import check_prevalence
     from steelfast.severstal import PREVALENCE
 
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_shared()
     if args.step == "flips":
-        flips(args.out, args.folds, data, args.device)
+        flips(args.out, args.folds, data, args.device or "cpu")
         return 0
     from real_cv import auc
 

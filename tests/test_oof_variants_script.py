@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, bench_script
+from helpers import REPO, bench_script, small_labelled_set, write_fair_run
 
 N, FOLDS = 6, 2
 
@@ -68,12 +68,20 @@ def test_merged_averages_maps_and_gates(script, tmp_path: Path, tta: str, others
 @pytest.mark.parametrize(("case", "match"), [
     ("folds", r"was made on other folds than .*a \(another --seed\?\)"),
     ("flips", r"flips_0\.npz is missing: run 'python bench/oof_variants\.py flips --out .*b' first"),
+    ("stale", r"b/flips_0\.npz was made on other folds than .*b/oof_0\.npz: run 'python bench/oof_variants\.py "
+              r"flips --out .*b' again"),
 ])
 def test_merged_refuses(script, tmp_path: Path, case: str, match: str) -> None:
     _write_run(tmp_path / "a", 100, 0.2, flips={"w": (1, 0.1), "h": (1, 0.1)})
-    _write_run(tmp_path / "b", 100, 0.2, fold=(np.arange(N) // 3) if case == "folds" else None)
+    if case == "stale":  # b's folds were made again after its flips: its flip files cover other images
+        _write_run(tmp_path / "b", 100, 0.2, fold=np.arange(N) // 3, flips={"w": (1, 0.1), "h": (1, 0.1)})
+        _write_run(tmp_path / "b", 100, 0.2)
+        runs = [tmp_path / "b"]
+    else:
+        _write_run(tmp_path / "b", 100, 0.2, fold=(np.arange(N) // 3) if case == "folds" else None)
+        runs = [tmp_path / "a", tmp_path / "b"]
     with pytest.raises(SystemExit, match=match):
-        script.merged([tmp_path / "a", tmp_path / "b"], FOLDS, _Data(), "w" if case == "flips" else "none")
+        script.merged(runs, FOLDS, _Data(), "none" if case == "folds" else "w")
 
 
 def test_flips_maps_come_back_in_place(script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,15 +113,23 @@ def test_flips_maps_come_back_in_place(script, tmp_path: Path, monkeypatch: pyte
         assert np.allclose(z["gate_h"][:, 0], data.images[idx, -1, 0] / 255)
 
 
-def test_flips_needs_the_fold_models(script, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("missing", "match"), [
+    ("model_0.safetensors", r"model_0\.safetensors is missing: only runs of --arch effnet-lite0"),
+    ("oof_1.npz", r"oof_1\.npz is missing: run the 'fold' step for fold 1 first"),
+])
+def test_flips_needs_the_fold_models_and_predictions(script, tmp_path: Path, missing: str, match: str) -> None:
     _write_run(tmp_path, 0, 0.0)
-    with pytest.raises(SystemExit, match=r"model_0\.safetensors is missing: only runs of --arch effnet-lite0"):
+    for f in range(FOLDS):
+        (tmp_path / f"model_{f}.safetensors").write_bytes(b"")  # never read: the check comes first
+    (tmp_path / missing).unlink()
+    with pytest.raises(SystemExit, match=match):
         script.flips(tmp_path, FOLDS, _Data())
 
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["flips", "--tta", "w"], "--tta, --with and --prevalence are options of the step 'score'"),
     (["score", "--prevalence", "0.1,0.1"], r"--prevalence: prevalence needs one share per class \(4\), got 2"),
+    (["score", "--device", "cuda"], r"--device is an option of the step 'flips' \(score runs no model\)"),
 ])
 def test_options_checked_before_any_data_is_read(script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   argv: list[str], match: str) -> None:
@@ -121,3 +137,30 @@ def test_options_checked_before_any_data_is_read(script, tmp_path: Path, monkeyp
     monkeypatch.setattr(sys, "argv", ["oof_variants.py"])
     with pytest.raises(SystemExit, match=match):
         script.main([*argv, "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("tta", ["none", "w"])
+def test_score_prints_the_cv_report_of_the_average(script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture, tta: str) -> None:
+    import steelfast.data.real
+    from steelfast.training.crossval import cross_validate
+    from steelfast.training.fit import cv_text
+
+    data = small_labelled_set()
+    monkeypatch.setattr(steelfast.data.real, "load_shared", lambda: data)
+    fold = write_fair_run(tmp_path, data, FOLDS)
+    for f in range(FOLDS):  # the left-right flip's maps: empty; its gate: certain
+        z = np.load(tmp_path / f"oof_{f}.npz")
+        np.savez(tmp_path / f"flips_{f}.npz", idx=z["idx"], seg_w=np.zeros_like(z["seg"]),
+                 gate_w=np.ones_like(z["gate"]), seg_h=z["seg"], gate_h=z["gate"])
+    assert script.main(["score", "--out", str(tmp_path), "--folds", str(FOLDS), "--tta", tta]) == 0
+    printed = capsys.readouterr().out
+    expected = script.merged([tmp_path], FOLDS, data, tta)
+    if tta == "w":
+        run = script.merged([tmp_path], FOLDS, data, "none")
+        assert np.array_equal(expected.seg, np.round(run.seg / 2).astype(np.uint8))
+        assert np.allclose(expected.gate, (run.gate + 1) / 2)
+    assert expected.fold.tolist() == fold.tolist()
+    assert printed.startswith(f"runs: {tmp_path}; flip TTA: {tta}\n")
+    assert cv_text(data, cross_validate(data, expected)) in printed
+    assert "gate AUC out of fold (all images, class presence), classes 1-4: " in printed

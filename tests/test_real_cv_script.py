@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import bench_script
+from helpers import bench_script, small_labelled_set, write_fair_run
 
 
 def _script():
@@ -83,43 +83,6 @@ def test_prevalence_checked_before_any_data_is_read(tmp_path: Path, monkeypatch:
         _script().main([*argv, "--out", str(tmp_path / "run")])
 
 
-def _labelled(n: int = 12, weak: int = 4):
-    """A small LabelledSet: image i holds class (i % 4) + 1 in a box when i % 3, else nothing; the
-    last ``weak`` images keep their presence only."""
-    from steelfast.data.real import LabelledSet
-
-    presence = np.zeros((n, 4), bool)
-    masks = []
-    for i in range(n):
-        m = np.zeros((4, 256, 1600), np.uint8)
-        if i % 3:
-            presence[i, i % 4] = True
-            m[i % 4, 40:120, 100 + 50 * i: 400 + 50 * i] = 1
-        masks.append(m if i < n - weak else None)
-    full = np.array([m is not None for m in masks])
-    return LabelledSet([f"{i:02d}.jpg" for i in range(n)], np.zeros((n, 256, 1600), np.uint8), presence, full,
-                       masks, {"name": "test set"})
-
-
-def _write_predictions(out: Path, data, folds: int) -> np.ndarray:
-    """oof_F.npz files of a fair model: the truth's boxes a little shifted, gate scores that rank
-    most present classes above absent ones."""
-    from steelfast.training.crossval import stratified_folds
-
-    fold = stratified_folds(data, folds, seed=0)
-    rng = np.random.default_rng(1)
-    for f in range(folds):
-        idx = np.flatnonzero(fold == f)
-        seg = np.zeros((len(idx), 4, 256, 1600), np.uint8)
-        for k, i in enumerate(idx):
-            for c in np.flatnonzero(data.presence[i]):
-                seg[k, c, 50:130, 120 + 50 * i: 420 + 50 * i] = 230
-        gate = np.clip(data.presence[idx] * 0.7 + rng.random((len(idx), 4)) * 0.4, 0, 1).astype(np.float32)
-        np.savez(out / f"oof_{f}.npz", idx=idx, fold=fold, ids=np.array(data.ids), seg=seg, gate=gate,
-                 config=json.dumps({"epochs": 30}))
-    return fold
-
-
 @pytest.mark.parametrize("prevalence", [None, "0.3,0.3,0.3,0.3"])
 def test_report_writes_the_cv_figures_and_saves_the_gated_model(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prevalence: str | None) -> None:
@@ -130,12 +93,12 @@ def test_report_writes_the_cv_figures_and_saves_the_gated_model(
     from steelfast.training.crossval import cross_validate
     from steelfast.training.gate_tuning import tune_gate
 
-    data = _labelled()
+    data = small_labelled_set()
     monkeypatch.setattr(steelfast.data.real, "load_shared", lambda: data)
     monkeypatch.setattr(sys, "argv", ["real_cv.py"])
     out = tmp_path / "run"
     out.mkdir()
-    _write_predictions(out, data, 2)
+    write_fair_run(out, data, 2)
     save_checkpoint(out / "final_ungated.safetensors", GatedUNet(), {"training": {"pseudo_labels": None}})
     argv = ["report", "--out", str(out), "--folds", "2", "--save", str(tmp_path / "model.safetensors")]
     assert _script().main(argv + (["--prevalence", prevalence] if prevalence else [])) == 0

@@ -17,8 +17,10 @@ The flow, one module per stage::
 * :mod:`steelfast.inference.export`: checkpoint to ONNX; :mod:`steelfast.inference.onnx_fp16` its
   float16 copy.
 * :mod:`steelfast.inference.writer`: the output side of ``steelfast-segment``: checks made before
-  any image is read, the resume journal with the run's identity (model hash and result-changing
+  any image is read, the journal with the run's identity (model hash and result-changing
   options), the failures file and the run record.
+* :mod:`steelfast.inference.resume`: claiming an output, and reading what an earlier run of it
+  left (checked against this run's identity) for ``--resume``.
 * :mod:`steelfast.inference.decode`: the decode stage shared by every engine: images or paths
   in, grey arrays out, and the run's size rules (skip or resize other sizes).
 * :mod:`steelfast.inference.records`: defect records (connected components with box, area and

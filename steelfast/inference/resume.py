@@ -196,5 +196,3 @@ def load_previous(
         prev.failures.update(logged.failures)
         prev.journaled = logged.journaled
     return prev
-
-

@@ -53,8 +53,8 @@ def segment_to_file(
     """Segment a folder into a submission file, robustly (the ``steelfast-segment`` command).
 
     Before any image is read it checks the output (format package, path), takes the output's
-    lock and refuses to replace an earlier output unasked (:mod:`steelfast.inference.resume`); see :mod:`steelfast.inference.writer`
-    for the files it keeps beside the output.
+    lock and refuses to replace an earlier output unasked (:mod:`steelfast.inference.resume`);
+    see :mod:`steelfast.inference.writer` for the files it keeps beside the output.
 
     Args:
         folder: Image folder.

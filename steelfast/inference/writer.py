@@ -27,7 +27,6 @@ import contextlib
 import glob
 import importlib.util
 import json
-import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -52,8 +51,6 @@ __all__ = [
     "plain_identity",
     "record_path",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Output suffixes and their formats.
 OUTPUT_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet", ".jsonl": "json", ".json": "coco"}
