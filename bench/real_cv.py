@@ -48,7 +48,7 @@ import numpy as np
 
 #: Trainer options settable from the command line (flag -> GatedTrainConfig field and type).
 _OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "encoder_lr_scale": float,
-            "gate_weight": float, "full_repeat": int, "frozen_blocks": int, "scale": float}
+            "gate_weight": float, "full_repeat": int, "frozen_blocks": int, "scale": float, "amp": str}
 
 
 def _config(args: argparse.Namespace):
@@ -58,7 +58,10 @@ def _config(args: argparse.Namespace):
     for name in _OPTIONS:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    cfg.validate()
+    try:
+        cfg.validate()
+    except (ValueError, TypeError) as e:  # a bad option value: one line, before any data is read
+        raise SystemExit(f"bad trainer option: {e}") from None
     return cfg
 
 

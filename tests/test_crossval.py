@@ -114,10 +114,40 @@ def test_another_network_needs_forward_both() -> None:
     ("epochs", 0, ValueError, "epochs"), ("lr", 2.0, ValueError, "lr"),
     ("frozen_blocks", -1, ValueError, "frozen_blocks"), ("device", 0, TypeError, "device must be a str.*got 0"),
     ("device", "tpu", ValueError, "device must be.*'tpu'"),
+    ("amp", "fp8", ValueError, "amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"),
 ])
 def test_bad_config(field: str, value: object, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         train_gated(_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
+
+
+def test_fp16_autocast_needs_cuda() -> None:
+    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device; use 'bf16' or 'off' on the CPU"):
+        GatedTrainConfig(amp="fp16", device="cpu").validate()
+
+
+class _DtypeSpy(_TinyGated):
+    """A tiny gated network that records the dtype its convolution computes in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seg, gate = super().forward_both(x)
+        self.dtypes.add(seg.dtype)
+        return seg, gate
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [("off", torch.float32), ("bf16", torch.bfloat16)])
+def test_amp_runs_the_forward_pass_in_its_dtype(amp: str, dtype: torch.dtype) -> None:
+    net = _DtypeSpy()
+    before = [p.detach().clone() for p in net.parameters()]
+    train_gated(_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False, device="cpu", amp=amp),
+                model=net)
+    assert net.dtypes == {dtype}
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights stay float32
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # and train
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -255,7 +285,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
             weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
-    synth = ["--synth-ratio", "0.5"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
+    synth = ["--synth-ratio", "0.5", "--amp", "bf16"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
     if extra == "pseudo":
         (tmp_path / "unlabelled").mkdir()
         for k in range(2):
@@ -270,6 +300,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     assert isinstance(model, GatedUNet)
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
     assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
+    assert meta["training"]["config"]["amp"] == ("bf16" if extra == "synth" else "off")  # the unet's "auto" is not the default here
     if extra == "pseudo":
         assert meta["training"]["pseudo_labels"] == {
             "folder": str(tmp_path / "unlabelled"), "images": 2, "negative": 0.4, "positive": 0.6,

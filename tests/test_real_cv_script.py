@@ -124,3 +124,14 @@ def test_report_writes_the_cv_figures_and_saves_the_gated_model(
     assert meta["training"]["prevalence"] == pytest.approx(rates)
     assert meta["training"]["cv"]["score_mean"] == pytest.approx(figures["score_mean"])
     assert any(g < 1 for g in choice.gate)  # the fair model switches some class on: the test sees a real choice
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["fold", "--amp", "fp8"], "bad trainer option: amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"),
+    (["fold", "--lr", "5"], "bad trainer option: lr"),
+])
+def test_trainer_options_checked_before_any_data_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         argv: list[str], match: str) -> None:
+    monkeypatch.setenv("STEELFAST_SHARED_DATA", str(tmp_path / "no_data_here"))
+    with pytest.raises(SystemExit, match=match):
+        _script().main([*argv, "--out", str(tmp_path / "run")])

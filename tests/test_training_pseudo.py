@@ -271,6 +271,7 @@ def test_load_teacher_accepts_the_same_images_and_settings(tmp_path: Path, run_o
     (["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"], {"epochs": 5}, "was trained with epochs=5, this run has 3"),
     (["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"], {"frozen_blocks": 0},
      "was trained with frozen_blocks=0, this run has 1"),
+    (["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"], {"amp": "bf16"}, "was trained with amp='bf16', this run has 'off'"),
 ])
 def test_load_teacher_refuses_another_training_set_or_recipe(tmp_path: Path, ids, config, match: str) -> None:
     from dataclasses import asdict
@@ -279,6 +280,20 @@ def test_load_teacher_refuses_another_training_set_or_recipe(tmp_path: Path, ids
     path = _saved_teacher(tmp_path, ids, None if config is None else {**asdict(wanted), **config})
     with pytest.raises(ValueError, match=match):
         load_teacher(path, _labelled(4), wanted)
+
+
+@pytest.mark.parametrize(("amp", "accepted"), [("off", True), ("bf16", False)])
+def test_load_teacher_from_before_amp_was_recorded_trained_in_float32(tmp_path: Path, amp: str, accepted: bool) -> None:
+    from dataclasses import asdict
+
+    train, config = _labelled(4), GatedTrainConfig(epochs=3, amp=amp)
+    recorded = {k: v for k, v in asdict(config).items() if k != "amp"}  # metadata written before the field
+    path = _saved_teacher(tmp_path, list(train.ids), recorded)
+    if accepted:
+        assert isinstance(load_teacher(path, train, config), GatedUNet)
+    else:
+        with pytest.raises(ValueError, match="was trained with amp='off', this run has 'bf16'"):
+            load_teacher(path, train, config)
 
 
 def test_load_teacher_missing_file(tmp_path: Path) -> None:

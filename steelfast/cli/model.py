@@ -58,10 +58,10 @@ def train(
     flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
     seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
     in_channels: int = typer.Option(3, "--channels", help="Input channels of the model (grey replicated)."),
-    amp: str = typer.Option(
-        "auto", "--amp",
+    amp: Optional[str] = typer.Option(
+        None, "--amp",
         help="Autocast: auto (fp16 on CUDA; bf16 on CPUs with native bf16, where it pays, else off), "
-        "bf16, fp16 or off.",
+        "bf16, fp16 or off (default: auto for unet, off for gated-effnet-lite0, the shipped model's recipe).",
     ),
     channels_last: bool = typer.Option(
         True, "--channels-last/--no-channels-last", help="Channels-last memory format (faster on CPU)."
@@ -140,7 +140,7 @@ def train(
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
-        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device,
+        _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, amp or "off",
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
                      (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None,
                      prevalence)
@@ -158,7 +158,7 @@ def train(
         lr=UNET_FAST["lr"] if lr is None else lr, crop_width=crop_width or None,
         only_defects=only_defects, class_balance=class_balance, lr_schedule=lr_schedule, dice_mode=dice_mode,
         val_fraction=val_fraction, flips=flips, seed=seed,
-        architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp,
+        architecture={**TrainConfig().architecture, "in_channels": in_channels}, amp=amp or "auto",
         channels_last=channels_last, device=device, threads=threads, num_workers=workers,
         time_budget_s=time_budget, tune=tune, max_train_images=max_train_images,
         max_val_images=max_val_images, progress=progress,
@@ -183,7 +183,7 @@ def train(
 
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
-    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str,
+    batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str, amp: str,
     synth: Optional[tuple[float, Path, str]],
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
     prevalence: Optional[str],
@@ -195,7 +195,7 @@ def _train_gated(
     from steelfast.training.mix import SynthMix
     from steelfast.training.pseudo import PseudoLabels, check_rule
 
-    config = GatedTrainConfig(seed=seed, threads=threads, device=device)
+    config = GatedTrainConfig(seed=seed, threads=threads, device=device, amp=amp)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)

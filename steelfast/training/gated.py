@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steelfast._device import resolve_device
+from steelfast._device import autocast, autocast_dtype, resolve_device
 from steelfast._validate import check_fraction, check_int, check_positive_int
 from steelfast.data.augment import SteelAugment
 from steelfast.data.real import LabelledSet
@@ -61,7 +61,11 @@ class GatedTrainConfig:
         seed: Seed of weights, order and augmentations.
         threads: torch CPU threads (None: leave torch's setting).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
-            ``"cuda:N"``. Training runs in float32 on either.
+            ``"cuda:N"``.
+        amp: Autocast of the forward pass: ``"off"`` (float32, the shipped model's recipe),
+            ``"auto"`` (float16 on CUDA, bfloat16 on CPUs with native bfloat16, else off),
+            ``"bf16"`` or ``"fp16"`` (CUDA only, with loss scaling). The loss is computed in
+            float32, and the weights stay float32 either way.
     """
 
     epochs: int = 30
@@ -77,6 +81,7 @@ class GatedTrainConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
+    amp: str = "off"
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad field and its value."""
@@ -90,6 +95,10 @@ class GatedTrainConfig:
         check_fraction("gate_weight", self.gate_weight, low=0.0, high=100.0)
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.amp == "fp16":
+            autocast_dtype(self.amp, resolve_device(self.device))  # fp16 needs CUDA: say so before any work
 
 
 def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
@@ -146,6 +155,7 @@ def train_gated(
     cfg = config or GatedTrainConfig()
     cfg.validate()
     device = resolve_device(cfg.device)
+    dtype = autocast_dtype(cfg.amp, device)  # raises for fp16 off CUDA, before any work
     if not data.full.any():
         raise ValueError("training needs at least one fully labelled image (masks known)")
     if cfg.threads is not None:
@@ -169,6 +179,7 @@ def train_gated(
     rest = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
     groups = [{"params": enc, "lr": cfg.lr * cfg.encoder_lr_scale}] if enc else []
     opt = torch.optim.AdamW(groups + [{"params": rest, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
     base_lrs = [g["lr"] for g in opt.param_groups]
     order_base = np.concatenate([np.arange(len(data))] + [np.flatnonzero(data.full)] * (cfg.full_repeat - 1))
     steps_per_epoch = math.ceil(len(order_base) / cfg.batch_size)
@@ -200,11 +211,13 @@ def train_gated(
             lr_factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * lr_factor
-            seg, gate = model.forward_both(x)
-            loss = _loss(seg, gate, target, pixel_weight, presence, full, cfg.gate_weight)
+            with autocast(device, dtype):
+                seg, gate = model.forward_both(x)
+            loss = _loss(seg.float(), gate.float(), target, pixel_weight, presence, full, cfg.gate_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             step += 1
             seen += len(idx)
             running += float(loss.detach()) * len(idx)

@@ -219,6 +219,8 @@ class PseudoLabels:
 
 #: Config fields that may differ between a saved teacher and the run that reuses it (where it ran).
 _RUN_ONLY = ("threads", "device")
+#: Config fields added since fold models were first saved, with the value those models trained with.
+_RECORDED_BEFORE = {"amp": "off"}
 
 
 def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
@@ -263,6 +265,7 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
         raise ValueError(f"{path} was trained on the same ImageIds but other images, labels or masks "
                          f"(training.digest {str(digest)[:12]}… against {actual[:12]}…)")
     wanted = asdict(config)
+    saved = {**_RECORDED_BEFORE, **saved}
     for key in sorted(set(saved) | set(wanted)):
         if key not in _RUN_ONLY and saved.get(key) != wanted.get(key):
             raise ValueError(f"{path} was trained with {key}={saved.get(key)!r}, this run has {wanted.get(key)!r}")
