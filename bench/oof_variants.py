@@ -23,6 +23,7 @@ figures say whether it is worth its two to three times the inference cost (bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,13 @@ def predict(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return predict_set(model, images)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
-    """Write ``flips_F.npz`` (``seg_w``, ``gate_w``, ``seg_h``, ``gate_h``) for every fold of ``out``."""
+    """Write ``flips_F.npz`` (``seg_w``, ``gate_w``, ``seg_h``, ``gate_h``, and the SHA-256 of the
+    fold model that made them) for every fold of ``out``."""
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
     from steelfast._device import resolve_device
@@ -59,7 +65,7 @@ def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
             seg, gate = predict(model, np.ascontiguousarray(np.flip(data.images[idx], axis)))
             res["seg_" + name] = np.ascontiguousarray(np.flip(seg, axis + 1))  # back: (N, C, H, W)
             res["gate_" + name] = gate
-        np.savez(out / f"flips_{f}.npz", idx=idx, **res)
+        np.savez(out / f"flips_{f}.npz", idx=idx, model_sha256=_sha256(path), **res)
         print(f"fold {f}: {out / f'flips_{f}.npz'}", flush=True)
 
 
@@ -85,9 +91,11 @@ def merged(runs: list[Path], folds: int, data, tta: str):
                 if not path.is_file():
                     raise SystemExit(f"{path} is missing: run 'python bench/oof_variants.py flips --out {run}' first")
                 z = np.load(path)
+                model, again = run / f"model_{f}.safetensors", f"run 'python bench/oof_variants.py flips --out {run}' again"
                 if not np.array_equal(z["idx"], np.flatnonzero(fold == f)):
-                    raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: run "
-                                     f"'python bench/oof_variants.py flips --out {run}' again")
+                    raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: {again}")
+                if "model_sha256" in z and model.is_file() and str(z["model_sha256"]) != _sha256(model):
+                    raise SystemExit(f"{path} was made by another {model.name} than the one in {run}: {again}")
                 fs[z["idx"]], fg[z["idx"]] = z["seg_" + name], z["gate_" + name]
             parts.append((fs, fg))
         for s, g in parts:

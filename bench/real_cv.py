@@ -202,6 +202,7 @@ def load_run(out: Path, folds: int, data):
     Raises SystemExit naming the file when one is missing or was made on other folds or images.
     """
     from steelfast.training.crossval import OutOfFold
+    from steelfast.training.gated import LEGACY_CONFIG
 
     seg = np.zeros((len(data), 4, 256, 1600), np.uint8)
     gate = np.zeros((len(data), 4), np.float32)
@@ -218,13 +219,15 @@ def load_run(out: Path, folds: int, data):
         seg[z["idx"]], gate[z["idx"]], fold = z["seg"], z["gate"], z["fold"]
         covered[z["idx"]] = True
         if "config" in z:
-            recorded = json.loads(str(z["config"]))
+            recorded = {**LEGACY_CONFIG, **json.loads(str(z["config"]))}  # files from before a field: its old value
             teachers.add(recorded.pop("teacher", None))  # where a teacher came from (checked to match), not a setting
             configs.add(json.dumps(recorded, sort_keys=True))
     if not covered.all() or int(fold.max()) + 1 != folds:
         raise SystemExit(f"the fold files cover {int(covered.sum())} of {len(data)} images for --folds {folds}")
     if len(configs) > 1:
-        raise SystemExit("the fold files were trained with different configs")
+        first, *others = [json.loads(c) for c in sorted(configs)]
+        keys = sorted(k for k in set(first).union(*others) if any(first.get(k) != o.get(k) for o in others))
+        raise SystemExit(f"the fold files were trained with different configs (they differ in {', '.join(keys)})")
     return OutOfFold(fold, seg, gate), configs, teachers
 
 

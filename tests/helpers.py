@@ -76,4 +76,3 @@ def write_fair_run(out: Path, data, folds: int) -> np.ndarray:
         np.savez(out / f"oof_{f}.npz", idx=idx, fold=fold, ids=np.array(data.ids), seg=seg, gate=gate,
                  config=json.dumps({"epochs": 30}))
     return fold
-

@@ -121,9 +121,16 @@ def test_bad_config(field: str, value: object, exc: type, match: str) -> None:
         train_gated(_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
 
 
-def test_fp16_autocast_needs_cuda() -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("auto", marks=pytest.mark.skipif(
+    torch.cuda.is_available(), reason="'auto' is the CPU only without CUDA"))])
+def test_fp16_autocast_needs_cuda(device: str) -> None:
     with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device; use 'bf16' or 'off' on the CPU"):
-        GatedTrainConfig(amp="fp16", device="cpu").validate()
+        GatedTrainConfig(amp="fp16", device=device).validate()
+
+
+def test_amp_must_be_text() -> None:
+    with pytest.raises(TypeError, match=r"amp must be a str \('auto', 'bf16', 'fp16' or 'off'\), got None"):
+        GatedTrainConfig(amp=None).validate()
 
 
 class _DtypeSpy(_TinyGated):
@@ -140,12 +147,25 @@ class _DtypeSpy(_TinyGated):
 
 
 @pytest.mark.parametrize(("amp", "dtype"), [("off", torch.float32), ("bf16", torch.bfloat16)])
-def test_amp_runs_the_forward_pass_in_its_dtype(amp: str, dtype: torch.dtype) -> None:
+def test_amp_runs_the_forward_pass_in_its_dtype(amp: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    import steelfast.training.gated as gated
+
+    loss_dtypes: set[torch.dtype] = set()
+
+    def spy_loss(*args, **kwargs):
+        loss_dtypes.update(a.dtype for a in args[:2])  # the logits the loss gets
+        out = real_loss(*args, **kwargs)
+        loss_dtypes.add(out.dtype)
+        return out
+
+    real_loss = gated._loss
+    monkeypatch.setattr(gated, "_loss", spy_loss)
     net = _DtypeSpy()
     before = [p.detach().clone() for p in net.parameters()]
     train_gated(_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False, device="cpu", amp=amp),
                 model=net)
     assert net.dtypes == {dtype}
+    assert loss_dtypes == {torch.float32}  # the loss (its Dice sums over whole maps) is always float32
     assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights stay float32
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # and train
 

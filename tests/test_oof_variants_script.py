@@ -105,12 +105,26 @@ def test_flips_maps_come_back_in_place(script, tmp_path: Path, monkeypatch: pyte
     assert seen == [False] * 2 * FOLDS  # the models run in eval mode
     for f in range(FOLDS):
         z = np.load(tmp_path / f"flips_{f}.npz")
+        assert str(z["model_sha256"]) == script._sha256(tmp_path / f"model_{f}.safetensors")
         idx = np.flatnonzero(np.arange(N) % FOLDS == f)
         assert z["idx"].tolist() == idx.tolist()
         for name in ("w", "h"):
             assert np.array_equal(z["seg_" + name], np.repeat(data.images[idx][:, None], 4, axis=1))
         assert np.allclose(z["gate_w"][:, 0], data.images[idx, 0, -1] / 255)
         assert np.allclose(z["gate_h"][:, 0], data.images[idx, -1, 0] / 255)
+
+
+def test_merged_refuses_flips_of_a_replaced_fold_model(script, tmp_path: Path) -> None:
+    _write_run(tmp_path, 100, 0.2, flips={"w": (1, 0.1), "h": (1, 0.1)})
+    for f in range(FOLDS):
+        (tmp_path / f"model_{f}.safetensors").write_bytes(b"the model the flips came from")
+        z = dict(np.load(tmp_path / f"flips_{f}.npz"))
+        np.savez(tmp_path / f"flips_{f}.npz", **z, model_sha256=script._sha256(tmp_path / f"model_{f}.safetensors"))
+    assert np.all(script.merged([tmp_path], FOLDS, _Data(), "w").seg == 50)  # (100 + 1) / 2, rounded half to even
+    (tmp_path / "model_1.safetensors").write_bytes(b"a model trained again")
+    with pytest.raises(SystemExit, match=r"flips_1\.npz was made by another model_1\.safetensors than the one in "
+                                          r".*: run 'python bench/oof_variants\.py flips --out .*' again"):
+        script.merged([tmp_path], FOLDS, _Data(), "w")
 
 
 @pytest.mark.parametrize(("missing", "match"), [

@@ -44,7 +44,8 @@ def test_load_run_merges_the_folds(tmp_path: Path) -> None:
     for f in range(2):
         z = np.load(tmp_path / f"oof_{f}.npz")
         assert np.array_equal(oof.seg[z["idx"]], z["seg"]) and np.array_equal(oof.gate[z["idx"]], z["gate"])
-    assert configs == {json.dumps({"epochs": 30}, sort_keys=True)}  # the teacher's folder is not a setting
+    # the teacher's folder is not a setting; a field recorded only since (amp) reads as its old value
+    assert configs == {json.dumps({"amp": "off", "epochs": 30}, sort_keys=True)}
     assert teachers == {"t0", "t1"}
 
 
@@ -62,12 +63,21 @@ def test_load_run_refuses(tmp_path: Path, case: str, match: str) -> None:
         _script().load_run(tmp_path, folds, _Data(7 if case == "images" else 6))
 
 
-def test_load_run_refuses_mixed_configs(tmp_path: Path) -> None:
-    _write_run(tmp_path)
+@pytest.mark.parametrize(("config", "differ"), [
+    ({"epochs": 10}, "epochs"),
+    ({"epochs": 30, "amp": "bf16"}, "amp"),
+    ({"epochs": 10, "amp": "bf16", "lr": 0.1}, "amp, epochs, lr"),
+    ({"epochs": 30, "amp": "off"}, None),  # what a file from before the field means
+])
+def test_load_run_refuses_mixed_configs(tmp_path: Path, config: dict, differ: str | None) -> None:
+    _write_run(tmp_path)  # records {"epochs": 30} without amp
     z = dict(np.load(tmp_path / "oof_1.npz"))
-    np.savez(tmp_path / "oof_1.npz", **{**z, "config": json.dumps({"epochs": 10})})
-    with pytest.raises(SystemExit, match="trained with different configs"):
-        _script().load_run(tmp_path, 2, _Data(6))
+    np.savez(tmp_path / "oof_1.npz", **{**z, "config": json.dumps(config)})
+    if differ is None:
+        assert len(_script().load_run(tmp_path, 2, _Data(6))[1]) == 1
+    else:
+        with pytest.raises(SystemExit, match=rf"trained with different configs \(they differ in {differ}\)"):
+            _script().load_run(tmp_path, 2, _Data(6))
 
 
 @pytest.mark.parametrize(("argv", "match"), [

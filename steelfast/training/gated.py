@@ -32,12 +32,15 @@ from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
 from steelfast.images import to_model_input
 
-__all__ = ["GatedTrainConfig", "NORMALIZATION", "predict_set", "train_gated"]
+__all__ = ["GatedTrainConfig", "LEGACY_CONFIG", "NORMALIZATION", "predict_set", "train_gated"]
 
 log = logging.getLogger(__name__)
 
 #: Input normalisation of the ImageNet EfficientNet-Lite weights, in 0..1 units.
 NORMALIZATION = {"mean": 0.5, "std": 0.5}
+#: :class:`GatedTrainConfig` fields added since models and fold files were first saved, with the
+#: value those trained with (a recorded config without them means these values).
+LEGACY_CONFIG = {"amp": "off"}
 
 
 @dataclass
@@ -95,6 +98,8 @@ class GatedTrainConfig:
         check_fraction("gate_weight", self.gate_weight, low=0.0, high=100.0)
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
+        if not isinstance(self.amp, str):
+            raise TypeError(f"amp must be a str ('auto', 'bf16', 'fp16' or 'off'), got {self.amp!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         if self.amp == "fp16":

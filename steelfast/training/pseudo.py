@@ -219,8 +219,6 @@ class PseudoLabels:
 
 #: Config fields that may differ between a saved teacher and the run that reuses it (where it ran).
 _RUN_ONLY = ("threads", "device")
-#: Config fields added since fold models were first saved, with the value those models trained with.
-_RECORDED_BEFORE = {"amp": "off"}
 
 
 def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
@@ -248,6 +246,7 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
     from dataclasses import asdict
 
     from steelfast.checkpoint import load_checkpoint
+    from steelfast.training.gated import LEGACY_CONFIG
 
     model, meta = load_checkpoint(path)
     training = meta.get("training", {})
@@ -265,7 +264,7 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
         raise ValueError(f"{path} was trained on the same ImageIds but other images, labels or masks "
                          f"(training.digest {str(digest)[:12]}… against {actual[:12]}…)")
     wanted = asdict(config)
-    saved = {**_RECORDED_BEFORE, **saved}
+    saved = {**LEGACY_CONFIG, **saved}
     for key in sorted(set(saved) | set(wanted)):
         if key not in _RUN_ONLY and saved.get(key) != wanted.get(key):
             raise ValueError(f"{path} was trained with {key}={saved.get(key)!r}, this run has {wanted.get(key)!r}")
