@@ -334,3 +334,30 @@ def test_a_bug_keeps_its_traceback(
     assert result.exit_code == 1
     assert result.exception is exc and result.exc_info[2] is not None  # raised, with its traceback
     assert "error:" not in result.output
+
+
+class _Stop(Exception):
+    """Raised by a stand-in trainer once it has seen its config."""
+
+
+@pytest.mark.parametrize(("arch", "given", "amp"), [
+    ("unet", [], "auto"), ("unet", ["--amp", "off"], "off"),
+    ("gated-effnet-lite0", [], "off"), ("gated-effnet-lite0", ["--amp", "bf16"], "bf16"),
+])
+def test_train_amp_defaults_per_arch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arch: str, given: list,
+                                     amp: str) -> None:
+    import steelfast.training.fit
+    import steelfast.training.loop
+
+    seen = []
+
+    def stand_in(*args, config=None, **kwargs):
+        seen.append((config if config is not None else args[2]).amp)
+        raise _Stop
+
+    monkeypatch.setattr(steelfast.training.loop, "train", stand_in)
+    monkeypatch.setattr(steelfast.training.fit, "fit_folder", stand_in)
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--arch", arch,
+                                       "--device", "cpu", *given])
+    assert isinstance(res.exception, _Stop), res.output
+    assert seen == [amp]
