@@ -83,21 +83,19 @@ def merged(runs: list[Path], folds: int, data, tta: str):
             raise SystemExit(f"{run} was made on other folds than {runs[0]} (another --seed?): "
                              "only runs on the same folds average out of fold")
         fold = oof.fold
-        parts = [(oof.seg, oof.gate)]
-        for name in TTA[tta]:
-            fs, fg = np.zeros_like(oof.seg), np.zeros_like(oof.gate)
-            for f in range(folds):
-                path = run / f"flips_{f}.npz"
-                if not path.is_file():
-                    raise SystemExit(f"{path} is missing: run 'python bench/oof_variants.py flips --out {run}' first")
-                z = np.load(path)
-                model, again = run / f"model_{f}.safetensors", f"run 'python bench/oof_variants.py flips --out {run}' again"
-                if not np.array_equal(z["idx"], np.flatnonzero(fold == f)):
-                    raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: {again}")
-                if "model_sha256" in z and model.is_file() and str(z["model_sha256"]) != _sha256(model):
-                    raise SystemExit(f"{path} was made by another {model.name} than the one in {run}: {again}")
+        parts = [(oof.seg, oof.gate)] + [(np.zeros_like(oof.seg), np.zeros_like(oof.gate)) for _ in TTA[tta]]
+        for f in range(folds) if TTA[tta] else ():  # each fold's flip file read and checked once
+            path, model = run / f"flips_{f}.npz", run / f"model_{f}.safetensors"
+            rerun = f"run 'python bench/oof_variants.py flips --out {run}'"
+            if not path.is_file():
+                raise SystemExit(f"{path} is missing: {rerun} first")
+            z = np.load(path)
+            if not np.array_equal(z["idx"], np.flatnonzero(fold == f)):
+                raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: {rerun} again")
+            if "model_sha256" in z and model.is_file() and str(z["model_sha256"]) != _sha256(model):
+                raise SystemExit(f"{path} was made by another {model.name} than the one in {run}: {rerun} again")
+            for (fs, fg), name in zip(parts[1:], TTA[tta]):
                 fs[z["idx"]], fg[z["idx"]] = z["seg_" + name], z["gate_" + name]
-            parts.append((fs, fg))
         for s, g in parts:
             seg = s.astype(np.float32) if seg is None else seg + s
             gate = g.astype(np.float64) if gate is None else gate + g

@@ -160,7 +160,7 @@ def train_gated(
     cfg = config or GatedTrainConfig()
     cfg.validate()
     device = resolve_device(cfg.device)
-    dtype = autocast_dtype(cfg.amp, device)  # raises for fp16 off CUDA, before any work
+    dtype = autocast_dtype(cfg.amp, device)  # None: float32
     if not data.full.any():
         raise ValueError("training needs at least one fully labelled image (masks known)")
     if cfg.threads is not None:
