@@ -192,7 +192,7 @@ def _save_model(path, model, cfg, train, pseudo, fold) -> None:
     from steelfast.checkpoint import save_checkpoint
 
     save_checkpoint(path, model, {"training": {
-        "config": asdict(cfg), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
+        "config": asdict(cfg), "trained_with": cfg.resolved(), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
         "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
@@ -270,7 +270,8 @@ def _report(args, data, cfg) -> None:
         model.set_gate_thresholds(choice.gate)
         command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
         path = save_gated(args.save, model, choice, data, cfg, summary, command,
-                          {"real_cv": synth} if synth.get("synth") else None, unlabelled, prevalence)
+                          {"real_cv": synth} if synth.get("synth") else None, unlabelled, prevalence,
+                          final_meta["training"].get("trained_with"))  # None for a final model from before it was kept
         print(f"saved {path}: gate {choice.gate}, thresholds {choice.thresholds}, min areas {choice.min_areas}")
         print(json.dumps(choice.details, indent=1))
 

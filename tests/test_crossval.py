@@ -133,6 +133,21 @@ def test_amp_must_be_text() -> None:
         GatedTrainConfig(amp=None).validate()
 
 
+@pytest.mark.parametrize(("amp", "native_bf16", "autocast"), [
+    ("off", True, "float32"), ("bf16", False, "bfloat16"), ("auto", True, "bfloat16"), ("auto", False, "float32")])
+def test_resolved_names_the_precision_training_runs_in(amp: str, native_bf16: bool, autocast: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import steelfast._device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native_bf16)
+    assert GatedTrainConfig(amp=amp, device="cpu").resolved() == {"device": "cpu", "autocast": autocast}
+
+
+def test_resolved_checks_the_config() -> None:
+    with pytest.raises(ValueError, match="amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"):
+        GatedTrainConfig(amp="fp8").resolved()
+
+
 class _DtypeSpy(_TinyGated):
     """A tiny gated network that records the dtype its convolution computes in."""
 
@@ -321,6 +336,9 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
     assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
     assert meta["training"]["config"]["amp"] == ("bf16" if extra == "synth" else "off")  # the unet's "auto" is not the default here
+    # What the amp setting resolved to on this machine (a CLI run trains where it saves).
+    assert meta["training"]["autocast"] == ("bfloat16" if extra == "synth" else "float32")
+    assert meta["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     if extra == "pseudo":
         assert meta["training"]["pseudo_labels"] == {
             "folder": str(tmp_path / "unlabelled"), "images": 2, "negative": 0.4, "positive": 0.6,

@@ -109,7 +109,10 @@ def test_report_writes_the_cv_figures_and_saves_the_gated_model(
     out = tmp_path / "run"
     out.mkdir()
     write_fair_run(out, data, 2)
-    save_checkpoint(out / "final_ungated.safetensors", GatedUNet(), {"training": {"pseudo_labels": None}})
+    # A final model that recorded the precision it trained in, and one from before that was kept.
+    trained_with = {"device": "cuda", "autocast": "float16"} if prevalence is None else None
+    final = {"pseudo_labels": None, **({"trained_with": trained_with} if trained_with else {})}
+    save_checkpoint(out / "final_ungated.safetensors", GatedUNet(), {"training": final})
     argv = ["report", "--out", str(out), "--folds", "2", "--save", str(tmp_path / "model.safetensors")]
     assert _script().main(argv + (["--prevalence", prevalence] if prevalence else [])) == 0
 
@@ -133,6 +136,8 @@ def test_report_writes_the_cv_figures_and_saves_the_gated_model(
     assert meta["postprocess"]["thresholds"] == pytest.approx(choice.thresholds)
     assert meta["training"]["prevalence"] == pytest.approx(rates)
     assert meta["training"]["cv"]["score_mean"] == pytest.approx(figures["score_mean"])
+    # Where the final model trained, as it recorded it (not the machine that ran report); unknown: absent.
+    assert {k: meta["training"][k] for k in ("device", "autocast") if k in meta["training"]} == (trained_with or {})
     assert any(g < 1 for g in choice.gate)  # the fair model switches some class on: the test sees a real choice
 
 
@@ -145,3 +150,16 @@ def test_trainer_options_checked_before_any_data_is_read(tmp_path: Path, monkeyp
     monkeypatch.setenv("STEELFAST_SHARED_DATA", str(tmp_path / "no_data_here"))
     with pytest.raises(SystemExit, match=match):
         _script().main([*argv, "--out", str(tmp_path / "run")])
+
+
+def test_fold_models_record_the_precision_they_trained_in(tmp_path: Path) -> None:
+    from steelfast.checkpoint import load_checkpoint
+    from steelfast.efficientnet import GatedUNet
+    from steelfast.training.gated import GatedTrainConfig
+
+    data = small_labelled_set()
+    cfg = GatedTrainConfig(device="cpu", amp="bf16")
+    _script()._save_model(tmp_path / "model_0.safetensors", GatedUNet(), cfg, data, None, fold=0)
+    _, meta = load_checkpoint(tmp_path / "model_0.safetensors")
+    assert meta["training"]["trained_with"] == {"device": "cpu", "autocast": "bfloat16"}
+    assert meta["training"]["ids"] == list(data.ids) and meta["training"]["fold"] == 0

@@ -80,12 +80,15 @@ def save_gated(
     path: PathLike, model: GatedUNet, choice: GateChoice, data: LabelledSet,
     config: GatedTrainConfig, cv: dict[str, Any] | None, command: str, synthetic: dict[str, Any] | None = None,
     pseudo_labels: dict[str, Any] | None = None, prevalence: Sequence[float] | str | None = None,
+    trained_with: dict[str, str] | None = None,
 ) -> Path:
     """Save a fitted gated model; the metadata records data, settings, gate and CV figures.
 
     ``synthetic`` describes the synthetic images mixed into training (None: real images only),
     ``pseudo_labels`` the unlabelled images that joined through a teacher (None: none),
-    ``prevalence`` the class shares the gate was tuned for (None: the Kaggle train set's).
+    ``prevalence`` the class shares the gate was tuned for (None: the Kaggle train set's),
+    ``trained_with`` the device and autocast precision the model really trained in
+    (:meth:`GatedTrainConfig.resolved` on the machine that trained it; None: not known, not recorded).
 
     Raises:
         ValueError, TypeError: A bad ``prevalence`` (see :func:`~steelfast.training.crossval.cross_validate`).
@@ -101,6 +104,7 @@ def save_gated(
             "data": {**data.source, **data.summary()},
             "encoder_init": ENCODER_SOURCE if config.pretrained else "random",
             "config": asdict(config),
+            **(trained_with or {}),
             "gate": choice.to_dict(),
             "prevalence": list(prevalence),
             "cv": cv,
@@ -189,4 +193,4 @@ def fit_folder(
     (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
     model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo, prevalence=prevalence)
     return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic,
-                      unlabelled, prevalence), cv
+                      unlabelled, prevalence, cfg.resolved()), cv

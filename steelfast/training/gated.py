@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -104,6 +104,19 @@ class GatedTrainConfig:
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         if self.amp == "fp16":
             autocast_dtype(self.amp, resolve_device(self.device))  # fp16 needs CUDA: say so before any work
+
+    def resolved(self) -> dict[str, str]:
+        """Where and in what precision :func:`train_gated` runs this config on this machine:
+        ``{"device": "cpu" | "cuda" | ..., "autocast": "float32" | "bfloat16" | "float16"}``
+        (``device="auto"`` and ``amp="auto"`` resolved, as the checkpoint records them).
+
+        Raises:
+            ValueError, TypeError: An invalid config.
+        """
+        self.validate()
+        device = resolve_device(self.device)
+        dtype = autocast_dtype(self.amp, device)
+        return {"device": str(device), "autocast": "float32" if dtype is None else str(dtype).removeprefix("torch.")}
 
 
 def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
@@ -257,8 +270,3 @@ def predict_set(model: GatedUNet, images: np.ndarray, batch_size: int = 4) -> tu
         segs.append((torch.sigmoid(seg) * 255).round().to(torch.uint8).contiguous().cpu().numpy())
         gates.append(torch.sigmoid(gate).float().cpu().numpy())
     return np.concatenate(segs), np.concatenate(gates)
-
-
-def config_dict(cfg: GatedTrainConfig) -> dict:
-    """The config as a JSON-ready dict (for checkpoint metadata)."""
-    return asdict(cfg)
