@@ -3,7 +3,7 @@
 Usage (the full run: about 15 minutes on a 2-core CPU)::
 
     python bench/train_quality.py --out runs/quality
-    python bench/train_quality.py --out runs/quality --export steelfast/weights/default.safetensors
+    python bench/train_quality.py --out runs/quality --export steelfast/weights/synthetic-unet.safetensors
 
 With flip TTA, post-processing re-tuned on flip-averaged validation probabilities (inside the same budget)::
 

@@ -251,6 +251,27 @@ def test_expected_score_at_other_prevalences() -> None:
         bare.expected_score(PREVALENCE)
 
 
+@pytest.mark.parametrize("absent", [[1], [1, 3]])
+def test_expected_score_not_estimable_without_a_class(absent: list[int]) -> None:
+    from steelfast.training.fit import cv_text
+
+    data, oof = _perfect_oof()
+    for c in absent:  # a mill's data without any defect of these classes
+        data.presence[:, c] = False
+        for m in data.masks:
+            m[c] = 0
+        oof.seg[:, c], oof.gate[:, c] = 0, 0.0
+    cv = cross_validate(data, oof)
+    est = cv.real_estimate
+    assert est["score"] is None and est["missing"] == [c + 1 for c in absent]
+    assert sorted(est["per_class"]) == sorted(str(c + 1) for c in range(4) if c not in absent)
+    json.dumps(cv.summary(), allow_nan=False)  # strict JSON: no NaN in cv.json
+    classes = ", ".join(str(c + 1) for c in absent)
+    assert f"not estimable (class {classes}: the scored images need some with that defect and some without)" in (
+        cv_text(data, cv))
+    assert cross_validate(*_perfect_oof()).real_estimate["missing"] == []
+
+
 def test_cross_validate_default_prevalence_is_kaggle() -> None:
     data, oof = _perfect_oof(1)
     cv = cross_validate(data, oof)
@@ -369,9 +390,16 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
 
 
 @pytest.mark.parametrize(("args", "match"), [
-    (["--synth-ratio", "1"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch"),
-    (["--unlabelled", "u"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch"),
-    (["--prevalence", "0.1,0.1,0.4,0.1"], "--synth-ratio, --shapes, --unlabelled and --prevalence are options of"),
+    (["--synth-ratio", "1"], "--synth-ratio is an option of --arch gated-effnet-lite0, not of --arch unet"),
+    (["--unlabelled", "u"], "--unlabelled is an option of --arch gated-effnet-lite0, not of --arch unet"),
+    (["--prevalence", "0.1,0.1,0.4,0.1"], "--prevalence is an option of --arch gated-effnet-lite0, not of"),
+    (["--presence", "weak.csv", "--folds", "3"], "--presence, --folds are options of --arch gated-effnet-lite0"),
+    (["--arch", "gated-effnet-lite0", "--max-train-images", "2"],
+     "--max-train-images is an option of --arch unet, not of --arch gated-effnet-lite0"),
+    (["--arch", "gated-effnet-lite0", "--resume", "last.safetensors", "--no-tune", "--time-budget", "1"],
+     "--time-budget, --tune, --resume are options of --arch unet, not of --arch gated-effnet-lite0"),
+    (["--arch", "gated-effnet-lite0", "--all-images"], "--only-defects is an option of --arch unet"),
+    (["--arch", "gated-effnet-lite0", "--crop-width", "256"], "--crop-width is an option of --arch unet"),
     (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0.1"], r"prevalence needs one share per class \(4\), got 2"),
     (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0,0.4,0.1"], "prevalence shares must lie strictly between"),
     (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,x,0.4,0.1"], "prevalence must be 4 comma-separated numbers"),

@@ -10,14 +10,16 @@ command with one line that says how to continue, and exit code 130.
 
 The commands live in :mod:`~steelfast.cli.data` (synth, eda, overlay), :mod:`~steelfast.cli.model`
 (train, evaluate) and :mod:`~steelfast.cli.inference` (export, segment), all on the one Typer
-:data:`~steelfast.cli.app.app`; importing them here registers them in that order.
+:data:`~steelfast.cli.app.app`; importing them here registers them, and ``steelfast --help`` lists
+them in the order they register.
 """
 
 from __future__ import annotations
 
 import typer
 
-# Registration order is the order of `steelfast --help`: data, then model, then inference commands.
+# Registration order is the order of `steelfast --help`: data (synth, eda, overlay), then inference
+# (export, segment), then model (train, evaluate) commands.
 import steelfast.cli.data  # noqa: F401 - registers synth, eda, overlay
 from steelfast.cli.app import app
 from steelfast.cli.inference import export, segment

@@ -16,7 +16,7 @@ import typer
 
 from steelfast.cli.app import app, domain_errors
 
-__all__ = ["UNET_FAST", "evaluate_cmd", "train"]
+__all__ = ["GATED_ONLY", "UNET_FAST", "UNET_ONLY", "evaluate_cmd", "train"]
 
 #: U-Net training defaults: the fast configuration behind the README's quality figures
 #: (``bench/train_quality.py --lr 3e-3 --lr-schedule cosine --crop-width 256 --batch-size 16``);
@@ -25,12 +25,37 @@ UNET_FAST: dict[str, Any] = {
     "epochs": 30, "batch_size": 16, "lr": 3e-3, "crop_width": 256, "lr_schedule": "cosine"
 }
 
+#: ``train`` parameters only the U-Net trainer uses, refused with ``--arch gated-effnet-lite0``
+#: (the gated trainer has its own recipe, folds instead of a validation split, and no resume).
+UNET_ONLY = ("crop_width", "only_defects", "class_balance", "lr_schedule", "dice_mode", "val_fraction", "flips",
+             "in_channels", "channels_last", "workers", "time_budget", "tune", "resume", "max_train_images",
+             "max_val_images")
+#: ``train`` parameters only the gated trainer uses, refused with ``--arch unet``.
+GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "unlabelled", "pseudo_negative",
+              "pseudo_positive", "prevalence")
+
+
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The flags of those parameters of the command that were given (on the command line or in the
+    environment), not left at their defaults."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(flags[name])
+    return given
+
 
 @app.command()
 @domain_errors
 def train(
+    ctx: typer.Context,
     data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
-    out: Path = typer.Option(..., "--out", help="Run folder for best.*, last.*, history.csv and history.png."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder: unet: best.*, last.*, history.csv and history.png; gated-effnet-lite0: "
+        "model.safetensors/.json, cv.json and report.txt.",
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Images per step, per process under torchrun (default: 16 unet, 4 gated)."
@@ -44,51 +69,51 @@ def train(
     ),
     only_defects: bool = typer.Option(
         True, "--only-defects/--all-images",
-        help="Train on defective images only (the baseline) or on all; validation always uses all.",
+        help="unet: train on defective images only (the baseline) or on all; validation always uses all.",
     ),
     class_balance: float = typer.Option(
         0.0, "--class-balance",
-        help="Draw rare classes more often: 0 = each image once per epoch, 0.5 = square-root, 1 = equal.",
+        help="unet: draw rare classes more often: 0 = each image once per epoch, 0.5 = square-root, 1 = equal.",
     ),
     lr_schedule: str = typer.Option(
         UNET_FAST["lr_schedule"], "--lr-schedule", help="unet: constant or cosine (decay to zero)."
     ),
-    dice_mode: str = typer.Option("global", "--dice-mode", help="Soft Dice pooling of the loss: global, class or pair."),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of images held out for validation."),
-    flips: bool = typer.Option(False, "--flips/--no-flips", help="Random horizontal and vertical flips."),
+    dice_mode: str = typer.Option("global", "--dice-mode", help="unet: soft Dice pooling of the loss: global, class or pair."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="unet: share of images held out for validation."),
+    flips: bool = typer.Option(False, "--flips/--no-flips", help="unet: random horizontal and vertical flips (the gated trainer always flips)."),
     seed: int = typer.Option(0, "--seed", help="Seed of split, weights, order and augmentations."),
-    in_channels: int = typer.Option(3, "--channels", help="Input channels of the model (grey replicated)."),
+    in_channels: int = typer.Option(3, "--channels", help="unet: input channels of the model (grey replicated)."),
     amp: Optional[str] = typer.Option(
         None, "--amp",
         help="Autocast: auto (fp16 on CUDA; bf16 on CPUs with native bf16, where it pays, else off), "
         "bf16, fp16 or off (default: auto for unet, off for gated-effnet-lite0, the shipped model's recipe).",
     ),
     channels_last: bool = typer.Option(
-        True, "--channels-last/--no-channels-last", help="Channels-last memory format (faster on CPU)."
+        True, "--channels-last/--no-channels-last", help="unet: channels-last memory format (faster on CPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    workers: int = typer.Option(0, "--workers", help="unet: DataLoader worker processes."),
     time_budget: Optional[float] = typer.Option(
-        None, "--time-budget", help="Stop training after this many seconds, leaving time to validate."
+        None, "--time-budget", help="unet: stop training after this many seconds, leaving time to validate."
     ),
     tune: bool = typer.Option(
-        True, "--tune/--no-tune", help="Tune per-class threshold and minimum area on the validation set."
+        True, "--tune/--no-tune", help="unet: tune per-class threshold and minimum area on the validation set."
     ),
     resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue from a checkpoint (e.g. RUN/last.safetensors) and its .state.pt."
+        None, "--resume", help="unet: continue from a checkpoint (e.g. RUN/last.safetensors) and its .state.pt."
     ),
     max_train_images: Optional[int] = typer.Option(
-        None, "--max-train-images", help="Use only the first N training images (quick runs)."
+        None, "--max-train-images", help="unet: use only the first N training images (quick runs)."
     ),
     max_val_images: Optional[int] = typer.Option(
-        None, "--max-val-images", help="Use only the first N validation images (quick runs)."
+        None, "--max-val-images", help="unet: use only the first N validation images (quick runs)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     arch: str = typer.Option(
         "unet", "--arch",
         help="unet (the baseline U-Net, trained from scratch) or gated-effnet-lite0 (ImageNet "
-        "EfficientNet-Lite0 U-Net with a per-class gate tuned by k-fold CV; needs steelfast[pretrained]).",
+        "EfficientNet-Lite0 U-Net with a per-class gate tuned by k-fold CV; needs the pretrained extra).",
     ),
     presence: Optional[Path] = typer.Option(
         None, "--presence",
@@ -139,15 +164,17 @@ def train(
         raise ValueError("--shapes and --synth-sheets need --synth-ratio")
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
+    other = "unet" if arch == "gated-effnet-lite0" else "gated-effnet-lite0"
+    foreign = _given(ctx, UNET_ONLY if other == "unet" else GATED_ONLY)  # silently ignored otherwise
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} {'is an option' if len(foreign) == 1 else 'are options'} of --arch "
+                         f"{other}, not of --arch {arch}")
     if arch == "gated-effnet-lite0":
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, amp or "off",
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
                      (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None,
                      prevalence)
         return
-    if synth_ratio or unlabelled is not None or prevalence is not None:
-        raise ValueError("--synth-ratio, --shapes, --unlabelled and --prevalence are options of --arch "
-                         "gated-effnet-lite0 (the U-Net trains on synthetic folders from `steelfast synth` instead)")
     from steelfast.training.config import TrainConfig
     from steelfast.training.loop import train as run_training
 

@@ -139,7 +139,9 @@ class CVResult:
 
         Per class, the Dice of its defect pairs and of its clean pairs are averaged separately and
         weighed by the prevalence (the settings stay those tuned in :func:`cross_validate`).
-        Returns ``{"per_class", "score", "all_empty", "prevalence"}``.
+        Returns ``{"per_class", "score", "all_empty", "prevalence", "missing"}``; a class without
+        scored images both with and without a defect has no estimate: it is listed in ``missing``
+        and ``score`` is None.
 
         Raises:
             ValueError: No per-pair Dice kept, or a bad ``prevalence`` value.
@@ -150,19 +152,26 @@ class CVResult:
         return _expected(self.presence, self.dice, check_prevalence(prevalence, self.presence.shape[1]))
 
     def summary(self) -> dict:
-        """JSON-ready figures: mean and standard deviation over folds, the pooled table."""
+        """JSON-ready figures: mean and standard deviation over folds, the pooled table. A figure
+        without data (the Dice on defects of a class with no defect) is None, so the dict is strict JSON."""
         f = self.folds
         return {
             "folds": int(len(f)),
             "score_mean": float(f["score"].mean()), "score_std": float(f["score"].std(ddof=0)),
             "all_empty_mean": float(f["all_empty"].mean()),
             "margin_min": float((f["score"] - f["all_empty"]).min()),
-            "dice_defects_mean": float(f["dice_defects"].mean()),
-            "dice_defects_std": float(f["dice_defects"].std(ddof=0)),
-            "pooled": {str(k): {c: float(v) for c, v in row.items()} for k, row in self.report.iterrows()},
+            "dice_defects_mean": _figure(f["dice_defects"].mean()),
+            "dice_defects_std": _figure(f["dice_defects"].std(ddof=0)),
+            "pooled": {str(k): {c: _figure(v) for c, v in row.items()} for k, row in self.report.iterrows()},
             "real_prevalence_estimate": self.real_estimate,
             "tuned_prevalence_estimate": self.tuned_estimate or self.real_estimate,
         }
+
+
+def _figure(value: float) -> float | None:
+    """A float for JSON; None for a NaN (no data behind it)."""
+    value = float(value)
+    return None if np.isnan(value) else value
 
 
 def _expected(truth_has: np.ndarray, dice: np.ndarray, prevalence: Sequence[float]) -> dict:
@@ -173,8 +182,10 @@ def _expected(truth_has: np.ndarray, dice: np.ndarray, prevalence: Sequence[floa
             continue
         per_class[str(c + 1)] = float(pi * dice[pos, c].mean() + (1 - pi) * dice[neg, c].mean())
     empty = float(np.mean([1 - p for p in prevalence]))
-    score = float(np.mean(list(per_class.values()))) if len(per_class) == len(prevalence) else float("nan")
-    return {"per_class": per_class, "score": score, "all_empty": empty, "prevalence": list(prevalence)}
+    missing = [c + 1 for c in range(len(prevalence)) if str(c + 1) not in per_class]
+    score = None if missing else float(np.mean(list(per_class.values())))
+    return {"per_class": per_class, "score": score, "all_empty": empty, "prevalence": list(prevalence),
+            "missing": missing}
 
 
 def cross_validate(

@@ -53,7 +53,8 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
         + cv.folds.to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n\n"
         + f"score {s['score_mean']:.4f} ± {s['score_std']:.4f} (all-empty {s['all_empty_mean']:.4f}), "
         + f"worst fold margin {s['margin_min']:+.4f}, "
-        + f"defect-pair Dice {s['dice_defects_mean']:.3f} ± {s['dice_defects_std']:.3f}\n\n"
+        + (f"defect-pair Dice {s['dice_defects_mean']:.3f} ± {s['dice_defects_std']:.3f}\n\n"
+           if s["dice_defects_mean"] is not None else "defect-pair Dice: no scored image has a defect\n\n")
         + "pooled over folds:\n" + format_report(cv.report) + "\n\n"
         + "".join(_expected_line(what, e) for what, e in (
             ("the real class prevalences (Kaggle train set: ", est),
@@ -62,7 +63,10 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
 
 
 def _expected_line(what: str, est: dict[str, Any]) -> str:
-    return (f"expected at {what}" + " / ".join(f"{p:.3f}" for p in est["prevalence"]) + f"): {est['score']:.4f} "
+    classes = ", ".join(map(str, est.get("missing", [])))
+    score = f"{est['score']:.4f}" if est["score"] is not None else (
+        f"not estimable (class {classes}: the scored images need some with that defect and some without)")
+    return (f"expected at {what}" + " / ".join(f"{p:.3f}" for p in est["prevalence"]) + f"): {score} "
             + f"(all-empty {est['all_empty']:.4f}); per class "
             + ", ".join(f"{k}: {v:.4f}" for k, v in est["per_class"].items()) + "\n")
 
