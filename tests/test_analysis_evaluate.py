@@ -103,3 +103,79 @@ def test_cli_evaluate_missing_labels(tmp_path: Path, folder: tuple[Path, Path]) 
                                   "--model", str(_model(tmp_path, [2.0] * 4)), "--no-progress"])
     assert res.exit_code == 1
     assert "none.csv" in res.output
+
+
+def _labels(path: Path, rows: list[tuple[str, int, str]]) -> Path:
+    pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]).to_csv(path, index=False)
+    return path
+
+
+def test_other_sizes_are_failures_not_scored(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in images.iterdir():
+        (mixed / f.name).write_bytes(f.read_bytes())
+    cv2.imwrite(str(mixed / "small.jpg"), np.zeros((128, 800), np.uint8))
+    rows = [("small.jpg", 3, "200000 5000")]  # valid at 256x1600, past the end of a 128x800 image
+    result = evaluate_folder(mixed, _labels(tmp_path / "l.csv", rows), _model(tmp_path, [2.0] * 4), backend="torch",
+                             overlays=tmp_path / "ov")
+    assert list(result.failures) == ["small.jpg"] and "128x800" in result.failures["small.jpg"]
+    assert sorted(set(result.pairs["ImageId"])) == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_labels_and_overlays_checked_before_any_image_is_segmented(
+        tmp_path: Path, folder: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import steelfast.analysis.evaluate as evaluate
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("segmented before the inputs were checked")
+
+    monkeypatch.setattr(evaluate, "segment_folder", never)
+    images, _ = folder
+    bad = _labels(tmp_path / "bad.csv", [("img0.jpg", 5, "1 10")])
+    with pytest.raises(ValueError, match=r"bad\.csv.*ClassId '5' is not one of 1, 2, 3, 4"):
+        evaluate_folder(images, bad)
+    elsewhere = _labels(tmp_path / "other.csv", [("x.jpg", 1, "1 10"), ("y.jpg", 2, "1 10")])
+    with pytest.raises(ValueError, match=r"none of the 2 images of the labels is in .* \(first: 'x\.jpg'\)"):
+        evaluate_folder(images, elsewhere)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        evaluate_folder(images, _labels(tmp_path / "ok.csv", []), overlays=tmp_path / "file" / "ov")
+
+
+def test_labelled_images_missing_from_the_folder_are_listed(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    extra = pd.concat([pd.read_csv(labels), pd.DataFrame([{"ImageId": "gone.jpg", "ClassId": 1, "EncodedPixels": "1 5"}])])
+    path = tmp_path / "extra.csv"
+    extra.to_csv(path, index=False)
+    result = evaluate_folder(images, path, _model(tmp_path, [2.0] * 4), backend="torch")
+    assert result.unmatched == ["gone.jpg"] and len(result.pairs) == 12
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(path), "--model",
+                                  str(_model(tmp_path, [2.0] * 4)), "--no-progress", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    assert "note: 1 labelled images are not in" in res.output and "gone.jpg" in res.output
+
+
+def test_every_image_failing_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "imgs" / "text.jpg").write_text("not an image")
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(tmp_path / "imgs"), "--labels",
+                                  str(_labels(tmp_path / "l.csv", [])), "--model", str(_model(tmp_path, [2.0] * 4)),
+                                  "--no-progress", "--backend", "torch"])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1].startswith("error: no image of ")
+    assert "could be scored: 2 failed (first: empty.jpg:" in res.output
+
+
+def test_overlays_of_images_sharing_a_stem_keep_both(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "a.jpg").write_bytes((images / "img0.jpg").read_bytes())
+    cv2.imwrite(str(two / "a.png"), cv2.imread(str(images / "img1.jpg"), cv2.IMREAD_GRAYSCALE))
+    evaluate_folder(two, _labels(tmp_path / "l.csv", []), _model(tmp_path, [2.0] * 4), backend="torch",
+                    overlays=tmp_path / "ov")
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.jpg.png", "a.png.png"]

@@ -17,7 +17,7 @@ The table has one row per class and one for all classes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from steelfast._io import PathLike
+from steelfast._validate import as_shape
 from steelfast.analysis.overlay import save_overlay
 from steelfast.images import read_gray
+from steelfast.inference.decode import list_folder
 from steelfast.inference.pipeline import segment_folder
 from steelfast.labels import read_labels
 from steelfast.metrics import dice_rle_batch
 from steelfast.rle import decode_batch
-from steelfast.severstal import CLASSES
+from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["EvaluationResult", "evaluate_folder", "format_report", "pair_report"]
 
@@ -95,12 +97,14 @@ class EvaluationResult:
     Attributes:
         report: :func:`pair_report` table.
         pairs: One row per (ImageId, ClassId): ``pred``, ``truth`` (RLE) and ``dice``.
-        failures: Images that could not be segmented, ``{name: reason}``.
+        failures: Images that could not be segmented (or are not of the labels' size), ``{name: reason}``.
+        unmatched: ImageIds of the label file that are not in the folder (not scored).
     """
 
     report: pd.DataFrame
     pairs: pd.DataFrame
     failures: dict[str, str]
+    unmatched: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -120,12 +124,15 @@ def evaluate_folder(
     *,
     overlays: PathLike | None = None,
     progress: bool = False,
+    shape: tuple[int, int] = SHAPE,
     **options: Any,
 ) -> EvaluationResult:
     """Segment a labelled folder with ``model`` and score it per class.
 
     Every image of the folder is scored; an image without label rows counts as defect-free
-    (the new Kaggle format lists defect rows only).
+    (the new Kaggle format lists defect rows only). The labels are read and checked, and the
+    overlay folder made, before any image is segmented. An image of another size than ``shape``
+    (the size the label runs refer to) is not scored: it is listed in the failures.
 
     Args:
         images: Image folder.
@@ -134,6 +141,7 @@ def evaluate_folder(
             :class:`steelfast.inference.segmenter.Segmenter`).
         overlays: Folder for side-by-side truth/prediction PNGs (one per image), or None.
         progress: Show a progress bar.
+        shape: (height, width) of the labelled images (default: Severstal's 256×1600).
         **options: Passed to :func:`steelfast.inference.pipeline.segment_folder` (``backend``, ``tta``,
             ``thresholds``, ``min_areas``, ...).
 
@@ -143,11 +151,26 @@ def evaluate_folder(
     Raises:
         FileNotFoundError: Missing folder, label file or model.
         steelfast.labels.LabelError: A malformed label file.
+        ValueError: No image could be scored, or the label file names images and none is in the folder.
     """
+    shape = as_shape(shape)
+    truth = read_labels(labels, shape=shape)
+    names = {f.name for f in list_folder(images)}
+    labelled = set(truth["ImageId"])
+    unmatched = sorted(labelled - names)
+    if labelled and not labelled & names:
+        raise ValueError(f"none of the {len(labelled)} images of the labels is in {str(images)!r} "
+                         f"(first: {unmatched[0]!r}): another folder or label file?")
+    if overlays is not None:
+        Path(overlays).mkdir(parents=True, exist_ok=True)
+    options.setdefault("image_size", shape)
     sub = segment_folder(images, model, progress=progress, **options)
     failures = dict(sub.attrs.get("failures", {}))
     ids = sorted(set(sub["ImageId"]))
-    truth = read_labels(labels, images=ids)
+    if not ids:
+        first = next(iter(failures.items()), ("", ""))
+        raise ValueError(f"no image of {str(images)!r} could be scored: {len(failures)} failed "
+                         f"(first: {first[0]}: {first[1]})")
     grid = pd.MultiIndex.from_product([ids, list(CLASSES)], names=["ImageId", "ClassId"])
     pairs = pd.DataFrame(index=grid)
     pairs["pred"] = sub.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
@@ -155,22 +178,24 @@ def evaluate_folder(
     pairs["truth"] = truth.set_index(["ImageId", "ClassId"])["EncodedPixels"].reindex(grid, fill_value="")
     pairs["dice"] = dice_rle_batch(pairs["pred"].tolist(), pairs["truth"].tolist())
     pairs = pairs.reset_index()
-    shape = (len(ids), len(CLASSES))
+    grid_shape = (len(ids), len(CLASSES))
     report = pair_report(
-        (pairs["truth"] != "").to_numpy().reshape(shape),
-        (pairs["pred"] != "").to_numpy().reshape(shape),
-        pairs["dice"].to_numpy().reshape(shape),
+        (pairs["truth"] != "").to_numpy().reshape(grid_shape),
+        (pairs["pred"] != "").to_numpy().reshape(grid_shape),
+        pairs["dice"].to_numpy().reshape(grid_shape),
     )
     if overlays is not None:
-        _write_overlays(Path(images), Path(overlays), pairs)
-    return EvaluationResult(report, pairs, failures)
+        _write_overlays(Path(images), Path(overlays), pairs, shape)
+    return EvaluationResult(report, pairs, failures, unmatched)
 
 
-def _write_overlays(folder: Path, out: Path, pairs: pd.DataFrame) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def _write_overlays(folder: Path, out: Path, pairs: pd.DataFrame, shape: tuple[int, int]) -> None:
+    stems = pd.Series([Path(str(i)).stem for i in pairs["ImageId"].unique()])
+    shared = set(stems[stems.duplicated()])  # a.jpg and a.png: name both overlays by the whole file name
     for image_id, group in pairs.groupby("ImageId", sort=True):
+        stem = Path(str(image_id)).stem
+        name = str(image_id) if stem in shared else stem
         gray = read_gray(folder / str(image_id))
-        shape = gray.shape
         truth = decode_batch(group["truth"].tolist(), shape=shape)
         pred = decode_batch(group["pred"].tolist(), shape=shape)
-        save_overlay(out / f"{Path(str(image_id)).stem}.png", gray, truth=truth, pred=pred)
+        save_overlay(out / f"{name}.png", gray, truth=truth, pred=pred)

@@ -49,6 +49,20 @@ def domain_errors(func: F) -> F:
 
 
 @contextlib.contextmanager
+def reported_here(*loggers: str) -> Iterator[None]:
+    """Keep Python's last-resort handler from printing what these loggers warn of meanwhile: the
+    command reports the same (failures, notes) itself, once. Handlers the host configured still get it."""
+    quiet = logging.NullHandler()
+    for name in loggers:
+        logging.getLogger(name).addHandler(quiet)
+    try:
+        yield
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeHandler(quiet)
+
+
+@contextlib.contextmanager
 def echo_warnings(logger: str) -> Iterator[None]:
     """Print the warnings ``logger`` logs meanwhile as ``note: ...`` lines on stderr."""
 

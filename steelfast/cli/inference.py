@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors
+from steelfast.cli.app import app, domain_errors, reported_here
 
 __all__ = ["export", "segment"]
 
@@ -128,11 +128,12 @@ def segment(
                           num_gpus=num_gpus)
         return
     try:
-        summary = segment_to_file(
-            input_dir, output, resolve_model(model), format=fmt, resume=resume, overwrite=overwrite,
-            overlays=overlays, progress=progress, workers=workers, other_sizes=other_sizes,
-            max_pixels=max_pixels, backend=backend, batch_size=batch_size, tta=tta,
-        )
+        with reported_here("steelfast.inference.pipeline"):  # _report lists each failure and note once
+            summary = segment_to_file(
+                input_dir, output, resolve_model(model), format=fmt, resume=resume, overwrite=overwrite,
+                overlays=overlays, progress=progress, workers=workers, other_sizes=other_sizes,
+                max_pixels=max_pixels, backend=backend, batch_size=batch_size, tta=tta,
+            )
     except KeyboardInterrupt:
         journal = journal_path(output)
         hint = f": finished images are kept in {journal}; run the same command with --resume to continue"
@@ -142,11 +143,16 @@ def segment(
 
 
 def _report(summary: Any) -> None:
+    """Failures and notes on stderr, the summary line; exit code 1 when every image failed."""
     for name, message in summary.failures.items():
         typer.echo(f"failed: {name}: {message}", err=True)
     for name, note in summary.notes.items():
         typer.echo(f"warning: {name}: {note}", err=True)
     typer.echo(summary.line())
+    if summary.images == 0 and summary.failures:
+        typer.echo(f"error: none of the {len(summary.failures)} images could be segmented "
+                   f"({summary.output} holds no image)", err=True)
+        raise typer.Exit(code=1)
 
 
 def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: bool, overlays: Optional[Path],
@@ -160,8 +166,9 @@ def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: boo
     ray = import_ray()
     started = not ray.is_initialized()
     try:
-        summary = segment_with_ray(input_dir, model, output=output, format=fmt,
-                                   **({"tta": tta} if tta is not None else {}), **options)
+        with reported_here("steelfast.inference.ray_engine"):  # _report lists each failure once
+            summary = segment_with_ray(input_dir, model, output=output, format=fmt,
+                                       **({"tta": tta} if tta is not None else {}), **options)
     finally:
         if started:  # the runtime this command started (a cluster it joined stays up)
             ray.shutdown()

@@ -277,3 +277,7 @@ def evaluate_cmd(
                f"{result.score - result.all_empty:+.4f}) over {len(result.pairs) // 4} images")
     if result.failures:
         typer.echo(f"{len(result.failures)} images failed: " + "; ".join(f"{k}: {v}" for k, v in result.failures.items()), err=True)
+    if result.unmatched:
+        first = ", ".join(result.unmatched[:3]) + (", ..." if len(result.unmatched) > 3 else "")
+        typer.echo(f"note: {len(result.unmatched)} labelled images are not in {images} and were not scored: {first}",
+                   err=True)
