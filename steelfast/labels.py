@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
+import threading
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
@@ -78,10 +79,48 @@ def _load(source: Any) -> tuple[pd.DataFrame, str, bool]:
             ) from None
         except (UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+        short = _short_row(path, table.shape[1])
+        if short is not None:
+            line, saw = short
+            raise LabelError(
+                f"{path}, line {line}: {saw} field(s), but the header has {table.shape[1]} (a missing field? an empty "
+                "value still needs its comma)"
+            )
         frame = table.iloc[1:].reset_index(drop=True)
         frame.columns = table.iloc[0].tolist()
         return frame, str(path), True
     raise TypeError(f"labels must be a DataFrame or a CSV path, got {type(source).__name__}")
+
+
+_CSV_LIMIT = threading.Lock()
+
+
+def _short_row(path: Path, expected: int) -> tuple[int, int] | None:
+    """(line, fields) of the first row with fewer fields than the header, or None.
+
+    pandas pads such a row with empty values, so that ``a.jpg,1`` would pass for a defect-free row; the csv module
+    keeps the count. Blank (or whitespace-only) lines, which pandas skips, are skipped here too.
+    """
+    # A long EncodedPixels can pass csv's default field limit (131072 characters); no field is longer than the
+    # file. The limit is process-wide: raised only while this reads, under a lock so that two threads reading
+    # labels cannot restore each other's value, and put back after.
+    with _CSV_LIMIT:
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, min(path.stat().st_size + 1, 2**31 - 1)))
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                start = 1
+                for record in reader:
+                    blank = len(record) <= 1 and not "".join(record).strip()
+                    if len(record) < expected and not blank:
+                        return start, len(record)
+                    start = reader.line_num + 1
+        except csv.Error as exc:
+            raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+        finally:
+            csv.field_size_limit(limit)
+    return None
 
 
 def _check_columns(columns: list, name: str) -> None:
@@ -333,14 +372,24 @@ def read_image_list(path: str | PathLike) -> list[str]:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: a CSV without an ``ImageId`` column.
+        ValueError: a CSV without an ``ImageId`` column, a file that is not UTF-8 text or not a readable CSV (the
+            message names the file, and the row where the parser tells it).
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image list not found: {p}")
-    if p.suffix.lower() == ".csv":
-        df = pd.read_csv(p, dtype=str, keep_default_na=False)
-        if "ImageId" not in df.columns:
-            raise ValueError(f"{p} has no ImageId column; got columns {list(df.columns)}")
-        return df["ImageId"].tolist()
-    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    try:
+        if p.suffix.lower() == ".csv":
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        else:
+            return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"image list {p} is not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start})"
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).strip().replace("Error tokenizing data. C error: ", "")
+        raise ValueError(f"image list {p} is not a readable CSV: {reason}") from None
+    if "ImageId" not in df.columns:
+        raise ValueError(f"{p} has no ImageId column; got columns {list(df.columns)}")
+    return df["ImageId"].tolist()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +251,69 @@ def test_cli_eda_prints_the_defect_free_assumption(synth_set: Path, tmp_path: Pa
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "assumed defect-free" in res.output
+
+
+# ---- sample images that cannot be drawn are skipped with a warning, the report is still written ----------
+
+
+def _bad_zero(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _bad_text(path: Path) -> None:
+    path.write_text("not a jpeg")
+
+
+def _bad_size(path: Path) -> None:  # half the size of the images the labels describe
+    Image.fromarray(np.full((128, 800), 90, np.uint8)).save(path, quality=90)
+
+
+BAD_SAMPLES = [
+    (_bad_zero, r"sample skipped: cannot read image \S*bad\.jpg: the file is empty"),
+    (_bad_text, r"sample skipped: cannot read image \S*bad\.jpg"),
+    (_bad_size, r"sample skipped: \S*bad\.jpg is 800x128, and its label runs do not fit that size \(class 3: .*102400"),
+]
+
+
+def _with_bad_sample(synth_set: Path, tmp_path: Path, make_bad, n_good: int) -> tuple[pd.DataFrame, Path]:
+    labels = pd.read_csv(synth_set / "train.csv", keep_default_na=False)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = sorted(set(labels["ImageId"]))[:n_good]
+    for iid in good:
+        shutil.copy(synth_set / "train_images" / iid, folder / iid)
+    make_bad(folder / "bad.jpg")
+    bad = pd.DataFrame({"ImageId": ["bad.jpg"], "ClassId": [3], "EncodedPixels": ["300000 10"]})
+    return pd.concat([labels[labels["ImageId"].isin(good)], bad], ignore_index=True), folder
+
+
+@pytest.mark.parametrize(("make_bad", "warning"), BAD_SAMPLES)
+@pytest.mark.parametrize("n_good", [2, 0])
+def test_report_skips_sample_images_it_cannot_draw(
+    synth_set: Path, tmp_path: Path, caplog, make_bad, warning: str, n_good: int
+) -> None:
+    labels, folder = _with_bad_sample(synth_set, tmp_path, make_bad, n_good)
+    with caplog.at_level("WARNING", logger="steelfast.analysis.eda_plots"):
+        report = eda_report(labels, tmp_path / "r", images_dir=folder, n_samples=10, progress=False)
+    skipped = [r.getMessage() for r in caplog.records if r.name == "steelfast.analysis.eda_plots"]
+    assert len(skipped) == 1 and re.search(warning, skipped[0]), skipped
+    assert report.is_file() and (tmp_path / "r" / "area_fraction_hist.png").is_file()
+    # the good images are drawn; with none left there is no samples figure at all
+    assert (tmp_path / "r" / "samples.png").is_file() == (n_good > 0)
+    assert ("src='samples.png'" in report.read_text()) == (n_good > 0)
+
+
+@pytest.mark.parametrize(("make_bad", "warning"), BAD_SAMPLES)
+def test_cli_eda_notes_skipped_samples(synth_set: Path, tmp_path: Path, make_bad, warning: str) -> None:
+    labels, folder = _with_bad_sample(synth_set, tmp_path, make_bad, 2)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(
+        app,
+        ["eda", str(tmp_path / "labels.csv"), "--images", str(folder), "--out", str(out), "--samples", "10",
+         "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note: EDA: sample skipped")]
+    assert len(notes) == 1 and re.search(warning, notes[0]), res.output
+    assert (out / "report.html").is_file() and (out / "samples.png").is_file()

@@ -61,7 +61,7 @@ def test_segment_end_to_end(checkpoint: Path, folder: Path, tmp_path: Path) -> N
     assert "failed: broken.jpg" in result.output
     table = pd.read_csv(out, keep_default_na=False)
     assert len(table) == 16 and sorted(set(table["ImageId"])) == [f"im{i}.jpg" for i in range(4)]
-    assert (tmp_path / "sub.failures.csv").is_file()
+    assert (tmp_path / "sub.csv.failures.csv").is_file()
 
 
 def test_segment_parquet_resume_tta(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
@@ -376,3 +376,27 @@ def test_a_failed_image_is_reported_once(checkpoint: Path, folder: Path, tmp_pat
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("failed: broken.jpg") == 1 and "skipping" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("bin.csv", b"\xff\xfe\x00\x01", r"error: image list \S*bin.csv is not UTF-8 text \(byte b'\\xff' at offset 0\)\n"),
+    ("quote.csv", b'ImageId\n"a\n', r"error: image list \S*quote.csv is not a readable CSV: EOF inside string starting at row 1\n"),
+])
+def test_eda_names_an_unreadable_image_list(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    import re
+
+    (tmp_path / "labels.csv").write_text("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n")
+    (tmp_path / name).write_bytes(content)
+    res = runner.invoke(cli.app, ["eda", str(tmp_path / "labels.csv"), "--image-list", str(tmp_path / name),
+                                  "--out", str(tmp_path / "eda"), "--no-progress"])
+    assert res.exit_code == 1 and re.fullmatch(message, res.output), res.output
+
+
+@pytest.mark.parametrize("row", ["000a4bcdd.jpg,1", "000a4bcdd.jpg,1,1 2,x"])
+def test_eda_refuses_a_label_row_with_too_few_or_too_many_fields(tmp_path: Path, row: str) -> None:
+    (tmp_path / "labels.csv").write_text(f"ImageId,ClassId,EncodedPixels\n{row}\n")
+    res = runner.invoke(cli.app, ["eda", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "eda"), "--no-progress"])
+    fields = row.count(",") + 1
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith(f"error: {tmp_path / 'labels.csv'}, line 2: {fields} field"), res.output
+    assert not (tmp_path / "eda" / "report.html").exists()

@@ -182,6 +182,25 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
     assert len(list((out / "test_images").iterdir())) == 0
 
 
+@pytest.mark.parametrize("split", ["train_images", "test_images"])
+def test_stale_images_need_overwrite(tmp_path: Path, split: str) -> None:
+    # An interrupted run leaves images but no train.csv; a new run must not mix them with its labels.
+    out = tmp_path / "d"
+    (out / split).mkdir(parents=True)
+    for name in ("000000001.jpg", "000000002.JPG", "000000003.png"):
+        (out / split / name).write_bytes(b"stale")
+    (out / split / "notes.txt").write_text("kept")
+    with pytest.raises(FileExistsError, match=rf"{split} already holds 3 image\(s\).*--overwrite"):
+        make_dataset(out, 1, 0, seed=0, progress=False)
+    assert not (out / "train.csv").exists()
+    make_dataset(out, 1, 0, seed=0, progress=False, overwrite=True)
+    assert (out / split / "notes.txt").read_text() == "kept"  # only image files are removed
+    images = {d: sorted(p.name for p in (out / d).iterdir() if p.suffix != ".txt") for d in ("train_images", "test_images")}
+    assert len(images["train_images"]) == 1 and images["test_images"] == []
+    labels = pd.read_csv(out / "train.csv", keep_default_na=False)
+    assert set(labels["ImageId"]) <= set(images["train_images"])
+
+
 def test_empty_dataset(tmp_path: Path) -> None:
     out = make_dataset(tmp_path / "e", 0, 0, seed=0, progress=False)
     assert pd.read_csv(out / "train.csv").empty and pd.read_csv(out / "sample_submission.csv").empty
@@ -222,3 +241,17 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "already holds a dataset" in res.output
     res = runner.invoke(app, ["synth", str(tmp_path / "neg"), "--train", "-2", "--no-progress"])
     assert res.exit_code == 1 and "n_train must be an int >= 0, got -2" in res.output
+
+
+def test_cli_synth_refuses_stale_images(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    (out / "train_images").mkdir(parents=True)
+    for i in range(3):
+        (out / "train_images" / f"00000000{i}.jpg").write_bytes(b"stale")
+    res = runner.invoke(app, ["synth", str(out), "--train", "2", "--test", "0", "--no-progress"])
+    assert res.exit_code == 1, res.output
+    assert re.fullmatch(r"error: \S*train_images already holds 3 image\(s\).*--overwrite\) to replace them\n", res.output)
+    res = runner.invoke(app, ["synth", str(out), "--train", "2", "--test", "0", "--no-progress", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "train_images").iterdir())) == 2

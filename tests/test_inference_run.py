@@ -61,6 +61,19 @@ def test_segment_to_file_writes_output_and_failures(backend: TorchBackend, folde
     assert "5 images" in summary.line() and "2 failures" in summary.line()
 
 
+def test_outputs_of_one_stem_keep_their_own_failures(backend: TorchBackend, folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="writing .parquet needs pyarrow")
+    first = segment_to_file(folder, tmp_path / "sub.csv", segmenter=Segmenter(backend=backend), progress=False,
+                            image_size=SIZE)
+    (folder / "img03.jpg").unlink()  # the second run has one failure fewer
+    second = segment_to_file(folder, tmp_path / "sub.parquet", segmenter=Segmenter(backend=backend), progress=False,
+                             image_size=SIZE)
+    assert first.failures_file == tmp_path / "sub.csv.failures.csv"
+    assert second.failures_file == tmp_path / "sub.parquet.failures.csv"
+    assert sorted(pd.read_csv(first.failures_file)["file"]) == ["img03.jpg", "img05.jpg"]  # not replaced
+    assert sorted(pd.read_csv(second.failures_file)["file"]) == ["img05.jpg"]
+
+
 def test_resume_after_an_interruption(backend: TorchBackend, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clean = tmp_path / "clean.csv"
     segment_to_file(folder, clean, segmenter=Segmenter(backend=backend, batch_size=2), progress=False, image_size=SIZE)
@@ -393,7 +406,7 @@ def test_size_options_are_checked(backend: TorchBackend, folder: Path, tmp_path:
 # ---- crashes leave no temporary files -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("stale", [".sub.csv.k1ll3d.tmp", ".sub.failures.csv.k1ll3d.tmp",
+@pytest.mark.parametrize("stale", [".sub.csv.k1ll3d.tmp", ".sub.csv.failures.csv.k1ll3d.tmp",
                                    ".sub.csv.run.json.k1ll3d.tmp", ".sub.csv.partial.k1ll3d.tmp"])
 def test_temporary_files_of_a_killed_run_are_removed(backend: TorchBackend, folder: Path, tmp_path: Path, stale: str) -> None:
     (tmp_path / stale).write_text("half written")

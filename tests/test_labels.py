@@ -137,6 +137,11 @@ def test_written_files_get_ordinary_permissions(tmp_path):
         ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2,\n", r"line 2: 4 fields, .*trailing comma"),
         ("ImageId,ClassId,EncodedPixels\n\na.jpg,1,1 2\n\nb.jpg,2,1,2,x\n", r"line 5: 5 fields, but the header has 3"),
         ("ImageId_ClassId,EncodedPixels\na.jpg_1,1 2,3\n", r"line 2: 3 fields, but the header has 2"),
+        # a short row is an error too, not a defect-free row with the missing values left empty
+        ("ImageId,ClassId,EncodedPixels\n000a4bcdd.jpg,1\n", r"labels.csv, line 2: 2 field\(s\), but the header has 3"),
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n\n  \nb.jpg\n", r"labels.csv, line 5: 1 field\(s\), but the header has 3"),
+        ('ImageId,ClassId,EncodedPixels\n"a\nb.jpg",1,1 2\nc.jpg,2\n', r"labels.csv, line 4: 2 field\(s\), .*missing field"),
+        ("ImageId_ClassId,EncodedPixels\na.jpg_1,\na.jpg_2\n", r"labels.csv, line 3: 1 field\(s\), but the header has 2"),
         ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n,2,1 2\n", r"labels.csv, line 3: ImageId is empty \(''\)"),
         ("ImageId,ClassId,EncodedPixels\n  ,1,1 2\n", r"labels.csv, line 2: ImageId is empty \('  '\)"),
         ("ImageId_ClassId,EncodedPixels\na.jpg_1,\n_2,1 2\n", r"line 3: ImageId_ClassId '_2' has an empty ImageId"),
@@ -204,6 +209,28 @@ def test_header_only_files_give_an_empty_table(tmp_path, header):
     assert table["ClassId"].dtype == np.int64
 
 
+@pytest.mark.parametrize(
+    ("text", "images"),
+    [
+        ("ImageId_ClassId,EncodedPixels\na.jpg_1,\na.jpg_2,1 2\n\n\n", ["a.jpg", "a.jpg"]),  # empty EncodedPixels
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,\n  \n\n", ["a.jpg"]),  # blank and whitespace-only lines
+        ("ImageId,ClassId,EncodedPixels\n", []),
+    ],
+)
+def test_empty_fields_and_blank_lines_are_not_short_rows(tmp_path, text, images):
+    assert labels.read_labels(_write(tmp_path, text), shape=SHAPE)["ImageId"].tolist() == images
+
+
+def test_short_row_check_reads_long_encoded_pixels(tmp_path):
+    # csv's default field limit is 131072 characters; a real EncodedPixels can be longer.
+    runs = " ".join(f"{1 + 2 * i} 1" for i in range(30000))
+    path = _write(tmp_path, f"ImageId,ClassId,EncodedPixels\na.jpg,1,{runs}\nb.jpg\n")
+    with pytest.raises(labels.LabelError, match=r"line 3: 1 field\(s\)"):
+        labels.read_labels(path, shape=(300, 300))
+    path = _write(tmp_path, f"ImageId,ClassId,EncodedPixels\na.jpg,1,{runs}\n")
+    assert labels.read_labels(path, shape=(300, 300))["hasMask"].tolist() == [True]
+
+
 @pytest.mark.parametrize("style", ["new", "old"])
 def test_csv_round_trips_image_ids_with_a_bare_carriage_return(tmp_path, style):
     # csv's minimal quoting leaves a lone "\r" unquoted, and readers then split the row there.
@@ -226,6 +253,21 @@ def test_read_image_list(tmp_path: Path) -> None:
         read_image_list(tmp_path / "bad.csv")
     with pytest.raises(FileNotFoundError, match="image list not found"):
         read_image_list(tmp_path / "none.csv")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bin.csv", b"\xff\xfe\x00\x01", r"image list \S*bin.csv is not UTF-8 text \(byte b'\\xff' at offset 0\)"),
+        ("bin.txt", b"a.jpg\n\xff\n", r"image list \S*bin.txt is not UTF-8 text \(byte b'\\xff' at offset 6\)"),
+        ("quote.csv", b'ImageId\n"a\n', r"image list \S*quote.csv is not a readable CSV: EOF inside string starting at row 1"),
+        ("empty.csv", b"", r"image list \S*empty.csv is not a readable CSV: No columns to parse"),
+    ],
+)
+def test_read_image_list_unreadable_files_are_named(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_image_list(tmp_path / name)
 
 
 def test_defect_rows_keeps_defects_and_checks_the_table() -> None:

@@ -7,6 +7,8 @@ In: the area and count tables (and, for samples, an image folder and labels). Ou
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from steelfast._io import PathLike
 from steelfast.analysis.overlay import CLASS_COLORS, draw_overlay
 from steelfast.images import read_gray
 from steelfast.labels import build_masks
+from steelfast.rle import RLEError
 from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = [
@@ -27,6 +30,8 @@ __all__ = [
     "plot_defect_counts",
     "plot_samples",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _figure(w: float, h: float):  # -> matplotlib.figure.Figure
@@ -126,6 +131,23 @@ def plot_area_histograms(areas: pd.DataFrame, shape: tuple[int, int] = SHAPE, bi
     return fig
 
 
+def _load_sample(path: Path, labels: pd.DataFrame, iid: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The image and its masks, or None (with a warning naming the file and why) when it cannot be drawn."""
+    try:
+        gray = read_gray(path)
+    except (OSError, ValueError) as exc:
+        log.warning("EDA: sample skipped: %s", exc)
+        return None
+    try:
+        return gray, build_masks(labels, iid, gray.shape)
+    except RLEError as exc:
+        item = re.match(r"item (\d+): (.*)", str(exc), re.S)
+        reason = f"class {int(item.group(1)) + 1}: {item.group(2)}" if item else str(exc)
+        log.warning("EDA: sample skipped: %s is %dx%d, and its label runs do not fit that size (%s)",
+                    path, gray.shape[1], gray.shape[0], reason)
+        return None
+
+
 def plot_samples(
     images_dir: PathLike,
     labels: pd.DataFrame,
@@ -135,6 +157,9 @@ def plot_samples(
 ):
     """A column of overlays (see :func:`steelfast.analysis.overlay.draw_overlay`) of the given images.
 
+    An image that cannot be read, or whose label runs do not fit its size, is left out with a warning (logged on
+    this module's logger) naming the file and the reason.
+
     Args:
         images_dir: Folder with the images.
         labels: Labels frame.
@@ -142,18 +167,20 @@ def plot_samples(
         progress: Show a tqdm progress bar.
 
     Returns:
-        matplotlib.figure.Figure
+        matplotlib.figure.Figure: with no image drawn when none of ``image_ids`` could be.
     """
-    ids = list(image_ids)
-    fig = _figure(16, 2.0 * max(len(ids), 1) + 0.4)
-    axes = np.atleast_1d(fig.subplots(max(len(ids), 1), 1))
-    for ax, iid in zip(axes, tqdm(ids, desc="overlays", disable=not progress)):
-        gray = read_gray(Path(images_dir) / iid)
-        masks = build_masks(labels, iid, gray.shape)
-        ax.imshow(draw_overlay(gray, masks), interpolation="antialiased")
-        present = [str(c + 1) for c in range(4) if masks[c].any()]
+    samples = []
+    for iid in tqdm(list(image_ids), desc="overlays", disable=not progress):
+        loaded = _load_sample(Path(images_dir) / iid, labels, iid)
+        if loaded is not None:
+            gray, masks = loaded
+            present = [str(c + 1) for c in range(4) if masks[c].any()]
+            samples.append((iid, draw_overlay(gray, masks), present))
+    fig = _figure(16, 2.0 * max(len(samples), 1) + 0.4)
+    axes = np.atleast_1d(fig.subplots(max(len(samples), 1), 1))
+    for ax, (iid, overlay, present) in zip(axes, samples):
+        ax.imshow(overlay, interpolation="antialiased")
         ax.set_title(f"{iid}  classes: {', '.join(present) or 'none'}", fontsize=9, loc="left")
-        ax.set_axis_off()
-    for ax in axes[len(ids) :]:
+    for ax in axes:
         ax.set_axis_off()
     return fig

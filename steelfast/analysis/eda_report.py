@@ -16,7 +16,8 @@ defect-free ones included (they have no rows in the new-format train.csv, so pas
     area_fraction_present.csv / .md     the same over the images that have the class
     reference.csv / .md                 the set next to the real Kaggle train statistics
     area_fraction_hist.png              log-scale histograms of the area fractions
-    samples.png                         a grid of overlays (when an image folder is given)
+    samples.png                         a grid of overlays (when an image folder is given; an image that
+                                        cannot be read is left out with a warning)
     report.html                         all of the above on one page
 
 Plots use :class:`matplotlib.figure.Figure` directly (Agg canvas), never pyplot's global state.
@@ -178,7 +179,10 @@ def eda_report(
     if images_dir is not None and n_samples > 0:
         samples = _pick_samples(areas, set(folder_ids), int(n_samples), seed)
         if samples:
-            figs["samples"] = plot_samples(images_dir, frame, samples, progress=progress)
+            # plot_samples leaves out (with a warning) an image it cannot read or whose runs do not fit its size
+            fig = plot_samples(images_dir, frame, samples, progress=progress)
+            if any(ax.images for ax in fig.axes):
+                figs["samples"] = fig
     for name, fig in figs.items():
         _save_fig(fig, out / f"{name}.png")
 

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from steelfast.analysis import eda_plots as eda_plots_module
 from steelfast.analysis import eda_report as eda_report_module
 from steelfast.analysis.eda_report import eda_report
 from steelfast.analysis.overlay import overlay_file
@@ -55,7 +56,8 @@ def eda_cmd(
 ) -> None:
     """Exploratory analysis of a labels file: counts, area statistics, plots and report.html."""
     ids = read_image_list(image_list) if image_list is not None else None
-    with echo_warnings(eda_report_module.__name__):  # e.g. images assumed defect-free
+    # e.g. images assumed defect-free, sample images that cannot be drawn
+    with echo_warnings(eda_report_module.__name__), echo_warnings(eda_plots_module.__name__):
         report = eda_report(
             labels, out, image_ids=ids, images_dir=images, n_samples=samples, seed=seed, progress=progress
         )

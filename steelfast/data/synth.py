@@ -48,6 +48,7 @@ from steelfast._io import PathLike, atomic_write_bytes
 from steelfast._validate import check_int
 from steelfast.data.synth_shapes import class_segments, defect_polygons, lognormal_area
 from steelfast.data.synth_texture import render_defect, steel_texture
+from steelfast.images import list_images
 from steelfast.severstal import REAL_STATS, SHAPE
 
 __all__ = ["make_dataset", "synth_image"]
@@ -143,8 +144,9 @@ def make_dataset(
             only on ``(seed, split, i)``, so a larger ``n_train`` extends a smaller one.
         progress: Show a tqdm progress bar.
         quality: JPEG quality (1..100).
-        overwrite: Replace an existing dataset in ``out_dir`` (its ``*.jpg`` in the two image
-            folders are deleted first). Without it an existing ``train.csv`` is an error.
+        overwrite: Replace an existing dataset in ``out_dir`` (the image files in the two image
+            folders are deleted first). Without it an existing ``train.csv``, or an image already in
+            ``train_images/`` or ``test_images/`` (e.g. left by an interrupted run), is an error.
 
     Returns:
         Path: ``out_dir``.
@@ -152,7 +154,8 @@ def make_dataset(
     Raises:
         TypeError: a count, seed or quality that is not an int.
         ValueError: negative counts, a negative seed, a quality outside 1..100.
-        FileExistsError: ``out_dir`` already holds a dataset and ``overwrite`` is False.
+        FileExistsError: ``out_dir`` already holds a dataset, or images in its image folders, and
+            ``overwrite`` is False.
     """
     n_train = check_int("n_train", n_train, low=0)
     n_test = check_int("n_test", n_test, low=0)
@@ -166,10 +169,17 @@ def make_dataset(
             f"{out} already holds a dataset (train.csv); pass overwrite=True (--overwrite) to replace it"
         )
     dirs = {"train": out / "train_images", "test": out / "test_images"}
-    for d in dirs.values():
-        if overwrite and d.is_dir():
-            for f in d.glob("*.jpg"):
-                f.unlink()
+    # Images left without a train.csv (an interrupted run) would pass for defect-free ones next to the new labels.
+    stale = {d: list_images(d, regular_only=False) if d.is_dir() else [] for d in dirs.values()}
+    for d, files in stale.items():
+        if files and not overwrite:
+            raise FileExistsError(
+                f"{d} already holds {len(files)} image(s), e.g. left by an interrupted run, that the new labels "
+                "would not list; pass overwrite=True (--overwrite) to replace them"
+            )
+    for d, files in stale.items():
+        for f in files:
+            f.unlink()
         d.mkdir(parents=True, exist_ok=True)
 
     taken: set[str] = set()

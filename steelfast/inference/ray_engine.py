@@ -263,7 +263,7 @@ def segment_with_ray(
             default: without GPUs, the driver's torch thread count (what the local engine uses)
             divided by ``concurrency``.
         output: Write the rows to this ``.csv`` or ``.parquet`` file (atomically, under the output's
-            lock, with ``<stem>.failures.csv`` and ``<output>.run.json`` as ``steelfast-segment``
+            lock, with ``<output>.failures.csv`` and ``<output>.run.json`` as ``steelfast-segment``
             does) instead of returning them.
         format: ``"csv"`` or ``"parquet"`` (default: from the suffix of ``output``).
         overwrite: Replace an existing ``output``.

@@ -7,7 +7,7 @@ The records (:mod:`steelfast.inference.records`) come out of the same pipeline a
 temporary file beside the output, which replaces the output only when every image is done
 (:func:`steelfast._io.atomic_path`): a crash or Ctrl-C leaves no partial file. As for a
 submission, the run holds the output's lock, a file that fails is reported and skipped and listed in
-``<output stem>.failures.csv``, and ``<output>.run.json`` records the model and options. A records
+``<output>.failures.csv``, and ``<output>.run.json`` records the model and options. A records
 output is written in one go: there is no journal, so ``resume`` is refused (rerun with
 ``overwrite``).
 

@@ -1,7 +1,7 @@
 """The ``steelfast-segment`` job: a folder in, a submission file (or defect records) and its companions out.
 
 :func:`segment_to_file` checks the output before any work, holds a lock so one run writes one
-output, writes the output atomically, lists failures in ``<output stem>.failures.csv``, and keeps
+output, writes the output atomically, lists failures in ``<output>.failures.csv``, and keeps
 a journal ``<output>.partial`` of finished images, flushed after every batch and on Ctrl-C, so
 ``resume=True`` continues a killed run without redoing or duplicating images, and only with the
 same model and options (:mod:`steelfast.inference.writer` holds these files). A submission holds

@@ -10,7 +10,7 @@ Beside an output ``sub.csv`` a run keeps:
   once the output is written.
 * ``sub.csv.run.json``: ``{"run": IDENTITY}`` of the finished output, so a later resume is checked
   against the run that wrote it.
-* ``sub.failures.csv``: ``file,error`` of the files that failed (no file when none did).
+* ``sub.csv.failures.csv``: ``file,error`` of the files that failed (no file when none did).
 
 IDENTITY is what decides the masks: ``model_sha256`` (of the weights or ONNX file), ``backend``,
 ``precision``, ``tta``, ``thresholds``, ``min_areas``, ``image_size`` and ``other_sizes``. A resume
@@ -76,8 +76,9 @@ def lock_path(output: Path) -> Path:
 
 
 def failures_path(output: Path) -> Path:
-    """The failures file of ``output``: ``<output stem>.failures.csv``."""
-    return output.with_name(output.stem + ".failures.csv")
+    """The failures file of ``output``: ``<output>.failures.csv`` (``sub.csv.failures.csv``; outputs of
+    the same stem in other formats keep their own)."""
+    return output.with_name(output.name + ".failures.csv")
 
 
 def check_output(output: Path, format: str | None = None) -> str:
