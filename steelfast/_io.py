@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Union
 
-__all__ = ["PathLike", "atomic_path", "atomic_write_bytes"]
+__all__ = ["PathLike", "atomic_path", "atomic_write_bytes", "naming"]
 
 #: A file or folder argument: a ``str`` or any ``os.PathLike`` (e.g. :class:`pathlib.Path`).
 PathLike = Union[str, "os.PathLike[str]"]
@@ -17,6 +17,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Read once: os.umask can only be read by setting it, which is not thread-safe to repeat per file.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def naming(path: PathLike) -> Iterator[None]:
+    """Give an ``OSError`` raised inside without a file name (a full disk: ``[Errno 28] No space left
+    on device``) the name of ``path``, so the one-line error says which file could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the errno's subclass, e.g. PermissionError
 
 
 @contextlib.contextmanager
@@ -32,9 +44,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         os.close(fd)  # inside the try: a Ctrl-C from here on still removes the file
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600
-        os.replace(tmp, target)
+        with naming(target):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Callable, TypeVar
 
 import typer
 
 from steelfast.inference.errors import BackendUnavailableError
 
-__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings"]
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "reported_here"]
 
 app = typer.Typer(
     name="steelfast",
@@ -46,6 +46,18 @@ def domain_errors(func: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def given_options(ctx: typer.Context, names: Sequence[str]) -> list[str]:
+    """The flags of those parameters of the running command that were given (on the command line
+    or in the environment), not left at their defaults: for refusing options another mode uses."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(flags[name])
+    return given
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, reported_here
+from steelfast.cli.app import app, domain_errors, given_options, reported_here
 
 __all__ = ["export", "segment"]
 
@@ -21,6 +21,7 @@ __all__ = ["export", "segment"]
 @app.command()
 @domain_errors
 def export(
+    ctx: typer.Context,
     checkpoint: Optional[Path] = typer.Argument(
         None, help="Checkpoint (.safetensors or .json); default: the shipped model."
     ),
@@ -49,8 +50,18 @@ def export(
     ),
 ) -> None:
     """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
+    from steelfast._validate import check_choice, check_positive_int
     from steelfast.checkpoint import resolve_model
+    from steelfast.inference.backends.tensorrt_plan import HARDWARE_COMPATIBILITY
     from steelfast.inference.export import export_onnx
+
+    engine_options = given_options(ctx, ("max_batch", "cache_dir", "hardware_compatibility", "version_compatible"))
+    if engine_options and not tensorrt:
+        raise ValueError(f"{', '.join(engine_options)} set{'s' if len(engine_options) == 1 else ''} up the TensorRT "
+                         "engine: add --tensorrt")
+    # Checked before the ONNX file is written.
+    check_positive_int("--max-batch", max_batch)
+    check_choice("--hardware-compatibility", hardware_compatibility, HARDWARE_COMPATIBILITY)
 
     path = export_onnx(resolve_model(checkpoint), onnx, opset=opset, precision=precision)
     typer.echo(f"wrote {path}")
@@ -67,6 +78,7 @@ def export(
 @app.command()
 @domain_errors
 def segment(
+    ctx: typer.Context,
     input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
     output: Path = typer.Option(
         Path("submission.csv"), "-o", "--output",
@@ -113,14 +125,27 @@ def segment(
     num_gpus: float = typer.Option(0.0, "--num-gpus", help="--engine ray: GPUs per actor."),
 ) -> None:
     """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
+    from steelfast._validate import check_choice, check_positive_int
     from steelfast.checkpoint import resolve_model
     from steelfast.inference.backends import resolve_backend
+    from steelfast.inference.decode import OTHER_SIZES
     from steelfast.inference.run import segment_to_file
     from steelfast.inference.writer import journal_path
 
     resolve_backend(backend)  # an unknown name fails before any work
     if engine not in ("local", "ray"):
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    other = given_options(ctx, ("ray_address", "concurrency", "num_gpus") if engine == "local" else ("workers",))
+    if other:
+        raise ValueError(f"{', '.join(other)} {'is an option' if len(other) == 1 else 'are options'} of --engine "
+                         f"{'ray' if engine == 'local' else 'local'}, not of --engine {engine}")
+    # The values, checked here under their flags' names (the library would name its parameters).
+    for flag, value in (("--workers", workers), ("--concurrency", concurrency), ("--max-pixels", max_pixels)) + (
+            (("--batch-size", batch_size),) if batch_size is not None else ()):
+        check_positive_int(flag, value)
+    check_choice("--other-sizes", other_sizes, OTHER_SIZES)
+    if num_gpus < 0:
+        raise ValueError(f"--num-gpus must be >= 0, got {num_gpus}")
     if engine == "ray":
         _segment_with_ray(input_dir, output, resolve_model(model), fmt=fmt, overwrite=overwrite, resume=resume,
                           overlays=overlays, other_sizes=other_sizes, max_pixels=max_pixels, backend=backend,

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors
+from steelfast.cli.app import app, domain_errors, given_options
 
 __all__ = ["GATED_ONLY", "UNET_FAST", "UNET_ONLY", "evaluate_cmd", "train"]
 
@@ -33,18 +33,6 @@ UNET_ONLY = ("crop_width", "only_defects", "class_balance", "lr_schedule", "dice
 #: ``train`` parameters only the gated trainer uses, refused with ``--arch unet``.
 GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "unlabelled", "pseudo_negative",
               "pseudo_positive", "prevalence")
-
-
-def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
-    """The flags of those parameters of the command that were given (on the command line or in the
-    environment), not left at their defaults."""
-    flags = {p.name: p.opts[0] for p in ctx.command.params}
-    given = []
-    for name in names:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given.append(flags[name])
-    return given
 
 
 @app.command()
@@ -165,7 +153,7 @@ def train(
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     other = "unet" if arch == "gated-effnet-lite0" else "gated-effnet-lite0"
-    foreign = _given(ctx, UNET_ONLY if other == "unet" else GATED_ONLY)  # silently ignored otherwise
+    foreign = given_options(ctx, UNET_ONLY if other == "unet" else GATED_ONLY)  # silently ignored otherwise
     if foreign:
         raise ValueError(f"{', '.join(foreign)} {'is an option' if len(foreign) == 1 else 'are options'} of --arch "
                          f"{other}, not of --arch {arch}")

@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from steelfast._io import atomic_path, atomic_write_bytes
+from steelfast._io import atomic_path, atomic_write_bytes, naming
 from steelfast.inference.lock import hold_lock
 
 __all__ = [
@@ -193,10 +193,11 @@ class Journal:
     def flush(self) -> None:
         """Write the pending entries and force them to disk."""
         if self._pending:
-            self._fh.write("".join(self._pending))
-            self._pending.clear()
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            with naming(self.path):
+                self._fh.write("".join(self._pending))
+                self._pending.clear()
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         """Flush and close."""
