@@ -192,7 +192,7 @@ def _save_model(path, model, cfg, train, pseudo, fold) -> None:
     from steelfast.checkpoint import save_checkpoint
 
     save_checkpoint(path, model, {"training": {
-        "config": asdict(cfg), "trained_with": cfg.resolved(), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
+        "config": asdict(cfg), **cfg.resolved(), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
         "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 
@@ -271,7 +271,8 @@ def _report(args, data, cfg) -> None:
         command = "python bench/real_cv.py " + " ".join(sys.argv[1:])
         path = save_gated(args.save, model, choice, data, cfg, summary, command,
                           {"real_cv": synth} if synth.get("synth") else None, unlabelled, prevalence,
-                          final_meta["training"].get("trained_with"))  # None for a final model from before it was kept
+                          {k: final_meta["training"][k] for k in ("device", "autocast") if k in final_meta["training"]}
+                          or None)  # None: a final model from before it was recorded
         print(f"saved {path}: gate {choice.gate}, thresholds {choice.thresholds}, min areas {choice.min_areas}")
         print(json.dumps(choice.details, indent=1))
 

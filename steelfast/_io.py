@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,16 +20,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+#: The errors of writing a file that come without its name (from write(), flush(), close()).
+_WRITE_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS") if hasattr(errno, n))
+
+
 @contextlib.contextmanager
 def naming(path: PathLike) -> Iterator[None]:
-    """Give an ``OSError`` raised inside without a file name (a full disk: ``[Errno 28] No space left
-    on device``) the name of ``path``, so the one-line error says which file could not be written."""
+    """Give an error of writing raised inside without a file name (a full disk: ``[Errno 28] No
+    space left on device``; a quota, a file too large, a read-only file system) the name of ``path``,
+    so the one-line error says which file could not be written. Other errors pass unchanged."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is not None or exc.errno is None:
+        if exc.filename is not None or exc.errno not in _WRITE_ERRNOS:
             raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the errno's subclass, e.g. PermissionError
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import re
-import threading
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
@@ -83,8 +82,8 @@ def _load(source: Any) -> tuple[pd.DataFrame, str, bool]:
         if short is not None:
             line, saw = short
             raise LabelError(
-                f"{path}, line {line}: {saw} field(s), but the header has {table.shape[1]} (a missing field? an empty "
-                "value still needs its comma)"
+                f"{path}, line {line}: {saw} field{'s' if saw != 1 else ''}, but the header has {table.shape[1]} (a missing "
+                "field? an empty value still needs its comma)"
             )
         frame = table.iloc[1:].reset_index(drop=True)
         frame.columns = table.iloc[0].tolist()
@@ -92,34 +91,34 @@ def _load(source: Any) -> tuple[pd.DataFrame, str, bool]:
     raise TypeError(f"labels must be a DataFrame or a CSV path, got {type(source).__name__}")
 
 
-_CSV_LIMIT = threading.Lock()
-
-
 def _short_row(path: Path, expected: int) -> tuple[int, int] | None:
-    """(line, fields) of the first row with fewer fields than the header, or None.
+    """``(line, fields)`` of the first record with fewer fields than the header, or None.
 
-    pandas pads such a row with empty values, so that ``a.jpg,1`` would pass for a defect-free row; the csv module
-    keeps the count. Blank (or whitespace-only) lines, which pandas skips, are skipped here too.
+    pandas' parser pads such a row with empty values, so that ``a.jpg,1`` would pass for a
+    defect-free row. Here pandas reads the file again as raw lines (compressed files too, and no
+    field-size limit), and each record's commas outside quotes are counted; a quoted field may span
+    lines, and the line named is the record's last. Blank lines, which pandas skips, are skipped.
     """
-    # A long EncodedPixels can pass csv's default field limit (131072 characters); no field is longer than the
-    # file. The limit is process-wide: raised only while this reads, under a lock so that two threads reading
-    # labels cannot restore each other's value, and put back after.
-    with _CSV_LIMIT:
-        limit = csv.field_size_limit()
-        csv.field_size_limit(max(limit, min(path.stat().st_size + 1, 2**31 - 1)))
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                start = 1
-                for record in reader:
-                    blank = len(record) <= 1 and not "".join(record).strip()
-                    if len(record) < expected and not blank:
-                        return start, len(record)
-                    start = reader.line_num + 1
-        except csv.Error as exc:
-            raise LabelError(f"{path}: not a readable CSV ({exc})") from None
-        finally:
-            csv.field_size_limit(limit)
+    try:
+        lines = pd.read_csv(path, header=None, sep="\x01", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False)[0]
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+    inside, fields = False, 1
+    for number, line in enumerate(lines.tolist(), 1):
+        if not inside and not line.strip():
+            continue
+        parts = line.split('"')
+        for k, part in enumerate(parts):
+            if not inside:
+                fields += part.count(",")
+            if k < len(parts) - 1:
+                inside = not inside
+        if inside:  # the record goes on: the newline was inside a quoted field
+            continue
+        if fields < expected:
+            return number, fields
+        fields = 1
     return None
 
 

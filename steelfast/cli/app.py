@@ -51,7 +51,7 @@ def domain_errors(func: F) -> F:
 def given_options(ctx: typer.Context, names: Sequence[str]) -> list[str]:
     """The flags of those parameters of the running command that were given (on the command line
     or in the environment), not left at their defaults: for refusing options another mode uses."""
-    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    flags = {p.name: "/".join(p.opts + p.secondary_opts) for p in ctx.command.params}  # --tune/--no-tune
     given = []
     for name in names:
         source = ctx.get_parameter_source(name)

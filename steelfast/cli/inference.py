@@ -113,7 +113,7 @@ def segment(
     max_pixels: int = typer.Option(
         50_000_000, "--max-pixels", help="Refuse images of more pixels than this (checked from the header)."
     ),
-    workers: int = typer.Option(2, "--workers", help="Image decoding threads."),
+    workers: int = typer.Option(2, "--workers", help="--engine local: image decoding threads."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     engine: str = typer.Option(
         "local", "--engine", help="local (this process) or ray (Ray Data actors; csv or parquet output)."
@@ -139,7 +139,8 @@ def segment(
     if other:
         raise ValueError(f"{', '.join(other)} {'is an option' if len(other) == 1 else 'are options'} of --engine "
                          f"{'ray' if engine == 'local' else 'local'}, not of --engine {engine}")
-    # The values, checked here under their flags' names (the library would name its parameters).
+    # The values, checked here under their flags' names: the library's messages name its parameters
+    # (batch_size, ...), and it takes a workers count below 1 as 1.
     for flag, value in (("--workers", workers), ("--concurrency", concurrency), ("--max-pixels", max_pixels)) + (
             (("--batch-size", batch_size),) if batch_size is not None else ()):
         check_positive_int(flag, value)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, given_options
+from steelfast.cli.app import app, domain_errors, given_options, reported_here
 
 __all__ = ["GATED_ONLY", "UNET_FAST", "UNET_ONLY", "evaluate_cmd", "train"]
 
@@ -148,15 +148,15 @@ def train(
     all images). The U-Net defaults are the fast configuration of bench/train_quality.py."""
     if arch not in ("unet", "gated-effnet-lite0"):
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
-    if not synth_ratio and (shapes is not None or synth_sheets != "all"):
-        raise ValueError("--shapes and --synth-sheets need --synth-ratio")
-    if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
-        raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     other = "unet" if arch == "gated-effnet-lite0" else "gated-effnet-lite0"
     foreign = given_options(ctx, UNET_ONLY if other == "unet" else GATED_ONLY)  # silently ignored otherwise
     if foreign:
         raise ValueError(f"{', '.join(foreign)} {'is an option' if len(foreign) == 1 else 'are options'} of --arch "
                          f"{other}, not of --arch {arch}")
+    if not synth_ratio and (shapes is not None or synth_sheets != "all"):
+        raise ValueError("--shapes and --synth-sheets need --synth-ratio")
+    if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
+        raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, amp or "off",
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
@@ -259,7 +259,8 @@ def evaluate_cmd(
     image-level precision and recall, and the Kaggle score next to the all-empty score."""
     from steelfast.analysis.evaluate import evaluate_folder, format_report
 
-    result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
+    with reported_here("steelfast.inference.pipeline"):  # the failures are listed below, once
+        result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
     typer.echo(format_report(result.report))
     typer.echo(f"Kaggle score {result.score:.4f} (all-empty {result.all_empty:.4f}, "
                f"{result.score - result.all_empty:+.4f}) over {len(result.pairs) // 4} images")

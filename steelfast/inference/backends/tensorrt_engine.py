@@ -163,7 +163,8 @@ def engine_cache_key(
 
 
 def default_cache_dir() -> Path:
-    """Engine cache folder: ``$STEELFAST_CACHE/tensorrt`` or ``~/.cache/steelfast/tensorrt``."""
+    """Engine cache folder: ``$STEELFAST_CACHE/tensorrt`` when that is set, else
+    ``$XDG_CACHE_HOME/steelfast/tensorrt`` (``~/.cache/steelfast/tensorrt`` without it)."""
     root = os.environ.get("STEELFAST_CACHE")
     base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steelfast"
     return base / "tensorrt"
