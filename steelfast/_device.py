@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-__all__ = ["autocast", "autocast_dtype", "cpu_has_native_bf16", "resolve_device", "to_device"]
+__all__ = ["autocast", "autocast_dtype", "autocast_name", "cpu_has_native_bf16", "resolve_device", "to_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,6 +45,11 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def autocast_name(dtype: torch.dtype | None) -> str:
+    """How checkpoints record an :func:`autocast_dtype` result: ``"float32"`` (None), ``"bfloat16"``, ``"float16"``."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -20,6 +20,7 @@ MAX_INT64 = 2**63 - 1
 MAX_THREADS = 2**31 - 1
 
 __all__ = [
+    "AMP",
     "MAX_INT64",
     "MAX_THREADS",
     "as_mask_array",
@@ -29,6 +30,7 @@ __all__ = [
     "as_rle_texts",
     "as_shape",
     "as_threads",
+    "check_amp",
     "check_bool",
     "check_choice",
     "check_fraction",
@@ -224,6 +226,17 @@ def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0
     if not (low <= float(value) <= high):
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return float(value)
+
+
+#: The trainers' autocast settings (``amp``), :func:`steelfast._device.autocast_dtype`'s choices.
+AMP = ("auto", "bf16", "fp16", "off")
+
+
+def check_amp(value: Any) -> str:
+    """Return ``value`` if it is one of :data:`AMP`, else raise ValueError quoting it."""
+    if value not in AMP:
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {value!r}")
+    return value
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steelfast._validate import check_int, check_positive_int
+from steelfast._validate import check_amp, check_int, check_positive_int
 from steelfast.models import UNet
 from steelfast.severstal import CLASSES
 from steelfast.training.tune import (
@@ -116,8 +116,7 @@ class TrainConfig:
             )
         if not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        check_amp(self.amp)
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if isinstance(self.class_balance, bool) or not isinstance(self.class_balance, (int, float)) or not (

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steelfast._device import autocast, autocast_dtype, resolve_device
-from steelfast._validate import check_fraction, check_int, check_positive_int
+from steelfast._device import autocast, autocast_dtype, autocast_name, resolve_device
+from steelfast._validate import check_amp, check_fraction, check_int, check_positive_int
 from steelfast.data.augment import SteelAugment
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet, load_imagenet_lite0
@@ -100,8 +100,7 @@ class GatedTrainConfig:
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
         if not isinstance(self.amp, str):
             raise TypeError(f"amp must be a str ('auto', 'bf16', 'fp16' or 'off'), got {self.amp!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        check_amp(self.amp)
         if self.amp == "fp16":
             autocast_dtype(self.amp, resolve_device(self.device))  # fp16 needs CUDA: say so before any work
 
@@ -116,7 +115,7 @@ class GatedTrainConfig:
         self.validate()
         device = resolve_device(self.device)
         dtype = autocast_dtype(self.amp, device)
-        return {"device": str(device), "autocast": "float32" if dtype is None else str(dtype).removeprefix("torch.")}
+        return {"device": str(device), "autocast": autocast_name(dtype)}
 
 
 def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steelfast._device import autocast_dtype, resolve_device
+from steelfast._device import autocast_dtype, autocast_name, resolve_device
 from steelfast._io import PathLike
 from steelfast.checkpoint import (
     load_checkpoint,
@@ -237,7 +237,7 @@ def _train(
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"},
                 "world_size": info.world_size,
                 "device": str(device),
-                "autocast": str(dtype).replace("torch.", "") if dtype else "float32",
+                "autocast": autocast_name(dtype),
                 **extra,
             },
         }
