@@ -16,7 +16,7 @@ import typer
 
 from steelfast.inference.errors import BackendUnavailableError
 
-__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "reported_here"]
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "refuse_options", "reported_here"]
 
 app = typer.Typer(
     name="steelfast",
@@ -58,6 +58,15 @@ def given_options(ctx: typer.Context, names: Sequence[str]) -> list[str]:
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             given.append(flags[name])
     return given
+
+
+def refuse_options(ctx: typer.Context, names: Sequence[str], owner: str, mode: str) -> None:
+    """Raise ValueError when any of those parameters was given: they belong to ``owner`` (e.g.
+    ``"--engine ray"``), not to the ``mode`` this run is in, and would be silently ignored."""
+    given = given_options(ctx, names)
+    if given:
+        raise ValueError(f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of {owner}, "
+                         f"not of {mode}")
 
 
 @contextlib.contextmanager

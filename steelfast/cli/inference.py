@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, given_options, reported_here
+from steelfast.cli.app import app, domain_errors, given_options, refuse_options, reported_here
 
 __all__ = ["export", "segment"]
 
@@ -135,10 +135,8 @@ def segment(
     resolve_backend(backend)  # an unknown name fails before any work
     if engine not in ("local", "ray"):
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
-    other = given_options(ctx, ("ray_address", "concurrency", "num_gpus") if engine == "local" else ("workers",))
-    if other:
-        raise ValueError(f"{', '.join(other)} {'is an option' if len(other) == 1 else 'are options'} of --engine "
-                         f"{'ray' if engine == 'local' else 'local'}, not of --engine {engine}")
+    refuse_options(ctx, ("ray_address", "concurrency", "num_gpus") if engine == "local" else ("workers",),
+                   f"--engine {'ray' if engine == 'local' else 'local'}", f"--engine {engine}")
     # The values, checked here under their flags' names: the library's messages name its parameters
     # (batch_size, ...), and it takes a workers count below 1 as 1.
     for flag, value in (("--workers", workers), ("--concurrency", concurrency), ("--max-pixels", max_pixels)) + (

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, given_options, reported_here
+from steelfast.cli.app import app, domain_errors, refuse_options, reported_here
 
 __all__ = ["GATED_ONLY", "UNET_FAST", "UNET_ONLY", "evaluate_cmd", "train"]
 
@@ -149,10 +149,7 @@ def train(
     if arch not in ("unet", "gated-effnet-lite0"):
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
     other = "unet" if arch == "gated-effnet-lite0" else "gated-effnet-lite0"
-    foreign = given_options(ctx, UNET_ONLY if other == "unet" else GATED_ONLY)  # silently ignored otherwise
-    if foreign:
-        raise ValueError(f"{', '.join(foreign)} {'is an option' if len(foreign) == 1 else 'are options'} of --arch "
-                         f"{other}, not of --arch {arch}")
+    refuse_options(ctx, UNET_ONLY if other == "unet" else GATED_ONLY, f"--arch {other}", f"--arch {arch}")
     if not synth_ratio and (shapes is not None or synth_sheets != "all"):
         raise ValueError("--shapes and --synth-sheets need --synth-ratio")
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
