@@ -169,12 +169,19 @@ def _fold(args, data, cfg, pseudo) -> None:
     if args.arch == "effnet-lite0":  # kept: the fold's teacher for a later --teacher run
         _save_model(args.out / _model_file(args.fold), model, cfg, train, pseudo, fold=args.fold)
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
-    np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate,
-             config=json.dumps({**asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
-                                "synth_sheets": args.synth_sheets,
-                                "unlabelled": None if pseudo is None else pseudo.describe(),
-                                "teacher": None if args.teacher is None else str(args.teacher)}),
-             ids=np.array(data.ids))
+    save_oof(args.out, args.fold, folds, data, seg, gate, {
+        **asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
+        "synth_sheets": args.synth_sheets, "unlabelled": None if pseudo is None else pseudo.describe(),
+        "teacher": None if args.teacher is None else str(args.teacher)})
+
+
+def save_oof(out: Path, fold: int, folds: np.ndarray, data, seg: np.ndarray, gate: np.ndarray, config: dict,
+             **extra) -> None:
+    """Write ``oof_F.npz``: the fold's held-out predictions, the folds and ImageIds, and the run's
+    settings (``config``: the trainer's plus ``arch``, ``synth``, ``synth_only``, ``synth_sheets``,
+    ``unlabelled``, ``teacher``), which :func:`load_run` checks to agree across the folds."""
+    np.savez(out / f"oof_{fold}.npz", idx=np.flatnonzero(folds == fold), fold=folds, seg=seg, gate=gate,
+             config=json.dumps(config), ids=np.array(data.ids), **extra)
 
 
 def _final(args, data, cfg, pseudo) -> None:

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not teacher_file.is_file():
         raise SystemExit(f"{teacher_file} is missing: run real_cv.py's fold step there first")
     import torch
+    from real_cv import save_oof  # bench/ is the script's folder, first on sys.path
 
     from steelfast.data.real import load_shared
     from steelfast.training.crossval import stratified_folds
@@ -88,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     model = train_gated(student, cfg, progress=say)
     seg, gate = predict_set(model, data.images[test_idx])
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / f"oof_{args.fold}.npz", idx=test_idx, fold=folds, seg=seg, gate=gate, ids=np.array(data.ids),
-             config=json.dumps({**asdict(cfg), "arch": "effnet-lite0", "synth": 0, "synth_only": False,
-                                "synth_sheets": "all", "unlabelled": None, "teacher": None}),
-             weak_masks=json.dumps({"teacher": str(args.teacher), "threshold": args.threshold,
-                                    "min_area": args.min_area, "converted": converted}))
+    # The settings of a plain real_cv.py run (so that its report reads the run); the masks' own apart.
+    save_oof(args.out, args.fold, folds, data, seg, gate, {
+        **asdict(cfg), "arch": "effnet-lite0", "synth": 0, "synth_only": False, "synth_sheets": "all",
+        "unlabelled": None, "teacher": None},
+        weak_masks=json.dumps({"teacher": str(args.teacher), "threshold": args.threshold, "min_area": args.min_area,
+                               "converted": converted}))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -73,6 +72,5 @@ def write_fair_run(out: Path, data, folds: int) -> np.ndarray:
             for c in np.flatnonzero(data.presence[i]):
                 seg[k, c, 50:130, 120 + 50 * i: 420 + 50 * i] = 230
         gate = np.clip(data.presence[idx] * 0.7 + rng.random((len(idx), 4)) * 0.4, 0, 1).astype(np.float32)
-        np.savez(out / f"oof_{f}.npz", idx=idx, fold=fold, ids=np.array(data.ids), seg=seg, gate=gate,
-                 config=json.dumps({"epochs": 30}))
+        bench_script("real_cv").save_oof(out, f, fold, data, seg, gate, {"epochs": 30})
     return fold

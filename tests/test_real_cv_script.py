@@ -24,16 +24,16 @@ class _Data:
 
 
 def _write_run(out: Path, n: int = 6, folds: int = 2, config: dict | None = None, skip: int | None = None) -> np.ndarray:
+    """Fold files as the fold step writes them (real_cv.save_oof, which weak_masks.py shares)."""
     fold = np.arange(n) % folds
     rng = np.random.default_rng(0)
     for f in range(folds):
         if f == skip:
             continue
-        idx = np.flatnonzero(fold == f)
-        np.savez(out / f"oof_{f}.npz", idx=idx, fold=fold, ids=np.array([f"{i}.jpg" for i in range(n)]),
-                 seg=rng.integers(0, 255, (len(idx), 4, 256, 1600), dtype=np.uint8),
-                 gate=rng.random((len(idx), 4)).astype(np.float32),
-                 config=json.dumps({"epochs": 30, "teacher": f"t{f}", **(config or {})}))
+        held_out = int((fold == f).sum())
+        _script().save_oof(out, f, fold, _Data(n), rng.integers(0, 255, (held_out, 4, 256, 1600), dtype=np.uint8),
+                           rng.random((held_out, 4)).astype(np.float32),
+                           {"epochs": 30, "teacher": f"t{f}", **(config or {})})
     return fold
 
 
