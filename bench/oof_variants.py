@@ -23,7 +23,6 @@ figures say whether it is worth its two to three times the inference cost (bench
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +39,13 @@ def predict(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return predict_set(model, images)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
     """Write ``flips_F.npz`` (``seg_w``, ``gate_w``, ``seg_h``, ``gate_h``, and the SHA-256 of the
     fold model that made them) for every fold of ``out``."""
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
     from steelfast._device import resolve_device
-    from steelfast.checkpoint import load_checkpoint
+    from steelfast.checkpoint import file_sha256, load_checkpoint
 
     fold = load_run(out, folds, data)[0].fold  # every fold's oof_F.npz there and consistent
     for f in range(folds):
@@ -65,7 +60,7 @@ def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
             seg, gate = predict(model, np.ascontiguousarray(np.flip(data.images[idx], axis)))
             res["seg_" + name] = np.ascontiguousarray(np.flip(seg, axis + 1))  # back: (N, C, H, W)
             res["gate_" + name] = gate
-        np.savez(out / f"flips_{f}.npz", idx=idx, model_sha256=_sha256(path), **res)
+        np.savez(out / f"flips_{f}.npz", idx=idx, model_sha256=file_sha256(path), **res)
         print(f"fold {f}: {out / f'flips_{f}.npz'}", flush=True)
 
 
@@ -73,6 +68,7 @@ def merged(runs: list[Path], folds: int, data, tta: str):
     """The OutOfFold of ``runs`` (same folds) with the ``tta`` flips, maps and gates averaged."""
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
+    from steelfast.checkpoint import file_sha256
     from steelfast.training.crossval import OutOfFold
 
     seg, gate, fold = None, None, None
@@ -92,7 +88,7 @@ def merged(runs: list[Path], folds: int, data, tta: str):
             z = np.load(path)
             if not np.array_equal(z["idx"], np.flatnonzero(fold == f)):
                 raise SystemExit(f"{path} was made on other folds than {run / f'oof_{f}.npz'}: {rerun} again")
-            if "model_sha256" in z and model.is_file() and str(z["model_sha256"]) != _sha256(model):
+            if "model_sha256" in z and model.is_file() and str(z["model_sha256"]) != file_sha256(model):
                 raise SystemExit(f"{path} was made by another {model.name} than the one in {run}: {rerun} again")
             for (fs, fg), name in zip(parts[1:], TTA[tta]):
                 fs[z["idx"]], fg[z["idx"]] = z["seg_" + name], z["gate_" + name]

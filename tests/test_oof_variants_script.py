@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from helpers import REPO, bench_script, small_labelled_set, write_fair_run
 
+from steelfast.checkpoint import file_sha256
+
 N, FOLDS = 6, 2
 
 
@@ -105,7 +107,7 @@ def test_flips_maps_come_back_in_place(script, tmp_path: Path, monkeypatch: pyte
     assert seen == [False] * 2 * FOLDS  # the models run in eval mode
     for f in range(FOLDS):
         z = np.load(tmp_path / f"flips_{f}.npz")
-        assert str(z["model_sha256"]) == script._sha256(tmp_path / f"model_{f}.safetensors")
+        assert str(z["model_sha256"]) == file_sha256(tmp_path / f"model_{f}.safetensors")
         idx = np.flatnonzero(np.arange(N) % FOLDS == f)
         assert z["idx"].tolist() == idx.tolist()
         for name in ("w", "h"):
@@ -119,7 +121,7 @@ def test_merged_refuses_flips_of_a_replaced_fold_model(script, tmp_path: Path) -
     for f in range(FOLDS):
         (tmp_path / f"model_{f}.safetensors").write_bytes(b"the model the flips came from")
         z = dict(np.load(tmp_path / f"flips_{f}.npz"))
-        np.savez(tmp_path / f"flips_{f}.npz", **z, model_sha256=script._sha256(tmp_path / f"model_{f}.safetensors"))
+        np.savez(tmp_path / f"flips_{f}.npz", **z, model_sha256=file_sha256(tmp_path / f"model_{f}.safetensors"))
     assert np.all(script.merged([tmp_path], FOLDS, _Data(), "w").seg == 50)  # (100 + 1) / 2, rounded half to even
     (tmp_path / "model_1.safetensors").write_bytes(b"a model trained again")
     with pytest.raises(SystemExit, match=r"flips_1\.npz was made by another model_1\.safetensors than the one in "
