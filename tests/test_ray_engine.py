@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,6 +116,7 @@ def test_written_output_equals_the_local_file(ray_runtime, checkpoint: Path, fol
         ((), {"other_sizes": "crop"}, ValueError, "other_sizes must be 'skip' or 'resize', got 'crop'"),
         ((), {"output": "x.jsonl"}, ValueError, "the Ray engine writes csv or parquet submissions, got format 'json'"),
         ((), {"output": "x.txt"}, ValueError, "unknown output format"),
+        ((), {"progress": "no"}, TypeError, "progress must be a bool, got 'no'"),
     ],
 )
 def test_bad_options_are_refused_before_ray_starts(checkpoint: Path, folder: Path, tmp_path: Path, args: tuple,
@@ -149,6 +152,50 @@ def test_missing_ray_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what an interpreter without Ray sees
     with pytest.raises(ImportError, match=r"pip install 'steelfast\[ray\]'"):
         import_ray()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_false_quiets_this_runs_dataset_only(ray_runtime, checkpoint: Path, folder: Path,
+                                                      progress: bool) -> None:
+    context = ray_runtime.data.DataContext.get_current()
+    before = (context.enable_progress_bars, context.print_on_execution_start)
+    records = _Records()
+    log = logging.getLogger("ray.data")  # Ray Data's loggers do not propagate past it
+    log.addHandler(records)
+    try:
+        result = segment_with_ray(folder, checkpoint, image_size=SIZE, compile=False, progress=progress)
+    finally:
+        log.removeHandler(records)
+    assert len(result.to_pandas()) == 4 * 38
+    started = [m for m in records.messages if m.startswith("Starting execution of Dataset")]
+    assert bool(started) == progress, records.messages
+    assert (context.enable_progress_bars, context.print_on_execution_start) == before  # the process's default
+
+
+def test_cli_engine_ray_no_progress_prints_no_ray_info_lines(checkpoint: Path, tmp_path: Path) -> None:
+    """In its own process, where the command starts Ray itself: the summary, and none of Ray's INFO lines."""
+    pytest.importorskip("ray", reason="the Ray engine needs pip install 'steelfast[ray]'")
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"im{i}.jpg"), np.full((256, 1600), 100 + i, np.uint8))
+    done = subprocess.run([sys.executable, "-m", "steelfast", "segment", str(folder), "-o", str(tmp_path / "s.csv"),
+                           "--model", str(checkpoint), "--engine", "ray", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 images -> "), done.stdout
+    noisy = [line for line in (done.stdout + done.stderr).splitlines()
+             if " INFO " in line or "Progress bars disabled" in line]
+    assert not noisy, noisy
 
 
 def test_cli_engine_ray_writes_what_the_local_engine_writes(ray_runtime, checkpoint: Path, tmp_path: Path) -> None:

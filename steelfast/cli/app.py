@@ -16,7 +16,7 @@ import typer
 
 from steelfast.inference.errors import BackendUnavailableError
 
-__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "refuse_options", "reported_here"]
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "quiet_info", "refuse_options", "reported_here"]
 
 app = typer.Typer(
     name="steelfast",
@@ -24,6 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click output: a usage error is "Usage: ..." and one "Error: ..." line, as other CLIs print
+    # it, not a box drawn by rich; help is plain text too.
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -81,6 +84,28 @@ def reported_here(*loggers: str) -> Iterator[None]:
     finally:
         for name in loggers:
             logging.getLogger(name).removeHandler(quiet)
+
+
+@contextlib.contextmanager
+def quiet_info(logger: str, drop: Sequence[str] = ()) -> Iterator[None]:
+    """While the block runs, keep the records below WARNING that reach ``logger``'s handlers (its own
+    and its children's), and those whose message starts with one of ``drop``, from being emitted:
+    for a command's ``--no-progress`` run. Levels and handlers are left as they were."""
+
+    class Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.WARNING and not record.getMessage().startswith(tuple(drop))
+
+    quiet = Quiet()
+    # A logger's filters see only its own records; its handlers' filters see its children's too.
+    handlers = list(logging.getLogger(logger).handlers)
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @contextlib.contextmanager

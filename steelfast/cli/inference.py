@@ -8,14 +8,26 @@ with failures and notes on stderr and a summary line. The library modules these 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, given_options, refuse_options, reported_here
+from steelfast.cli.app import (
+    app,
+    domain_errors,
+    given_options,
+    quiet_info,
+    refuse_options,
+    reported_here,
+)
 
 __all__ = ["export", "segment"]
+
+#: What Ray Data warns of once when a run turns its progress bars off, as ``--no-progress`` asked.
+RAY_PROGRESS_OFF = ("Progress bars disabled.",)
 
 
 @app.command()
@@ -23,7 +35,7 @@ __all__ = ["export", "segment"]
 def export(
     ctx: typer.Context,
     checkpoint: Optional[Path] = typer.Argument(
-        None, help="Checkpoint (.safetensors or .json); default: the shipped model."
+        None, metavar="CHECKPOINT", help="Checkpoint (.safetensors or .json); default: the shipped model."
     ),
     onnx: Path = typer.Option(..., "--onnx", help="Output ONNX file (dynamic batch, probabilities output)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset version (>= 17)."),
@@ -79,7 +91,7 @@ def export(
 @domain_errors
 def segment(
     ctx: typer.Context,
-    input_dir: Path = typer.Argument(..., help="Folder of images (.jpg, .png, ...) to segment."),
+    input_dir: Path = typer.Argument(..., metavar="INPUT_DIR", help="Folder of images (.jpg, .png, ...) to segment."),
     output: Path = typer.Option(
         Path("submission.csv"), "-o", "--output",
         help="Output file (.csv, .xlsx, .parquet; .jsonl or .json for defect records), written atomically."
@@ -149,7 +161,7 @@ def segment(
         _segment_with_ray(input_dir, output, resolve_model(model), fmt=fmt, overwrite=overwrite, resume=resume,
                           overlays=overlays, other_sizes=other_sizes, max_pixels=max_pixels, backend=backend,
                           batch_size=batch_size, tta=tta, ray_address=ray_address, concurrency=concurrency,
-                          num_gpus=num_gpus)
+                          num_gpus=num_gpus, progress=progress)
         return
     try:
         with reported_here("steelfast.inference.pipeline"):  # _report lists each failure and note once
@@ -181,7 +193,8 @@ def _report(summary: Any) -> None:
 
 def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: bool, overlays: Optional[Path],
                       **options: Any) -> None:
-    """``--engine ray``: the same submission through :func:`steelfast.segment_with_ray`."""
+    """``--engine ray``: the same submission through :func:`steelfast.segment_with_ray`. With
+    ``--no-progress`` this command's Ray runtime logs warnings and errors only, not its INFO lines."""
     from steelfast.inference.ray_engine import import_ray, segment_with_ray
 
     if resume or overlays is not None:
@@ -189,8 +202,14 @@ def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: boo
     fmt, tta = options.pop("fmt"), options.pop("tta")
     ray = import_ray()
     started = not ray.is_initialized()
+    quiet = not options["progress"]
     try:
-        with reported_here("steelfast.inference.ray_engine"):  # _report lists each failure once
+        if started:  # this process is the command's own, so it sets the level of Ray's driver loggers
+            ray.init(address=options["ray_address"], include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING if quiet else logging.INFO)
+        with reported_here("steelfast.inference.ray_engine"), \
+                quiet_info("ray.data", drop=RAY_PROGRESS_OFF) if quiet else contextlib.nullcontext():
+            # (_report lists each failure once)
             summary = segment_with_ray(input_dir, model, output=output, format=fmt,
                                        **({"tta": tta} if tta is not None else {}), **options)
     finally:

@@ -243,6 +243,7 @@ def segment_with_ray(
     other_sizes: str = "skip",
     max_pixels: int | None = MAX_PIXELS,
     ray_address: str | None = None,
+    progress: bool = True,
     **segmenter_options: Any,
 ) -> Any:
     """Segment images on Ray Data into the submission rows, or into a submission file.
@@ -270,6 +271,9 @@ def segment_with_ray(
         image_size, other_sizes, max_pixels: As in :func:`steelfast.inference.pipeline.iter_segment_folder`.
         ray_address: Connect to this cluster (``ray.init(address=...)``) when Ray is not running
             yet; None starts a local runtime (which stays up for the returned dataset).
+        progress: Ray Data's progress bars (logged lines where stdout is not a terminal) and its
+            execution-start lines; False turns them off for this run's dataset only (its own
+            ``DataContext`` copy), not for the process.
         **segmenter_options: More :class:`~steelfast.inference.segmenter.Segmenter` keyword arguments
             (``backend``, ``tta``, ``thresholds``, ``min_areas``, ``compile``, ...).
 
@@ -297,6 +301,8 @@ def segment_with_ray(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     check_sizes(image_size, other_sizes, max_pixels)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {progress!r}")
     from steelfast.checkpoint import resolve_model
     from steelfast.inference import resume as earlier
     from steelfast.inference import writer
@@ -315,7 +321,7 @@ def segment_with_ray(
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
         frame, failures, notes = _run(ray, paths_or_dataset, model_path, batch_size or ACTOR_BATCH, concurrency,
                                       num_gpus, num_cpus, model_threads, (image_size, other_sizes, max_pixels),
-                                      segmenter_options)
+                                      segmenter_options, progress)
         if out is None:
             return RaySegmentation(ray.data.from_pandas(frame), failures, notes, time.perf_counter() - start)
         identity = _identity(model_path, segmenter_options, image_size, other_sizes)
@@ -335,7 +341,7 @@ def segment_with_ray(
 
 def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurrency: int, num_gpus: float,
          num_cpus: float, model_threads: int | None, rules: tuple, segmenter_options: dict[str, Any],
-         ) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
+         progress: bool = True) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
     """The Ray pipeline, then the driver's split and sort: (rows, failures, notes), each in ImageId order."""
     from steelfast.inference.pipeline import COMPILE_MIN_IMAGES
 
@@ -363,6 +369,9 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
             num_cpus=num_cpus,
             batch_format="numpy",
         )
+        if not progress:  # this dataset's own DataContext copy: the process's default stays as it was
+            mapped.context.enable_progress_bars = False
+            mapped.context.print_on_execution_start = False
         table = _gather(mapped, [*columns, "error", "note"])
         bad = table["ClassId"] == 0
         failures.update(zip(table.loc[bad, "ImageId"].astype(str), table.loc[bad, "error"].astype(str)))
