@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -136,8 +137,36 @@ def test_every_option_has_help() -> None:
         assert all(p.help for p in click_cmd.params), name
 
 
-def test_segment_main_is_the_segment_command() -> None:
-    assert callable(cli.segment_main) and callable(cli.segment)
+@pytest.mark.parametrize(
+    ("entry", "argv", "usage", "error"),
+    [
+        ("main", ["steelfast", "segment", "--bogus"], "Usage: steelfast segment [OPTIONS] {INPUT_DIR}",
+         "Error: No such option: --bogus"),
+        ("segment_main", ["steelfast-segment", "x", "--workers", "two"], "Usage: steelfast-segment [OPTIONS]",
+         "Error: Invalid value for '--workers'"),
+        ("train_main", ["steelfast-train"], "Usage: steelfast-train [OPTIONS] {DATA_DIR}",
+         "Error: Missing argument 'DATA_DIR'."),
+    ],
+)
+def test_usage_errors_are_plain_lines_with_exit_code_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                                       entry: str, argv: list, usage: str, error: str) -> None:
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        getattr(cli, entry)()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith(usage) and error in err.splitlines()[-1], err
+    assert not set(err) & set("╭╮╰╯│─"), err  # no box drawn around it
+
+
+def test_segment_main_runs_the_segment_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                               checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    monkeypatch.setattr("sys.argv", ["steelfast-segment", str(folder), "-o", str(tmp_path / "s.csv"),
+                                     "--model", str(checkpoint), "--no-progress"])
+    with pytest.raises(SystemExit) as exited:
+        cli.segment_main()
+    assert exited.value.code == 0
+    assert " images -> " in capsys.readouterr().out and (tmp_path / "s.csv").is_file()
 
 
 def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
@@ -376,3 +405,39 @@ def test_eda_refuses_a_label_row_with_too_few_or_too_many_fields(tmp_path: Path,
     assert res.exit_code == 1, res.output
     assert res.output.startswith(f"error: {tmp_path / 'labels.csv'}, line 2: {fields} field"), res.output
     assert not (tmp_path / "eda" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("level", "message", "shown"),
+    [
+        (logging.INFO, "Starting execution", False),
+        (logging.DEBUG, "detail", False),
+        (logging.WARNING, "Progress bars disabled. To enable ...", False),  # dropped by its prefix
+        (logging.WARNING, "resources are short", True),
+        (logging.ERROR, "an actor died", True),
+    ],
+)
+def test_quiet_info_drops_info_and_named_records_of_a_logger_and_its_children(level: int, message: str,
+                                                                             shown: bool) -> None:
+    from steelfast.cli.app import quiet_info
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    parent, child = logging.getLogger("sf_test_quiet"), logging.getLogger("sf_test_quiet.child")
+    parent.setLevel(logging.DEBUG)
+    handler = Keep()
+    parent.addHandler(handler)
+    try:
+        with quiet_info("sf_test_quiet", drop=("Progress bars disabled.",)):
+            child.log(level, message)
+            parent.log(level, message)
+        assert seen == ([message] * 2 if shown else [])
+        child.log(level, message)  # afterwards, as before
+        assert seen[-1] == message and not handler.filters
+    finally:
+        parent.removeHandler(handler)
+        parent.setLevel(logging.NOTSET)

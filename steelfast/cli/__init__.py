@@ -16,6 +16,8 @@ them in the order they register.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import typer
 
 # Registration order is the order of `steelfast --help`: data (synth, eda, overlay), then inference
@@ -33,11 +35,18 @@ def main() -> None:
     app()
 
 
+def _single(command: Callable[..., None]) -> None:
+    """Run one command as a program of its own, with the app's settings (plain click errors)."""
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    single.command()(command)
+    single()
+
+
 def segment_main() -> None:
     """Entry point of ``steelfast-segment`` (the same as ``steelfast segment``)."""
-    typer.run(segment)
+    _single(segment)
 
 
 def train_main() -> None:
     """Entry point of ``steelfast-train`` (the same as ``steelfast train``)."""
-    typer.run(train)
+    _single(train)

@@ -25,7 +25,9 @@ __all__ = ["eda_cmd", "overlay_cmd", "synth_cmd"]
 @app.command("synth")
 @domain_errors
 def synth_cmd(
-    out: Path = typer.Argument(..., help="Output folder; gets train_images/, test_images/, train.csv, ..."),
+    out: Path = typer.Argument(
+        ..., metavar="OUT", help="Output folder; gets train_images/, test_images/, train.csv, ..."
+    ),
     train: int = typer.Option(800, "--train", help="Number of training images."),
     test: int = typer.Option(100, "--test", help="Number of test images."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
@@ -41,7 +43,9 @@ def synth_cmd(
 @app.command("eda")
 @domain_errors
 def eda_cmd(
-    labels: Path = typer.Argument(..., help="Labels CSV (Kaggle train.csv, old or new format)."),
+    labels: Path = typer.Argument(
+        ..., metavar="LABELS", help="Labels CSV (Kaggle train.csv, old or new format)."
+    ),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder, for the sample overlays."),
     out: Path = typer.Option(Path("eda"), "--out", help="Output folder for the tables, plots and report.html."),
     image_list: Optional[Path] = typer.Option(
@@ -67,7 +71,9 @@ def eda_cmd(
 @app.command("overlay")
 @domain_errors
 def overlay_cmd(
-    image: Path = typer.Argument(..., help="Image file; its name is the ImageId looked up in the tables."),
+    image: Path = typer.Argument(
+        ..., metavar="IMAGE", help="Image file; its name is the ImageId looked up in the tables."
+    ),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Truth: labels CSV (train.csv format)."),
     pred: Optional[Path] = typer.Option(None, "--pred", help="Prediction: submission CSV."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output PNG; default <image stem>_overlay.png here."),

@@ -39,7 +39,9 @@ GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "unl
 @domain_errors
 def train(
     ctx: typer.Context,
-    data_dir: Path = typer.Argument(..., help="Kaggle-layout folder with train.csv and train_images/."),
+    data_dir: Path = typer.Argument(
+        ..., metavar="DATA_DIR", help="Kaggle-layout folder with train.csv and train_images/."
+    ),
     out: Path = typer.Option(
         ..., "--out", help="Run folder: unet: best.*, last.*, history.csv and history.png; gated-effnet-lite0: "
         "model.safetensors/.json, cv.json and report.txt.",
