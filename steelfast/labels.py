@@ -26,7 +26,7 @@ import pandas as pd
 from steelfast._compiled import core
 from steelfast._io import atomic_path
 from steelfast._validate import as_shape
-from steelfast.rle import RLEError, decode_batch
+from steelfast.rle import RLEError, decode_batch, failed_item
 from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = [
@@ -161,12 +161,12 @@ def _check_rle(texts: list[str], total: int, name: str, from_file: bool) -> None
     try:
         core.areas_many(texts, total, 0)
     except RLEError as exc:
-        match = re.match(r"item (\d+): (.*)", str(exc), re.S)
-        if not match:
+        item = failed_item(exc)
+        if item is None:
             raise
-        row = int(match.group(1))
+        row, reason = item
         shown = texts[row] if len(texts[row]) <= 60 else texts[row][:60] + "..."
-        raise LabelError(f"{_where(name, from_file, row)}: malformed EncodedPixels {shown!r}: {match.group(2)}") from None
+        raise LabelError(f"{_where(name, from_file, row)}: malformed EncodedPixels {shown!r}: {reason}") from None
 
 
 def read_labels(

@@ -6,7 +6,6 @@ the mean Dice over every (ImageId, ClassId) pair of the test set, defect-free pa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from os import PathLike
 from typing import Any
@@ -17,7 +16,7 @@ import pandas as pd
 from steelfast._compiled import core
 from steelfast._validate import as_mask_array, as_rle_text, as_rle_texts, as_shape, as_threads
 from steelfast.labels import read_labels
-from steelfast.rle import RLEError
+from steelfast.rle import RLEError, failed_item
 from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "kaggle_score", "kaggle_score_report"]
@@ -63,10 +62,10 @@ def _name_bad_text(error: RLEError, named: dict[str, list[str]], total: int, bat
         try:
             core.areas_many(texts, total, 1)
         except RLEError as exc:
-            match = re.match(r"item (\d+): (.*)", str(exc), re.S)
-            if not match:
+            item = failed_item(exc)
+            if item is None:
                 return RLEError(f"{name}: {exc}")
-            return RLEError(f"{name}[{match.group(1)}]: {match.group(2)}" if batch else f"{name}: {match.group(2)}")
+            return RLEError(f"{name}[{item[0]}]: {item[1]}" if batch else f"{name}: {item[1]}")
     return error
 
 

@@ -39,6 +39,7 @@ from steelfast.severstal import SHAPE
 __all__ = [
     "RLEError",
     "area",
+    "failed_item",
     "area_batch",
     "decode",
     "decode_batch",
@@ -52,6 +53,26 @@ __all__ = [
 
 #: Raised for malformed RLE text; a subclass of ``ValueError`` whose message names the token or run.
 RLEError = core.RLEError
+
+
+def failed_item(error: RLEError) -> tuple[int, str] | None:
+    """Which text of a batch an :data:`RLEError` is about, and why: ``(index, reason)``.
+
+    The batch functions (:func:`decode_batch`, :func:`area_batch`, the metrics' batches) raise for
+    the first malformed text with the message ``"item <index>: <reason>"``; this reads it back,
+    for callers that name the row or argument the text came from. None for a message of another form.
+
+    >>> try:
+    ...     decode_batch(["1 2", "5 x"], (4, 4))
+    ... except RLEError as e:
+    ...     failed_item(e)
+    (1, "token 1 'x' is not a non-negative integer")
+    """
+    head, sep, reason = str(error).partition(": ")
+    kind, _, index = head.partition(" ")
+    if not sep or kind != "item" or not index.isdigit():
+        return None
+    return int(index), reason
 
 
 def _check_order(order: str) -> bool:

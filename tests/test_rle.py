@@ -601,3 +601,22 @@ def test_quoted_token_is_cut_on_a_character_boundary(char, prefix):
         rle.decode("1 " + token, (4, 4))
     shown = str(info.value).split("'")[1].removesuffix("...")
     assert token.startswith(shown) and len(shown.encode()) > 24 - len(char.encode())
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["1 2", "5 x"], (1, "token 1 'x' is not a non-negative integer")),
+        (["1 2 3"], (0, "odd number of tokens (3): RLE needs 'start length' pairs; token 2 has no length")),
+        (["", "1 2", "17 1"], (2, "run 0 (tokens 0-1): start 17 length 1 runs past the mask's 16 pixels")),
+    ],
+)
+def test_failed_item_reads_which_text_of_a_batch_failed(texts: list, expected: tuple) -> None:
+    with pytest.raises(rle.RLEError) as raised:
+        rle.decode_batch(texts, (4, 4))
+    assert rle.failed_item(raised.value) == expected
+
+
+@pytest.mark.parametrize("message", ["odd number of tokens", "item x: not a number", "items 3: no", "item 3"])
+def test_failed_item_is_none_for_other_messages(message: str) -> None:
+    assert rle.failed_item(rle.RLEError(message)) is None

@@ -8,7 +8,6 @@ In: the area and count tables (and, for samples, an image folder and labels). Ou
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from steelfast._io import PathLike
 from steelfast.analysis.overlay import CLASS_COLORS, draw_overlay
 from steelfast.images import read_gray
 from steelfast.labels import build_masks
-from steelfast.rle import RLEError
+from steelfast.rle import RLEError, failed_item
 from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = [
@@ -141,8 +140,8 @@ def _load_sample(path: Path, labels: pd.DataFrame, iid: str) -> tuple[np.ndarray
     try:
         return gray, build_masks(labels, iid, gray.shape)
     except RLEError as exc:
-        item = re.match(r"item (\d+): (.*)", str(exc), re.S)
-        reason = f"class {int(item.group(1)) + 1}: {item.group(2)}" if item else str(exc)
+        item = failed_item(exc)  # build_masks decodes the classes as one batch, item i = class i + 1
+        reason = f"class {item[0] + 1}: {item[1]}" if item else str(exc)
         log.warning("EDA: sample skipped: %s is %dx%d, and its label runs do not fit that size (%s)",
                     path, gray.shape[1], gray.shape[0], reason)
         return None
