@@ -15,6 +15,11 @@ several models would. Both reuse what a run keeps, so nothing is trained again:
     python bench/oof_variants.py flips --out runs/cv
     python bench/oof_variants.py score --out runs/cv --tta wh
     python bench/oof_variants.py score --out runs/cv --with runs/pseudo runs/mix
+    python bench/oof_variants.py score --out runs/cv --maps-from runs/mix
+
+``--maps-from RUN`` takes the segmentation maps from another run on the same folds and keeps the
+gate of ``--out``: whether one recipe's segmenter (trained with the synthetic mix, say) and
+another's gate would make a better pair than either run alone.
 
 Averaging the gate before gating is what a TTA or an ensemble of a gated model should do; the
 figures say whether it is worth its two to three times the inference cost (bench/README.md).
@@ -99,6 +104,16 @@ def merged(runs: list[Path], folds: int, data, tta: str):
     return OutOfFold(fold, np.round(seg / n).astype(np.uint8), (gate / n).astype(np.float32))
 
 
+def with_maps_of(oof, other, source: Path):
+    """``oof`` with the segmentation maps of ``other`` (made on the same folds), its gate kept."""
+    from steelfast.training.crossval import OutOfFold
+
+    if not np.array_equal(oof.fold, other.fold):
+        raise SystemExit(f"{source} was made on other folds than the gate's run (another --seed?): "
+                         "maps and gate must come from the same folds")
+    return OutOfFold(oof.fold, other.seg, oof.gate)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["flips", "score"])
@@ -107,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tta", choices=list(TTA), default="none", help="step 'score': the flips averaged in")
     ap.add_argument("--with", dest="others", type=Path, nargs="*", default=[],
                     help="step 'score': other runs on the same folds, averaged in")
+    ap.add_argument("--maps-from", dest="maps_from", type=Path, default=None,
+                    help="step 'score': take the maps from this run (same folds), the gate from --out (and --with)")
     ap.add_argument("--prevalence", default=None, help="step 'score': as real_cv.py report's")
     ap.add_argument("--device", default=None, help="step 'flips': where the fold models run (default: cpu)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
-    if args.step == "flips" and (args.others or args.tta != "none" or args.prevalence is not None):
-        raise SystemExit("--tta, --with and --prevalence are options of the step 'score'")
+    if args.step == "flips" and (args.others or args.tta != "none" or args.prevalence is not None
+                                 or args.maps_from is not None):
+        raise SystemExit("--tta, --with, --maps-from and --prevalence are options of the step 'score'")
     if args.step == "score" and args.device is not None:
         raise SystemExit("--device is an option of the step 'flips' (score runs no model)")
     from steelfast._validate import check_prevalence
@@ -138,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     from steelfast.training.fit import cv_text
 
     oof = merged([args.out, *args.others], args.folds, data, args.tta)
+    if args.maps_from is not None:
+        oof = with_maps_of(oof, merged([args.maps_from], args.folds, data, args.tta), args.maps_from)
     cv = cross_validate(data, oof, prevalence=prevalence)
-    print(f"runs: {', '.join(str(r) for r in [args.out, *args.others])}; flip TTA: {args.tta}")
+    maps = f"; maps from {args.maps_from}" if args.maps_from is not None else ""
+    print(f"runs: {', '.join(str(r) for r in [args.out, *args.others])}; flip TTA: {args.tta}{maps}")
     print(cv_text(data, cv), end="")
     print("gate AUC out of fold (all images, class presence), classes 1-4: " + " / ".join(
         f"{auc(data.presence[:, c], oof.gate[:, c]):.3f}" for c in range(data.presence.shape[1])))

@@ -67,6 +67,18 @@ def test_merged_averages_maps_and_gates(script, tmp_path: Path, tta: str, others
     assert oof.fold.tolist() == (np.arange(N) % FOLDS).tolist()
 
 
+def test_with_maps_of_takes_the_maps_and_keeps_the_gate(script, tmp_path: Path) -> None:
+    _write_run(tmp_path / "gate", 100, 0.2)
+    _write_run(tmp_path / "maps", 40, 0.9)
+    _write_run(tmp_path / "other", 40, 0.9, fold=np.arange(N) // 3)
+    data = _Data()
+    oof = script.with_maps_of(script.merged([tmp_path / "gate"], FOLDS, data, "none"),
+                              script.merged([tmp_path / "maps"], FOLDS, data, "none"), tmp_path / "maps")
+    assert np.all(oof.seg == 40) and np.allclose(oof.gate, 0.2)
+    with pytest.raises(SystemExit, match=r"other was made on other folds than the gate's run"):
+        script.with_maps_of(oof, script.merged([tmp_path / "other"], FOLDS, data, "none"), tmp_path / "other")
+
+
 @pytest.mark.parametrize(("case", "match"), [
     ("folds", r"was made on other folds than .*a \(another --seed\?\)"),
     ("flips", r"flips_0\.npz is missing: run 'python bench/oof_variants\.py flips --out .*b' first"),
@@ -143,7 +155,8 @@ def test_flips_needs_the_fold_models_and_predictions(script, tmp_path: Path, mis
 
 
 @pytest.mark.parametrize(("argv", "match"), [
-    (["flips", "--tta", "w"], "--tta, --with and --prevalence are options of the step 'score'"),
+    (["flips", "--tta", "w"], "--tta, --with, --maps-from and --prevalence are options of the step 'score'"),
+    (["flips", "--maps-from", "x"], "--tta, --with, --maps-from and --prevalence are options of the step 'score'"),
     (["score", "--prevalence", "0.1,0.1"], r"--prevalence: prevalence needs one share per class \(4\), got 2"),
     (["score", "--device", "cuda"], r"--device is an option of the step 'flips' \(score runs no model\)"),
 ])
