@@ -70,7 +70,7 @@ def failed_item(error: RLEError) -> tuple[int, str] | None:
     """
     head, sep, reason = str(error).partition(": ")
     kind, _, index = head.partition(" ")
-    if not sep or kind != "item" or not index.isdigit():
+    if not sep or kind != "item" or not (index.isascii() and index.isdecimal()):
         return None
     return int(index), reason
 

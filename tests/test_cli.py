@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -415,6 +416,7 @@ def test_eda_refuses_a_label_row_with_too_few_or_too_many_fields(tmp_path: Path,
         (logging.WARNING, "Progress bars disabled. To enable ...", False),  # dropped by its prefix
         (logging.WARNING, "resources are short", True),
         (logging.ERROR, "an actor died", True),
+        (logging.WARNING, "P is not a prefix: drop is one string", True),
     ],
 )
 def test_quiet_info_drops_info_and_named_records_of_a_logger_and_its_children(level: int, message: str,
@@ -423,7 +425,7 @@ def test_quiet_info_drops_info_and_named_records_of_a_logger_and_its_children(le
 
     seen: list[str] = []
 
-    class Keep(logging.Handler):
+    class Keep(logging.StreamHandler):
         def emit(self, record: logging.LogRecord) -> None:
             seen.append(record.getMessage())
 
@@ -431,13 +433,19 @@ def test_quiet_info_drops_info_and_named_records_of_a_logger_and_its_children(le
     parent.setLevel(logging.DEBUG)
     handler = Keep()
     parent.addHandler(handler)
+    in_file: list[str] = []
+    log_file = logging.FileHandler(os.devnull)  # a log file keeps every record
+    log_file.emit = lambda record: in_file.append(record.getMessage())  # type: ignore[method-assign]
+    parent.addHandler(log_file)
     try:
-        with quiet_info("sf_test_quiet", drop=("Progress bars disabled.",)):
+        with quiet_info("sf_test_quiet", drop="Progress bars disabled."):
             child.log(level, message)
             parent.log(level, message)
-        assert seen == ([message] * 2 if shown else [])
+        assert seen == ([message] * 2 if shown else []) and in_file == [message] * 2
         child.log(level, message)  # afterwards, as before
         assert seen[-1] == message and not handler.filters
     finally:
         parent.removeHandler(handler)
+        parent.removeHandler(log_file)
+        log_file.close()
         parent.setLevel(logging.NOTSET)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,39 +164,81 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@pytest.mark.parametrize("source", ["folder", "dataset"])
 @pytest.mark.parametrize("progress", [True, False])
-def test_progress_false_quiets_this_runs_dataset_only(ray_runtime, checkpoint: Path, folder: Path,
-                                                      progress: bool) -> None:
+def test_progress_false_quiets_this_run_only(ray_runtime, checkpoint: Path, folder: Path, progress: bool,
+                                             source: str) -> None:
     context = ray_runtime.data.DataContext.get_current()
     before = (context.enable_progress_bars, context.print_on_execution_start)
+    given = folder
+    if source == "dataset":  # the caller's own dataset: its context is shared by what derives from it
+        given = ray_runtime.data.read_binary_files(sorted(str(p) for p in folder.iterdir()), include_paths=True)
+        own = (given.context.enable_progress_bars, given.context.print_on_execution_start)
     records = _Records()
     log = logging.getLogger("ray.data")  # Ray Data's loggers do not propagate past it
     log.addHandler(records)
     try:
-        result = segment_with_ray(folder, checkpoint, image_size=SIZE, compile=False, progress=progress)
+        result = segment_with_ray(given, checkpoint, image_size=SIZE, compile=False, progress=progress)
     finally:
         log.removeHandler(records)
     assert len(result.to_pandas()) == 4 * 38
     started = [m for m in records.messages if m.startswith("Starting execution of Dataset")]
     assert bool(started) == progress, records.messages
     assert (context.enable_progress_bars, context.print_on_execution_start) == before  # the process's default
+    if source == "dataset":
+        assert (given.context.enable_progress_bars, given.context.print_on_execution_start) == own
 
 
-def test_cli_engine_ray_no_progress_prints_no_ray_info_lines(checkpoint: Path, tmp_path: Path) -> None:
-    """In its own process, where the command starts Ray itself: the summary, and none of Ray's INFO lines."""
+@pytest.mark.parametrize("progress", ["--progress", "--no-progress"])
+def test_cli_engine_ray_no_progress_prints_no_ray_info_lines(checkpoint: Path, tmp_path: Path, progress: str) -> None:
+    """In its own process, where the command starts Ray itself: with --no-progress the summary and none
+    of Ray's INFO lines, which the same run with --progress does print."""
     pytest.importorskip("ray", reason="the Ray engine needs pip install 'steelfast[ray]'")
     folder = tmp_path / "two"
     folder.mkdir()
     for i in range(2):
         cv2.imwrite(str(folder / f"im{i}.jpg"), np.full((256, 1600), 100 + i, np.uint8))
     done = subprocess.run([sys.executable, "-m", "steelfast", "segment", str(folder), "-o", str(tmp_path / "s.csv"),
-                           "--model", str(checkpoint), "--engine", "ray", "--no-progress"],
+                           "--model", str(checkpoint), "--engine", "ray", progress],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("2 images -> "), done.stdout
+    assert done.stdout.splitlines()[-1].startswith("2 images -> "), done.stdout
     noisy = [line for line in (done.stdout + done.stderr).splitlines()
-             if " INFO " in line or "Progress bars disabled" in line]
-    assert not noisy, noisy
+             if re.search(r"\bINFO\b", line) or "Progress bars disabled" in line]
+    if progress == "--no-progress":
+        assert not noisy, noisy
+    else:
+        assert any("Starting execution of Dataset" in line for line in noisy), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "match"),
+    [
+        ("output", [], r"error: .*s\.csv exists; pass overwrite=True \(CLI: --overwrite\)"),
+        ("", ["--format", "coco"], r"error: the Ray engine writes csv or parquet submissions, got format 'coco'"),
+        ("", ["--format", "xlsx"], r"error: the Ray engine writes csv or parquet submissions, got format 'xlsx'"),
+        ("empty", [], r"error: no images in "),
+    ],
+)
+def test_cli_engine_ray_refuses_before_ray_starts(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  make: str, args: list, match: str) -> None:
+    ray = pytest.importorskip("ray", reason="the Ray engine needs pip install 'steelfast[ray]'")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    if make != "empty":
+        cv2.imwrite(str(folder / "a.jpg"), np.full((256, 1600), 90, np.uint8))
+    if make == "output":
+        (tmp_path / "s.csv").write_text("ImageId,EncodedPixels,ClassId\n")
+
+    def no_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", no_start)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    result = CliRunner().invoke(cli.app, ["segment", str(folder), "-o", str(tmp_path / "s.csv"), "--model",
+                                          str(checkpoint), "--engine", "ray", "--no-progress", *args])
+    assert result.exit_code == 1, result.output
+    assert re.search(match, result.output), result.output
 
 
 def test_cli_engine_ray_writes_what_the_local_engine_writes(ray_runtime, checkpoint: Path, tmp_path: Path) -> None:

@@ -620,3 +620,7 @@ def test_failed_item_reads_which_text_of_a_batch_failed(texts: list, expected: t
 @pytest.mark.parametrize("message", ["odd number of tokens", "item x: not a number", "items 3: no", "item 3"])
 def test_failed_item_is_none_for_other_messages(message: str) -> None:
     assert rle.failed_item(rle.RLEError(message)) is None
+
+
+def test_failed_item_is_none_for_a_non_ascii_index() -> None:
+    assert rle.failed_item(rle.RLEError("item \u00b2: x")) is None  # '²'.isdigit() is True, int('²') fails

@@ -88,17 +88,25 @@ def reported_here(*loggers: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_info(logger: str, drop: Sequence[str] = ()) -> Iterator[None]:
-    """While the block runs, keep the records below WARNING that reach ``logger``'s handlers (its own
-    and its children's), and those whose message starts with one of ``drop``, from being emitted:
-    for a command's ``--no-progress`` run. Levels and handlers are left as they were."""
+    """While the block runs, keep the records below WARNING, and those whose message starts with one
+    of ``drop``, off the terminal: from ``logger``'s stream handlers (stderr, stdout), which get its
+    children's records too. For a command's ``--no-progress`` run; log files keep every record, and
+    levels and handlers are left as they were."""
+    prefixes = (drop,) if isinstance(drop, str) else tuple(drop)
 
     class Quiet(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return record.levelno >= logging.WARNING and not record.getMessage().startswith(tuple(drop))
+            if record.levelno < logging.WARNING:
+                return False
+            try:
+                return not record.getMessage().startswith(prefixes)
+            except Exception:  # a malformed call: let the handler report it as logging does
+                return True
 
     quiet = Quiet()
     # A logger's filters see only its own records; its handlers' filters see its children's too.
-    handlers = list(logging.getLogger(logger).handlers)
+    handlers = [h for h in logging.getLogger(logger).handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
     for handler in handlers:
         handler.addFilter(quiet)
     try:

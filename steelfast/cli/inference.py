@@ -195,12 +195,16 @@ def _segment_with_ray(input_dir: Path, output: Path, model: Path, *, resume: boo
                       **options: Any) -> None:
     """``--engine ray``: the same submission through :func:`steelfast.segment_with_ray`. With
     ``--no-progress`` this command's Ray runtime logs warnings and errors only, not its INFO lines."""
-    from steelfast.inference.ray_engine import import_ray, segment_with_ray
+    from steelfast.inference.decode import list_folder
+    from steelfast.inference.ray_engine import check_ray_output, import_ray, segment_with_ray
 
     if resume or overlays is not None:
         raise ValueError("--engine ray writes a submission in one go: --resume and --overlays need --engine local")
     fmt, tta = options.pop("fmt"), options.pop("tta")
     ray = import_ray()
+    # What fails without Ray fails before it starts (segment_with_ray checks both again).
+    check_ray_output(output, fmt, overwrite=options["overwrite"])
+    list_folder(input_dir)
     started = not ray.is_initialized()
     quiet = not options["progress"]
     try:

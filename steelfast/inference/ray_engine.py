@@ -34,7 +34,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -48,7 +48,8 @@ from steelfast.images import MAX_PIXELS
 from steelfast.inference.decode import check_sizes, fit_size, list_folder
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["ACTOR_BATCH", "RAY_FORMATS", "RaySegmentation", "SegmentActor", "import_ray", "segment_with_ray"]
+__all__ = ["ACTOR_BATCH", "RAY_FORMATS", "RaySegmentation", "SegmentActor", "check_ray_output", "import_ray",
+           "segment_with_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +181,47 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _inputs(ray: Any, paths_or_dataset: Any, actor_batch: int, concurrency: int
+def check_ray_output(output: PathLike, format: str | None = None, *, overwrite: bool = False) -> str:
+    """Check, before Ray starts, that the Ray engine can write ``output``; return its format.
+
+    Raises:
+        ValueError: A format other than csv or parquet (or none).
+        FileExistsError: ``output`` (or an interrupted run's journal) exists and ``overwrite`` is False.
+        OSError: As :func:`steelfast.inference.writer.check_output`.
+    """
+    from steelfast.inference import resume as earlier
+    from steelfast.inference import writer
+
+    out = Path(output)
+    kind = writer.check_output(out, format)
+    if kind not in RAY_FORMATS:
+        raise ValueError(f"the Ray engine writes csv or parquet submissions, got format {kind!r} for {out}")
+    earlier.claim_output(out, resume=False, overwrite=overwrite)
+    return kind
+
+
+@contextlib.contextmanager
+def _execution_lines(context: Any, shown: bool) -> Iterator[None]:
+    """Ray Data's progress bars and execution-start lines on (as they were) or off, for the executions
+    run meanwhile with ``context``. A derived dataset shares its parent's DataContext, which may be
+    the caller's dataset's, so the two fields are put back afterwards."""
+    saved = context.enable_progress_bars, context.print_on_execution_start
+    if not shown:
+        context.enable_progress_bars = context.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        context.enable_progress_bars, context.print_on_execution_start = saved
+
+
+def _inputs(ray: Any, paths_or_dataset: Any, actor_batch: int, concurrency: int, progress: bool = True
             ) -> tuple[Any, str | None, int | None, dict[str, str]]:
     """(dataset of bytes and paths, the folder as named, number of files, failures found before Ray)."""
     from steelfast.images import read_gray
 
     if isinstance(paths_or_dataset, ray.data.Dataset):
-        columns = set(paths_or_dataset.columns() or [])
+        with _execution_lines(paths_or_dataset.context, progress):  # columns() may run the dataset
+            columns = set(paths_or_dataset.columns() or [])
         if not {"bytes", "path"} <= columns:
             raise ValueError(
                 "a dataset must have 'bytes' and 'path' columns, as read_binary_files(paths, include_paths=True) "
@@ -272,8 +307,8 @@ def segment_with_ray(
         ray_address: Connect to this cluster (``ray.init(address=...)``) when Ray is not running
             yet; None starts a local runtime (which stays up for the returned dataset).
         progress: Ray Data's progress bars (logged lines where stdout is not a terminal) and its
-            execution-start lines; False turns them off for this run's dataset only (its own
-            ``DataContext`` copy), not for the process.
+            execution-start lines; False turns them off for this run's execution only (they are
+            put back on the dataset's ``DataContext`` after it), not for the process.
         **segmenter_options: More :class:`~steelfast.inference.segmenter.Segmenter` keyword arguments
             (``backend``, ``tta``, ``thresholds``, ``min_areas``, ``compile``, ...).
 
@@ -308,9 +343,7 @@ def segment_with_ray(
     from steelfast.inference import writer
 
     out = Path(output) if output is not None else None
-    kind = writer.check_output(out, format) if out is not None else None
-    if kind is not None and kind not in RAY_FORMATS:
-        raise ValueError(f"the Ray engine writes csv or parquet submissions, got format {kind!r} for {out}")
+    kind = check_ray_output(out, format, overwrite=overwrite) if out is not None else None
     model_path = resolve_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
     ray = import_ray()
     with contextlib.ExitStack() as stack:
@@ -345,7 +378,7 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
     """The Ray pipeline, then the driver's split and sort: (rows, failures, notes), each in ImageId order."""
     from steelfast.inference.pipeline import COMPILE_MIN_IMAGES
 
-    dataset, folder, count, failures = _inputs(ray, paths_or_dataset, actor_batch, concurrency)
+    dataset, folder, count, failures = _inputs(ray, paths_or_dataset, actor_batch, concurrency, progress)
     options = dict(segmenter_options)
     options.setdefault("compile", count is not None and count >= COMPILE_MIN_IMAGES)  # as segment_folder decides
     if model_threads is None and not num_gpus:  # the local engine's threads, shared by this machine's actors
@@ -369,10 +402,8 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
             num_cpus=num_cpus,
             batch_format="numpy",
         )
-        if not progress:  # this dataset's own DataContext copy: the process's default stays as it was
-            mapped.context.enable_progress_bars = False
-            mapped.context.print_on_execution_start = False
-        table = _gather(mapped, [*columns, "error", "note"])
+        with _execution_lines(mapped.context, progress):
+            table = _gather(mapped, [*columns, "error", "note"])
         bad = table["ClassId"] == 0
         failures.update(zip(table.loc[bad, "ImageId"].astype(str), table.loc[bad, "error"].astype(str)))
         noted = table["note"].astype(str) != ""
