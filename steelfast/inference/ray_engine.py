@@ -10,12 +10,12 @@ The flow is Ray Data's documented batch-inference idiom::
           -> Segmenter.predict_proba -> Segmenter.encode          one row per (image, class), or per failed file
     driver: failures and notes split off, rows sorted by ImageId, ClassId
 
-:class:`SegmentActor` is a callable class, so Ray builds one :class:`~steelfast.inference.segmenter.Segmenter`
-(model and backend) per actor and reuses it for every batch; the stages are the Segmenter's own,
-nothing is reimplemented. A file fails exactly as in the local pipeline: the same decode, the same
-size rule, the same messages (naming the file as listed from the folder); a folder's FIFOs and
-dangling links, which Ray cannot read, are found on the driver with
-:func:`steelfast.images.read_gray`'s message before Ray starts.
+:class:`~steelfast.inference.ray_actor.SegmentActor` is a callable class, so Ray builds one
+:class:`~steelfast.inference.segmenter.Segmenter` (model and backend) per actor and reuses it for
+every batch; the stages are the Segmenter's own, nothing is reimplemented. A file fails exactly as
+in the local pipeline: the same decode, the same size rule, the same messages (naming the file as
+listed from the folder); a folder's FIFOs and dangling links, which Ray cannot read, are found on
+the driver with :func:`steelfast.images.read_gray`'s message before Ray starts.
 
 The rows are gathered on the driver (four short strings per image) and sorted there, so the result
 is deterministic. It equals the local engine's when each actor runs the same computation: the same
@@ -36,16 +36,16 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from steelfast._io import PathLike
 from steelfast._validate import check_positive_int
 from steelfast.images import MAX_PIXELS
-from steelfast.inference.decode import check_sizes, fit_size, list_folder
+from steelfast.inference.decode import check_sizes, list_folder
+from steelfast.inference.ray_actor import SegmentActor
 from steelfast.severstal import CLASSES, SHAPE
 
 __all__ = ["ACTOR_BATCH", "RAY_FORMATS", "RaySegmentation", "SegmentActor", "check_ray_output", "import_ray",
@@ -76,68 +76,6 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise ImportError(f"the Ray engine needs Ray Data: pip install 'steelfast[ray]' ({exc})") from None
     return ray
-
-
-class SegmentActor:
-    """The model stage on a Ray actor: built once per actor, then called once per batch.
-
-    Args:
-        model: As in :class:`~steelfast.inference.segmenter.Segmenter` (a path, reachable from every node).
-        folder: The folder as the caller named it, so that failure messages name a file as the local
-            pipeline does; None names files by the path Ray read.
-        image_size, other_sizes, max_pixels: The run's size rules (:mod:`steelfast.inference.decode`).
-        model_threads: Intra-op threads of the model on this actor (Ray starts workers with one).
-        segmenter_options: Keyword arguments of :class:`~steelfast.inference.segmenter.Segmenter`.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        folder: str | None,
-        image_size: tuple[int, int] | None,
-        other_sizes: str,
-        max_pixels: int | None,
-        model_threads: int | None,
-        segmenter_options: dict[str, Any],
-    ) -> None:
-        from steelfast.inference.segmenter import Segmenter
-
-        if model_threads is not None:
-            import torch
-
-            torch.set_num_threads(model_threads)
-        self.segmenter = Segmenter(model, **segmenter_options)
-        self.folder = folder
-        self.rules = (image_size, other_sizes, max_pixels)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Segment one batch of ``{"bytes", "path"}`` rows into ``{"ImageId", "ClassId", "EncodedPixels",
-        "error", "note"}`` rows: four per image (ClassId 1..4, error ""), one per failed file (ClassId 0)."""
-        from steelfast.images import decode_gray
-
-        image_size, other_sizes, max_pixels = self.rules
-        seg = self.segmenter
-        ids: list[str] = []
-        grays: list[np.ndarray] = []
-        notes: list[str] = []
-        rows: dict[str, list[Any]] = {"ImageId": [], "ClassId": [], "EncodedPixels": [], "error": [], "note": []}
-        for data, path in zip(batch["bytes"], batch["path"]):
-            name = PurePath(str(path)).name
-            shown = str(Path(self.folder) / name) if self.folder is not None else str(path)
-            try:
-                gray, note = fit_size(decode_gray(bytes(data), shown, max_pixels=max_pixels), image_size, other_sizes)
-            except (ValueError, OSError) as exc:  # as iter_segment_folder: the file fails, the batch goes on
-                for key, value in zip(rows, (name, 0, "", str(exc), "")):
-                    rows[key].append(value)
-                continue
-            ids.append(name)
-            grays.append(gray)
-            notes.append(note or "")
-        for image_id, note, texts in zip(ids, notes, seg.encode_batches(grays)):
-            for c, text in enumerate(texts):
-                for key, value in zip(rows, (image_id, c + 1, text, "", note if c == 0 else "")):
-                    rows[key].append(value)
-        return {key: np.array(values, dtype=np.int64 if key == "ClassId" else object) for key, values in rows.items()}
 
 
 @dataclass
