@@ -139,6 +139,27 @@ def test_every_option_has_help() -> None:
 
 
 @pytest.mark.parametrize(
+    ("entry", "argv"),
+    [
+        ("main", ["steelfast", "--version"]),
+        ("main", ["steelfast", "segment", "--version"]),
+        ("segment_main", ["steelfast-segment", "--version"]),
+        ("segment_main", ["steelfast-segment", "/no/such/folder", "--workers", "0", "--version"]),  # eager
+        ("train_main", ["steelfast-train", "--version"]),
+    ],
+)
+def test_version_prints_the_package_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                            entry: str, argv: list) -> None:
+    import steelfast
+
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        getattr(cli, entry)()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"steelfast {steelfast.__version__}\n"
+
+
+@pytest.mark.parametrize(
     ("entry", "argv", "usage", "error"),
     [
         ("main", ["steelfast", "segment", "--bogus"], "Usage: steelfast segment [OPTIONS] {INPUT_DIR}",

@@ -16,7 +16,8 @@ import typer
 
 from steelfast.inference.errors import BackendUnavailableError
 
-__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "quiet_info", "refuse_options", "reported_here"]
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "quiet_info", "refuse_options", "reported_here",
+           "version_option"]
 
 app = typer.Typer(
     name="steelfast",
@@ -30,6 +31,26 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from steelfast._version import __version__
+
+        typer.echo(f"steelfast {__version__}")
+        raise typer.Exit()
+
+
+def version_option() -> bool:
+    """``--version``: print ``steelfast X.Y.Z`` and exit 0, before anything else is parsed or checked
+    (for ``steelfast`` and for the programs ``steelfast-segment`` and ``steelfast-train``)."""
+    return typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                        help="Show the version and exit.")
+
+
+@app.callback()
+def _root(version: bool = version_option()) -> None:
+    """Fast surface-defect segmentation for steel sheets (Severstal layout)."""
 
 #: What the library raises for bad input, bad paths, missing extras and unusable backends. A
 #: ``TypeError`` or a plain ``RuntimeError`` is a bug and keeps its traceback (``typer.Exit``, a

@@ -22,6 +22,7 @@ from steelfast.cli.app import (
     quiet_info,
     refuse_options,
     reported_here,
+    version_option,
 )
 
 __all__ = ["export", "segment"]
@@ -135,6 +136,7 @@ def segment(
     ),
     concurrency: int = typer.Option(1, "--concurrency", help="--engine ray: model actors."),
     num_gpus: float = typer.Option(0.0, "--num-gpus", help="--engine ray: GPUs per actor."),
+    version: bool = version_option(),
 ) -> None:
     """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
     from steelfast._validate import check_choice, check_positive_int

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from steelfast.cli.app import app, domain_errors, refuse_options, reported_here
+from steelfast.cli.app import app, domain_errors, refuse_options, reported_here, version_option
 
 __all__ = ["GATED_ONLY", "UNET_FAST", "UNET_ONLY", "evaluate_cmd", "train"]
 
@@ -144,6 +144,7 @@ def train(
         "such as 0.07,0.02,0.41,0.06; the gate is tuned for the score expected at those rates "
         "(default: the Kaggle train set's).",
     ),
+    version: bool = version_option(),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
     EfficientNet U-Net (k-fold CV, gate and post-processing tuned out of fold, then a final model on
