@@ -16,8 +16,8 @@ import typer
 
 from steelfast.inference.errors import BackendUnavailableError
 
-__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "quiet_info", "refuse_options", "reported_here",
-           "version_option"]
+__all__ = ["DOMAIN_ERRORS", "app", "domain_errors", "echo_warnings", "given_options", "quiet_info",
+           "refuse_options", "reported_here", "version_option"]
 
 app = typer.Typer(
     name="steelfast",
@@ -51,6 +51,7 @@ def version_option() -> bool:
 @app.callback()
 def _root(version: bool = version_option()) -> None:
     """Fast surface-defect segmentation for steel sheets (Severstal layout)."""
+
 
 #: What the library raises for bad input, bad paths, missing extras and unusable backends. A
 #: ``TypeError`` or a plain ``RuntimeError`` is a bug and keeps its traceback (``typer.Exit``, a
