@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import cv2
@@ -97,6 +99,44 @@ def test_cli_evaluate(tmp_path: Path, folder: tuple[Path, Path]) -> None:
     assert "dice_defects" in res.output
 
 
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_cli_evaluate_writes_the_result(tmp_path: Path, folder: tuple[Path, Path], suffix: str) -> None:
+    images, labels = folder
+    out = tmp_path / "res" / f"evaluation{suffix}"
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(labels), "-o", str(out),
+                                  "--model", str(_model(tmp_path, [2.0] * 4)), "--no-progress", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output and not list(out.parent.glob(".*.tmp"))
+    if suffix == ".json":
+        summary = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+        assert summary["score"] == pytest.approx(10 / 12) and summary["all_empty"] == pytest.approx(10 / 12)
+        assert summary["images"] == 3 and summary["failures"] == {} and summary["unmatched"] == []
+        assert list(summary["classes"]) == ["1", "2", "3", "4", "all"]
+        everything = summary["classes"]["all"]
+        assert (everything["pairs"], everything["truth_defects"], everything["pred_defects"]) == (12, 2, 0)
+        assert everything["precision"] is None and everything["dice_defects"] == 0.0  # nothing predicted
+    else:
+        pairs = pd.read_csv(out, keep_default_na=False)
+        assert list(pairs.columns) == ["ImageId", "ClassId", "truth", "pred", "dice"] and len(pairs) == 12
+        assert pairs["dice"].sum() == pytest.approx(10.0) and (pairs["truth"] != "").sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("evaluation.txt", r"cannot tell what to write to .*evaluation\.txt: use \.json .* got suffix '\.txt'"),
+        ("a_folder.json", r"a_folder\.json is a folder; give a file name"),
+    ],
+)
+def test_cli_evaluate_output_checked_before_anything_else(tmp_path: Path, name: str, match: str) -> None:
+    (tmp_path / "a_folder.json").mkdir()
+    # No image folder, no labels, no model: the output is what is refused.
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(tmp_path / "none"), "--labels", str(tmp_path / "x.csv"),
+                                  "-o", str(tmp_path / name), "--no-progress"])
+    assert res.exit_code == 1
+    assert re.search(match, res.output.splitlines()[0]), res.output
+
+
 def test_cli_evaluate_missing_labels(tmp_path: Path, folder: tuple[Path, Path]) -> None:
     images, _ = folder
     res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(tmp_path / "none.csv"),
@@ -180,3 +220,29 @@ def test_overlays_of_images_sharing_a_stem_keep_both(tmp_path: Path, folder: tup
     evaluate_folder(two, _labels(tmp_path / "l.csv", []), _model(tmp_path, [2.0] * 4), backend="torch",
                     overlays=tmp_path / "ov")
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.jpg.png", "a.png.png"]
+
+
+@pytest.mark.parametrize(("name", "error", "match"), [
+    ("e.parquet", ValueError, r"use \.json \(the summary\) or \.csv"),
+    ("e", ValueError, r"got suffix ''"),
+])
+def test_save_refuses_other_suffixes(tmp_path: Path, folder: tuple[Path, Path], name: str, error: type,
+                                     match: str) -> None:
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [2.0] * 4), backend="torch")
+    with pytest.raises(error, match=match):
+        result.save(tmp_path / name)
+    assert not list(tmp_path.glob("e*"))
+
+
+def test_to_dict_matches_the_table(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [0.0] * 4), backend="torch")
+    summary = result.to_dict()
+    assert summary["score"] == result.score and summary["images"] == 3
+    for key, row in result.report.iterrows():
+        for column, value in row.items():
+            got = summary["classes"][str(key)][column]
+            assert (got is None) if pd.isna(value) else got == pytest.approx(value), (key, column)
+    again = json.loads(result.save(tmp_path / "e.json").read_text())
+    assert again == json.loads(json.dumps(summary))

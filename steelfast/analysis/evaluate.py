@@ -35,7 +35,11 @@ from steelfast.metrics import dice_rle_batch
 from steelfast.rle import decode_batch
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["EvaluationResult", "evaluate_folder", "format_report", "pair_report"]
+__all__ = ["SAVE_FORMATS", "EvaluationResult", "check_save_path", "evaluate_folder", "format_report", "pair_report"]
+
+#: What :meth:`EvaluationResult.save` writes, by suffix: the summary (the table, the scores, the
+#: failures) or one row per (image, class) pair.
+SAVE_FORMATS = {".json": "summary", ".csv": "pairs"}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -115,6 +119,55 @@ class EvaluationResult:
     def all_empty(self) -> float:
         """The score of predicting nothing on the same pairs."""
         return float(self.report.loc["all", "all_empty"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values: ``score``, ``all_empty``, ``images``, ``classes`` (the
+        table's rows by ClassId, then ``"all"``; an undefined ratio is None), ``failures`` and
+        ``unmatched``."""
+        table = self.report.astype(object).where(self.report.notna(), None)
+        return {
+            "score": self.score,
+            "all_empty": self.all_empty,
+            "images": len(self.pairs) // len(CLASSES),
+            "classes": {str(k): {c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
+                        for k, row in table.iterrows()},
+            "failures": dict(self.failures),
+            "unmatched": list(self.unmatched),
+        }
+
+    def save(self, path: PathLike) -> Path:
+        """Write the result atomically: ``.json``, the summary (:meth:`to_dict`, strict JSON);
+        ``.csv``, the pairs (``ImageId, ClassId, truth, pred, dice``, RLE texts as in the labels).
+
+        Raises:
+            ValueError: Another suffix.
+        """
+        import json
+
+        from steelfast._io import atomic_write_bytes
+
+        out = check_save_path(path)
+        if SAVE_FORMATS[out.suffix.lower()] == "summary":
+            data = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        else:
+            data = self.pairs[["ImageId", "ClassId", "truth", "pred", "dice"]].to_csv(index=False)
+        return atomic_write_bytes(out, data.encode())
+
+
+def check_save_path(path: PathLike) -> Path:
+    """``path`` as a Path, checked before any work: a suffix of :data:`SAVE_FORMATS`, not a folder.
+
+    Raises:
+        ValueError: Another suffix.
+        IsADirectoryError: ``path`` is a folder.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in SAVE_FORMATS:
+        raise ValueError(f"cannot tell what to write to {out}: use .json (the summary) or .csv (one row per "
+                         f"image and class), got suffix {out.suffix!r}")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'evaluation.json'}")
+    return out
 
 
 def evaluate_folder(
