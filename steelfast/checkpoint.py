@@ -11,8 +11,9 @@ crash or Ctrl-C never leaves a half-written file under the final name. Loading c
 architecture, built on the ``meta`` device (no storage), with the tensor shapes in the weights
 file's header before anything is allocated, and refuses weights holding NaN or infinity.
 
-:func:`resolve_model` turns a model argument (a path, or None for the shipped default) into a file,
-:func:`load_model` a checkpoint path or a module into ``(model, metadata)``, and
+:func:`resolve_model` turns a model argument (a path, a bundled model's name, or None for the
+shipped default) into a file, :func:`load_model` a checkpoint path or a module into
+``(model, metadata)``, and
 :func:`model_file_sha256` names the weights a run used. The resume state of a training run lives
 in :mod:`steelfast.training.state`.
 """
@@ -46,6 +47,7 @@ from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD, SHAPE
 __all__ = [
     "BUNDLED_MODELS",
     "bundled_checkpoint_path",
+    "bundled_name",
     "checkpoint_files",
     "default_checkpoint_path",
     "default_metadata",
@@ -83,15 +85,24 @@ def default_checkpoint_path() -> Path:
     return bundled_checkpoint_path("default")
 
 
+def bundled_name(model: Any) -> Any:
+    """``model``, or the path of the bundled model it names (``"default"``, ``"synthetic-unet"``:
+    :data:`BUNDLED_MODELS`) when no file of that name exists; anything else is returned unchanged."""
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model) in BUNDLED_MODELS and not Path(model).exists():
+        return bundled_checkpoint_path(os.fspath(model))
+    return model
+
+
 def resolve_model(model: PathLike | None) -> Path:
-    """The model file to use: ``model``, or the shipped default when None.
+    """The model file to use: ``model`` (a path, or the name of a bundled model: :func:`bundled_name`),
+    or the shipped default when None.
 
     Raises:
         FileNotFoundError: The file (or the shipped default model) does not exist; the message
             says how to pass another one.
     """
     if model is not None:
-        path = Path(model)
+        path = Path(bundled_name(model))
         if not path.is_file():
             raise FileNotFoundError(f"model not found: {path} (pass a .safetensors checkpoint or an .onnx file)")
         return path

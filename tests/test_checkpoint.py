@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,22 @@ def test_validate_metadata_is_public_and_names_the_source() -> None:
 
     with pytest.raises(CheckpointError, match="^model.onnx: unknown checkpoint format"):
         validate_metadata({"format": "x"}, "model.onnx")
+
+
+@pytest.mark.parametrize("name", ["default", "synthetic-unet"])
+def test_a_bundled_model_is_found_by_its_name(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steelfast.checkpoint import bundled_checkpoint_path, bundled_name, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model(name) == bundled_name(name) == bundled_checkpoint_path(name)
+    (tmp_path / name).write_bytes(b"a local file of that name wins")
+    assert resolve_model(name) == Path(name) and bundled_name(name) == name
+
+
+def test_a_name_that_is_no_bundled_model_stays_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steelfast.checkpoint import bundled_name, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert bundled_name("other-unet") == "other-unet"
+    with pytest.raises(FileNotFoundError, match="model not found: other-unet"):
+        resolve_model("other-unet")

@@ -66,6 +66,18 @@ def test_segment_end_to_end(checkpoint: Path, folder: Path, tmp_path: Path) -> N
     assert (tmp_path / "sub.csv.failures.csv").is_file()
 
 
+@pytest.mark.parametrize("model", ["synthetic-unet", "default"])
+def test_segment_takes_a_bundled_models_name(folder: Path, tmp_path: Path, model: str) -> None:
+    from steelfast.checkpoint import bundled_checkpoint_path, model_file_sha256
+
+    out = tmp_path / "sub.csv"
+    result = run(str(folder), "-o", str(out), "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "4 images -> " in result.output
+    record = json.loads((tmp_path / "sub.csv.run.json").read_text())
+    assert json.dumps(model_file_sha256(bundled_checkpoint_path(model))) in json.dumps(record)
+
+
 def test_segment_parquet_resume_tta(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow", reason="writing parquet needs pyarrow")
     out = tmp_path / "sub.data"

@@ -52,7 +52,7 @@ def test_full_weak_and_png_stand_in(tmp_path: Path, rng: np.random.Generator) ->
     ("content", "match"),
     [
         ("Image,area_class_1\nx.jpg,1\n", "needs an ImageId column"),
-        ("ImageId,area_class_1,area_class_2,area_class_3\nx.jpg,1,0,0\n", "no column area_class_4 or class_4"),
+        ("ImageId,area_class_1,area_class_2,area_class_3\nx.jpg,1,0,0\n", "no column area_class_4, class_4 or 4"),
         ("ImageId,class_1,class_2,class_3,class_4\nx.jpg,1,0,big,0\n", r"line 2: class_3 must be a number >= 0, got 'big'"),
         ("ImageId,class_1,class_2,class_3,class_4\nx.jpg,1,0,0,-1\n", r"line 2: class_4 must be a number >= 0, got '-1'"),
         ("ImageId,class_1,class_2,class_3,class_4\n,1,0,0,0\n", "line 2: empty ImageId"),
@@ -63,6 +63,34 @@ def test_presence_table_errors(tmp_path: Path, content: str, match: str) -> None
     path.write_text(content)
     with pytest.raises(LabelError, match=match):
         read_presence(path)
+
+
+@pytest.mark.parametrize("form", ["file", "frame", "frame of bools", "read back"])
+def test_presence_as_a_dataframe_loads_as_the_file_does(tmp_path: Path, rng: np.random.Generator, form: str) -> None:
+    images, labels, presence, _ = _write_folder(tmp_path, rng)
+    table = {"file": presence, "frame": pd.read_csv(presence),
+             "frame of bools": pd.read_csv(presence).set_axis(["ImageId", 1, 2, 3, 4], axis=1).astype(
+                 {c: bool for c in (1, 2, 3, 4)}),
+             "read back": read_presence(presence)}[form]
+    expected = load_labelled(images, labels, presence=presence)
+    data = load_labelled(images, labels, presence=table)
+    assert data.ids == expected.ids and data.full.tolist() == expected.full.tolist()
+    np.testing.assert_array_equal(data.presence, expected.presence)
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "match"),
+    [
+        (pd.DataFrame({"ImageId": ["x.jpg"], "class_1": [1], "class_2": [0], "class_3": ["big"], "class_4": [0]}),
+         LabelError, r"presence table \(DataFrame\), row 0: class_3 must be a number >= 0, got 'big'"),
+        (pd.DataFrame({"Image": ["x.jpg"]}), LabelError, r"presence table \(DataFrame\): a presence table needs an "
+                                                          r"ImageId column, got \['Image'\]"),
+        ([("x.jpg", 1, 0, 0, 0)], TypeError, "presence must be a CSV path or a DataFrame, got list"),
+    ],
+)
+def test_presence_dataframe_errors(frame: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        read_presence(frame)  # type: ignore[arg-type]
 
 
 def test_missing_files(tmp_path: Path, rng: np.random.Generator) -> None:

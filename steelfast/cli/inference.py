@@ -51,7 +51,9 @@ def export(
     ),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch of the TensorRT optimization profile."),
     cache_dir: Optional[Path] = typer.Option(
-        None, "--cache-dir", help="TensorRT engine cache folder (default ~/.cache/steelfast/tensorrt)."
+        None, "--cache-dir",
+        help="TensorRT engine cache folder (default: $STEELFAST_CACHE/tensorrt, else "
+        "$XDG_CACHE_HOME/steelfast/tensorrt, else ~/.cache/steelfast/tensorrt)."
     ),
     hardware_compatibility: str = typer.Option(
         "none", "--hardware-compatibility",
@@ -98,7 +100,9 @@ def segment(
         help="Output file (.csv, .xlsx, .parquet; .jsonl or .json for defect records), written atomically."
     ),
     model: Optional[Path] = typer.Option(
-        None, "--model", help="Checkpoint (.safetensors/.json) or ONNX file; default: the shipped model."
+        None, "--model",
+        help="Checkpoint (.safetensors/.json), ONNX file or bundled model name (synthetic-unet); default: the "
+        "shipped model."
     ),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
     batch_size: Optional[int] = typer.Option(

@@ -249,7 +249,7 @@ def _train_gated(
 def evaluate_cmd(
     images: Path = typer.Option(..., "--images", help="Folder of labelled images."),
     labels: Path = typer.Option(..., "--labels", help="Label CSV (either Kaggle format); unlisted images are defect-free."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint or ONNX file (default: the bundled model)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint, ONNX file or bundled model name (default: the bundled default model)."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write side-by-side truth/prediction PNGs here."),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output",

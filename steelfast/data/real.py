@@ -3,8 +3,8 @@
 Flow: image folders + a mask label file (either Kaggle format) + an optional presence table →
 :class:`LabelledSet` (grey images, per-class presence, masks or ``None``).
 
-A *presence table* (weak labels) is a CSV with an ``ImageId`` column and one column per class,
-named ``area_class_1`` … or ``class_1`` …; a value > 0 means the class is present. Images listed
+A *presence table* (weak labels) is a CSV (or DataFrame) with an ``ImageId`` column and one column
+per class, named ``area_class_1`` …, ``class_1`` … or ``1`` …; a value > 0 means the class is present. Images listed
 there but not in the mask file are *weak*: their class presence is known, their masks are not.
 The layout of ``../shared/data/severstal`` (``image_classes.csv`` with ``has_rle_labels``) is
 read by :func:`load_shared`.
@@ -97,33 +97,48 @@ class LabelledSet:
         }
 
 
-def read_presence(path: PathLike) -> pd.DataFrame:
-    """Read a presence table into ``ImageId`` + bool columns ``1``..``4``.
+def read_presence(source: PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Read a presence table (a CSV file or a DataFrame) into ``ImageId`` + bool columns ``1``..``4``.
+
+    The class columns are named ``area_class_1`` …, ``class_1`` … or ``1`` … (the last as this
+    function returns them, so its output reads again); a value > 0 means the class is present.
 
     Raises:
         FileNotFoundError: The file does not exist.
-        LabelError: No ImageId column, no class columns, or a non-numeric value (file, line, value).
+        TypeError: ``source`` is neither a path nor a DataFrame.
+        LabelError: No ImageId column, no class columns, or a non-numeric value (file and line, or
+            the DataFrame's row, and the value).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"presence table not found: {p}")
-    frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+    if isinstance(source, pd.DataFrame):
+        name, first_row = "presence table (DataFrame)", 0
+        frame = source.reset_index(drop=True).rename(columns=str).astype(str)
+        frame = frame.replace({"True": "1", "False": "0"})
+        where = "row"
+    elif isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if not p.is_file():
+            raise FileNotFoundError(f"presence table not found: {p}")
+        name, first_row, where = str(p), 2, "line"  # line 1 is the header
+        frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+    else:
+        raise TypeError(f"presence must be a CSV path or a DataFrame, got {type(source).__name__}")
     if "ImageId" not in frame.columns:
-        raise LabelError(f"{p}: a presence table needs an ImageId column, got {list(frame.columns)}")
+        raise LabelError(f"{name}: a presence table needs an ImageId column, got {list(frame.columns)}")
     out = pd.DataFrame({"ImageId": frame["ImageId"].astype(str)})
     for c in CLASSES:
-        col = next((n for n in (f"area_class_{c}", f"class_{c}") if n in frame.columns), None)
+        col = next((n for n in (f"area_class_{c}", f"class_{c}", str(c)) if n in frame.columns), None)
         if col is None:
-            raise LabelError(f"{p}: no column area_class_{c} or class_{c} (got {list(frame.columns)})")
+            raise LabelError(f"{name}: no column area_class_{c}, class_{c} or {c} (got {list(frame.columns)})")
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() | (values < 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise LabelError(f"{p}, line {row + 2}: {col} must be a number >= 0, got {frame[col].iloc[row]!r}")
+            raise LabelError(f"{name}, {where} {row + first_row}: {col} must be a number >= 0, "
+                             f"got {frame[col].iloc[row]!r}")
         out[c] = values.to_numpy() > 0
     if (out["ImageId"] == "").any():
         row = int(np.flatnonzero((out["ImageId"] == "").to_numpy())[0])
-        raise LabelError(f"{p}, line {row + 2}: empty ImageId")
+        raise LabelError(f"{name}, {where} {row + first_row}: empty ImageId")
     return out
 
 
@@ -171,7 +186,7 @@ def load_labelled(
     dirs = [image_dirs] if isinstance(image_dirs, (str, os.PathLike)) else list(image_dirs)
     files = _index_images(dirs)
     table = read_labels(labels, images=list(files)) if labels is not None else None
-    weak = read_presence(presence) if isinstance(presence, (str, os.PathLike)) else presence
+    weak = read_presence(presence) if presence is not None else None
     with_rows = set(table.loc[table["hasMask"], "ImageId"]) if table is not None else set()
     if full_ids is None:
         listed = set(weak["ImageId"]) if weak is not None else set()

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from steelfast._validate import check_positive_int, per_class
-from steelfast.checkpoint import model_file_sha256, resolve_model
+from steelfast.checkpoint import bundled_name, model_file_sha256, resolve_model
 from steelfast.inference.backends import make_backend
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.decode import as_grays
@@ -57,7 +57,8 @@ class Segmenter:
 
     Args:
         model: Checkpoint path (``.safetensors``/``.json``), ONNX file (``onnxruntime``/``tensorrt``
-            backends), a steelfast ``UNet``, or None for the shipped default model.
+            backends), a steelfast ``UNet``, the name of a bundled model (``"synthetic-unet"``:
+            :data:`steelfast.checkpoint.BUNDLED_MODELS`), or None for the shipped default model.
         backend: ``"auto"``, ``"torch"``, ``"onnxruntime"``, ``"tensorrt"``, or a ready
             :class:`~steelfast.inference.backends.base.Backend` (then ``model`` is ignored).
         batch_size: Images per forward pass (default: the backend's preferred size: 1 on the
@@ -97,7 +98,7 @@ class Segmenter:
         if isinstance(backend, Backend):
             self.backend = backend
         else:
-            source = model if model is not None else resolve_model(None)
+            source = bundled_name(model) if model is not None else resolve_model(None)
             self.backend = make_backend(source, backend, **backend_options)
         self._source = Path(source) if isinstance(source, (str, os.PathLike)) else None
         meta = self.backend.metadata
