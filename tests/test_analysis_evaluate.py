@@ -99,7 +99,7 @@ def test_cli_evaluate(tmp_path: Path, folder: tuple[Path, Path]) -> None:
     assert "dice_defects" in res.output
 
 
-@pytest.mark.parametrize("suffix", [".json", ".csv"])
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".png"])
 def test_cli_evaluate_writes_the_result(tmp_path: Path, folder: tuple[Path, Path], suffix: str) -> None:
     images, labels = folder
     out = tmp_path / "res" / f"evaluation{suffix}"
@@ -115,10 +115,36 @@ def test_cli_evaluate_writes_the_result(tmp_path: Path, folder: tuple[Path, Path
         everything = summary["classes"]["all"]
         assert (everything["pairs"], everything["truth_defects"], everything["pred_defects"]) == (12, 2, 0)
         assert everything["precision"] is None and everything["dice_defects"] == 0.0  # nothing predicted
+    elif suffix == ".png":
+        chart = cv2.imread(str(out))
+        assert chart is not None and chart.shape == (420, 1100, 3) and chart.std() > 10  # drawn, not blank
     else:
         pairs = pd.read_csv(out, keep_default_na=False)
         assert list(pairs.columns) == ["ImageId", "ClassId", "truth", "pred", "dice"] and len(pairs) == 12
         assert pairs["dice"].sum() == pytest.approx(10.0) and (pairs["truth"] != "").sum() == 2
+
+
+def test_cli_evaluate_writes_every_output_given(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    outs = [tmp_path / "e.json", tmp_path / "e.csv", tmp_path / "e.png"]
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(labels), "--no-progress",
+                                  "--model", str(_model(tmp_path, [0.0] * 4)), "--backend", "torch",
+                                  *[a for out in outs for a in ("-o", str(out))]])
+    assert res.exit_code == 0, res.output
+    assert all(f"wrote {out}" in res.output and out.stat().st_size > 0 for out in outs)
+
+
+def test_plot_report_leaves_out_undefined_ratios(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    from steelfast.analysis.evaluate import plot_report
+
+    images, labels = folder
+    report = evaluate_folder(images, labels, _model(tmp_path, [2.0] * 4), backend="torch").report
+    fig = plot_report(report)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["class 1", "class 2", "class 3", "class 4", "all"]
+    heights = [b.get_height() for b in right.patches]
+    assert len(heights) == 4 * 5 and sum(np.isnan(heights)) == int(report[["dice_defects", "fp_rate_empty",
+                                                                             "precision", "recall"]].isna().sum().sum())
 
 
 @pytest.mark.parametrize(
@@ -223,7 +249,7 @@ def test_overlays_of_images_sharing_a_stem_keep_both(tmp_path: Path, folder: tup
 
 
 @pytest.mark.parametrize(("name", "error", "match"), [
-    ("e.parquet", ValueError, r"use \.json \(the summary\) or \.csv"),
+    ("e.parquet", ValueError, r"use \.json \(the summary\), \.csv .* or \.png \(the chart\)"),
     ("e", ValueError, r"got suffix ''"),
 ])
 def test_save_refuses_other_suffixes(tmp_path: Path, folder: tuple[Path, Path], name: str, error: type,

@@ -35,11 +35,12 @@ from steelfast.metrics import dice_rle_batch
 from steelfast.rle import decode_batch
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["SAVE_FORMATS", "EvaluationResult", "check_save_path", "evaluate_folder", "format_report", "pair_report"]
+__all__ = ["SAVE_FORMATS", "EvaluationResult", "check_save_path", "evaluate_folder", "format_report", "pair_report",
+           "plot_report"]
 
 #: What :meth:`EvaluationResult.save` writes, by suffix: the summary (the table, the scores, the
-#: failures) or one row per (image, class) pair.
-SAVE_FORMATS = {".json": "summary", ".csv": "pairs"}
+#: failures), one row per (image, class) pair, or the chart of :func:`plot_report`.
+SAVE_FORMATS = {".json": "summary", ".csv": "pairs", ".png": "chart"}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -137,7 +138,8 @@ class EvaluationResult:
 
     def save(self, path: PathLike) -> Path:
         """Write the result atomically: ``.json``, the summary (:meth:`to_dict`, strict JSON);
-        ``.csv``, the pairs (``ImageId, ClassId, truth, pred, dice``, RLE texts as in the labels).
+        ``.csv``, the pairs (``ImageId, ClassId, truth, pred, dice``, RLE texts as in the labels);
+        ``.png``, the chart of :func:`plot_report`.
 
         Raises:
             ValueError: Another suffix.
@@ -147,11 +149,57 @@ class EvaluationResult:
         from steelfast._io import atomic_write_bytes
 
         out = check_save_path(path)
-        if SAVE_FORMATS[out.suffix.lower()] == "summary":
+        kind = SAVE_FORMATS[out.suffix.lower()]
+        if kind == "chart":
+            from steelfast._io import atomic_path
+
+            figure = plot_report(self.report)
+            with atomic_path(out) as tmp:
+                figure.savefig(tmp, dpi=100, format="png")
+            return out
+        if kind == "summary":
             data = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         else:
             data = self.pairs[["ImageId", "ClassId", "truth", "pred", "dice"]].to_csv(index=False)
         return atomic_write_bytes(out, data.encode())
+
+
+def plot_report(report: pd.DataFrame):  # -> matplotlib.figure.Figure
+    """The per-class table as a chart: left, each class's score next to its all-empty score (the
+    bar that matters: below all-empty, the model does worse than predicting nothing); right, Dice
+    on defect pairs, false-positive rate on empty pairs, image precision and recall.
+
+    Drawn on an Agg canvas without pyplot's global state; an undefined ratio is left out.
+
+    Args:
+        report: :func:`pair_report`'s table (rows 1..C and ``"all"``).
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    names = [f"class {k}" if k != "all" else "all" for k in report.index]
+    x = np.arange(len(names))
+    for offset, column, color in ((-0.2, "score", "#2a9d8f"), (0.2, "all_empty", "#b0b0b0")):
+        left.bar(x + offset, report[column].astype(float), width=0.4, color=color, label=column.replace("_", "-"))
+    lowest = float(np.nanmin(report[["score", "all_empty"]].to_numpy(float)))
+    left.set_ylim(max(0.0, lowest - 0.05), 1.0)
+    left.set_xticks(x, names)
+    left.set_title("Kaggle score against predicting nothing")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
+    columns = (("dice_defects", "Dice on defects"), ("fp_rate_empty", "false masks on clean pairs"),
+               ("precision", "image precision"), ("recall", "image recall"))
+    width = 0.8 / len(columns)
+    for k, (column, label) in enumerate(columns):
+        right.bar(x - 0.4 + width * (k + 0.5), report[column].astype(float), width=width, label=label)
+    right.set_ylim(0.0, 1.0)
+    right.set_xticks(x, names)
+    right.set_title("Dice and image-level rates (no bar: 0, or undefined)")
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4, frameon=False, fontsize="small")
+    return fig
 
 
 def check_save_path(path: PathLike) -> Path:
@@ -163,8 +211,8 @@ def check_save_path(path: PathLike) -> Path:
     """
     out = Path(path)
     if out.suffix.lower() not in SAVE_FORMATS:
-        raise ValueError(f"cannot tell what to write to {out}: use .json (the summary) or .csv (one row per "
-                         f"image and class), got suffix {out.suffix!r}")
+        raise ValueError(f"cannot tell what to write to {out}: use .json (the summary), .csv (one row per "
+                         f"image and class) or .png (the chart), got suffix {out.suffix!r}")
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'evaluation.json'}")
     return out

@@ -251,10 +251,10 @@ def evaluate_cmd(
     labels: Path = typer.Option(..., "--labels", help="Label CSV (either Kaggle format); unlisted images are defect-free."),
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint, ONNX file or bundled model name (default: the bundled default model)."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write side-by-side truth/prediction PNGs here."),
-    output: Optional[Path] = typer.Option(
+    output: Optional[list[Path]] = typer.Option(
         None, "-o", "--output",
-        help="Also write the result: .json (the table, scores and failures) or .csv (one row per image and class: "
-        "truth, prediction, Dice); written atomically.",
+        help="Also write the result, by suffix: .json (the table, scores and failures), .csv (one row per image "
+        "and class: truth, prediction, Dice) or .png (a chart of the table); written atomically; repeatable.",
     ),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: as the checkpoint says)."),
@@ -264,8 +264,8 @@ def evaluate_cmd(
     image-level precision and recall, and the Kaggle score next to the all-empty score."""
     from steelfast.analysis.evaluate import check_save_path, evaluate_folder, format_report
 
-    if output is not None:
-        check_save_path(output)  # before any image is segmented
+    for path in output or ():
+        check_save_path(path)  # before any image is segmented
     with reported_here("steelfast.inference.pipeline"):  # the failures are listed below, once
         result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
     typer.echo(format_report(result.report))
@@ -277,5 +277,5 @@ def evaluate_cmd(
         first = ", ".join(result.unmatched[:3]) + (", ..." if len(result.unmatched) > 3 else "")
         typer.echo(f"note: {len(result.unmatched)} labelled images are not in {images} and were not scored: {first}",
                    err=True)
-    if output is not None:
-        typer.echo(f"wrote {result.save(output)}")
+    for path in output or ():
+        typer.echo(f"wrote {result.save(path)}")
