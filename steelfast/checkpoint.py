@@ -88,7 +88,7 @@ def default_checkpoint_path() -> Path:
 def bundled_name(model: Any) -> Any:
     """``model``, or the path of the bundled model it names (``"default"``, ``"synthetic-unet"``:
     :data:`BUNDLED_MODELS`) when no file of that name exists; anything else is returned unchanged."""
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model) in BUNDLED_MODELS and not Path(model).exists():
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model) in BUNDLED_MODELS and not Path(model).is_file():
         return bundled_checkpoint_path(os.fspath(model))
     return model
 

@@ -124,6 +124,19 @@ def test_cli_evaluate_writes_the_result(tmp_path: Path, folder: tuple[Path, Path
         assert pairs["dice"].sum() == pytest.approx(10.0) and (pairs["truth"] != "").sum() == 2
 
 
+@pytest.mark.parametrize("case", ["labels", "twice"])
+def test_cli_evaluate_refuses_outputs_that_would_clobber(tmp_path: Path, folder: tuple[Path, Path], case: str) -> None:
+    images, labels = folder
+    before = labels.read_bytes()
+    outs = [labels] if case == "labels" else [tmp_path / "e.json", tmp_path / "." / "e.json"]
+    res = runner.invoke(cli.app, ["evaluate", "--images", str(images), "--labels", str(labels), "--no-progress",
+                                  *[a for out in outs for a in ("-o", str(out))]])
+    assert res.exit_code == 1
+    message = "is the --labels file: give another output name" if case == "labels" else "e.json is given twice"
+    assert message in res.output.splitlines()[0], res.output
+    assert labels.read_bytes() == before and not (tmp_path / "e.json").exists()
+
+
 def test_cli_evaluate_writes_every_output_given(tmp_path: Path, folder: tuple[Path, Path]) -> None:
     images, labels = folder
     outs = [tmp_path / "e.json", tmp_path / "e.csv", tmp_path / "e.png"]
@@ -152,10 +165,13 @@ def test_plot_report_leaves_out_undefined_ratios(tmp_path: Path, folder: tuple[P
     [
         ("evaluation.txt", r"cannot tell what to write to .*evaluation\.txt: use \.json .* got suffix '\.txt'"),
         ("a_folder.json", r"a_folder\.json is a folder; give a file name"),
+        ("a_file/e.json", r"cannot write .*a_file/e\.json: .*a_file is a file, not a folder"),
+        ("a_file/deeper/e.png", r"cannot write .*deeper/e\.png: .*a_file is a file, not a folder"),
     ],
 )
 def test_cli_evaluate_output_checked_before_anything_else(tmp_path: Path, name: str, match: str) -> None:
     (tmp_path / "a_folder.json").mkdir()
+    (tmp_path / "a_file").write_text("")
     # No image folder, no labels, no model: the output is what is refused.
     res = runner.invoke(cli.app, ["evaluate", "--images", str(tmp_path / "none"), "--labels", str(tmp_path / "x.csv"),
                                   "-o", str(tmp_path / name), "--no-progress"])

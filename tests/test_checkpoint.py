@@ -257,6 +257,9 @@ def test_a_bundled_model_is_found_by_its_name(name: str, tmp_path: Path, monkeyp
 
     monkeypatch.chdir(tmp_path)
     assert resolve_model(name) == bundled_name(name) == bundled_checkpoint_path(name)
+    (tmp_path / name).mkdir()  # a folder of that name is no model: the bundled one is still found
+    assert resolve_model(name) == bundled_checkpoint_path(name)
+    (tmp_path / name).rmdir()
     (tmp_path / name).write_bytes(b"a local file of that name wins")
     assert resolve_model(name) == Path(name) and bundled_name(name) == name
 

@@ -78,11 +78,27 @@ def test_presence_as_a_dataframe_loads_as_the_file_does(tmp_path: Path, rng: np.
     np.testing.assert_array_equal(data.presence, expected.presence)
 
 
+def test_presence_dataframe_keeps_image_ids_as_given() -> None:
+    frame = pd.DataFrame({"ImageId": ["True", "False"], 1: [True, False], 2: [False, True], 3: 0, 4: 0.5})
+    got = read_presence(frame)
+    assert got["ImageId"].tolist() == ["True", "False"]
+    assert got[[1, 2, 3, 4]].to_numpy().tolist() == [[True, False, False, True], [False, True, False, True]]
+
+
 @pytest.mark.parametrize(
     ("frame", "error", "match"),
     [
         (pd.DataFrame({"ImageId": ["x.jpg"], "class_1": [1], "class_2": [0], "class_3": ["big"], "class_4": [0]}),
-         LabelError, r"presence table \(DataFrame\), row 0: class_3 must be a number >= 0, got 'big'"),
+         LabelError, r"presence table \(DataFrame\), index 0: class_3 must be a number >= 0, got 'big'"),
+        (pd.DataFrame({"ImageId": ["x.jpg", "y.jpg"], "class_1": [1, None], "class_2": 0, "class_3": 0, "class_4": 0},
+                      index=[10, 11]),
+         LabelError, r"presence table \(DataFrame\), index 11: class_1 must be a number >= 0, got '?nan'?"),
+        (pd.DataFrame({"ImageId": ["x.jpg", np.nan], "1": 1, "2": 0, "3": 0, "4": 0}),
+         LabelError, r"presence table \(DataFrame\), index 1: missing ImageId, got nan"),
+        (pd.DataFrame({"ImageId": ["x.jpg", None], "1": 1, "2": 0, "3": 0, "4": 0}),
+         LabelError, r"index 1: missing ImageId, got (None|nan)"),  # pandas 3 reads None in strings as NaN
+        (pd.DataFrame([["x.jpg", 1, 1, 0, 0, 0]], columns=["ImageId", 1, "1", 2, 3, 4]),
+         LabelError, r"presence table \(DataFrame\): column '1' appears twice"),
         (pd.DataFrame({"Image": ["x.jpg"]}), LabelError, r"presence table \(DataFrame\): a presence table needs an "
                                                           r"ImageId column, got \['Image'\]"),
         ([("x.jpg", 1, 0, 0, 0)], TypeError, "presence must be a CSV path or a DataFrame, got list"),

@@ -143,6 +143,8 @@ class EvaluationResult:
 
         Raises:
             ValueError: Another suffix.
+            IsADirectoryError: ``path`` is a folder.
+            NotADirectoryError: A parent of ``path`` is a file.
         """
         import json
 
@@ -203,11 +205,13 @@ def plot_report(report: pd.DataFrame):  # -> matplotlib.figure.Figure
 
 
 def check_save_path(path: PathLike) -> Path:
-    """``path`` as a Path, checked before any work: a suffix of :data:`SAVE_FORMATS`, not a folder.
+    """``path`` as a Path, checked before any work: a suffix of :data:`SAVE_FORMATS`, not a folder,
+    and no parent of it a file (missing folders are made when it is written).
 
     Raises:
         ValueError: Another suffix.
         IsADirectoryError: ``path`` is a folder.
+        NotADirectoryError: A parent of ``path`` is a file.
     """
     out = Path(path)
     if out.suffix.lower() not in SAVE_FORMATS:
@@ -215,6 +219,9 @@ def check_save_path(path: PathLike) -> Path:
                          f"image and class) or .png (the chart), got suffix {out.suffix!r}")
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'evaluation.json'}")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {out}: {parent} is a file, not a folder")
     return out
 
 

@@ -264,8 +264,12 @@ def evaluate_cmd(
     image-level precision and recall, and the Kaggle score next to the all-empty score."""
     from steelfast.analysis.evaluate import check_save_path, evaluate_folder, format_report
 
-    for path in output or ():
-        check_save_path(path)  # before any image is segmented
+    for k, path in enumerate(output or ()):  # before any image is segmented
+        check_save_path(path)
+        if path.exists() and labels.exists() and path.resolve() == labels.resolve():
+            raise ValueError(f"-o {path} is the --labels file: give another output name")
+        if path in output[:k]:  # type: ignore[index]
+            raise ValueError(f"-o {path} is given twice")
     with reported_here("steelfast.inference.pipeline"):  # the failures are listed below, once
         result = evaluate_folder(images, labels, model, overlays=overlays, progress=progress, backend=backend, tta=tta)
     typer.echo(format_report(result.report))

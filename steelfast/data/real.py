@@ -110,35 +110,43 @@ def read_presence(source: PathLike | pd.DataFrame) -> pd.DataFrame:
             the DataFrame's row, and the value).
     """
     if isinstance(source, pd.DataFrame):
-        name, first_row = "presence table (DataFrame)", 0
-        frame = source.reset_index(drop=True).rename(columns=str).astype(str)
-        frame = frame.replace({"True": "1", "False": "0"})
-        where = "row"
+        name = "presence table (DataFrame)"
+        columns = [str(c) for c in source.columns]
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise LabelError(f"{name}: column {twice[0]!r} appears twice (columns {list(source.columns)})")
+        frame = source.set_axis(columns, axis=1)
+        labels = [f"index {i!r}" for i in frame.index]  # the caller's own row labels
+        if "ImageId" in frame.columns and frame["ImageId"].isna().any():
+            row = int(np.flatnonzero(frame["ImageId"].isna().to_numpy())[0])
+            raise LabelError(f"{name}, {labels[row]}: missing ImageId, got {frame['ImageId'].iloc[row]!r}")
+        frame = frame.astype(str)
     elif isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if not p.is_file():
             raise FileNotFoundError(f"presence table not found: {p}")
-        name, first_row, where = str(p), 2, "line"  # line 1 is the header
+        name = str(p)
         frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+        labels = [f"line {i + 2}" for i in range(len(frame))]  # line 1 is the header
     else:
         raise TypeError(f"presence must be a CSV path or a DataFrame, got {type(source).__name__}")
     if "ImageId" not in frame.columns:
         raise LabelError(f"{name}: a presence table needs an ImageId column, got {list(frame.columns)}")
-    out = pd.DataFrame({"ImageId": frame["ImageId"].astype(str)})
+    out = pd.DataFrame({"ImageId": frame["ImageId"].astype(str).to_numpy()})
     for c in CLASSES:
         col = next((n for n in (f"area_class_{c}", f"class_{c}", str(c)) if n in frame.columns), None)
         if col is None:
             raise LabelError(f"{name}: no column area_class_{c}, class_{c} or {c} (got {list(frame.columns)})")
-        values = pd.to_numeric(frame[col], errors="coerce")
+        text = frame[col].replace({"True": "1", "False": "0"})  # a column of bools
+        values = pd.to_numeric(text, errors="coerce")
         bad = values.isna() | (values < 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise LabelError(f"{name}, {where} {row + first_row}: {col} must be a number >= 0, "
-                             f"got {frame[col].iloc[row]!r}")
+            raise LabelError(f"{name}, {labels[row]}: {col} must be a number >= 0, got {frame[col].iloc[row]!r}")
         out[c] = values.to_numpy() > 0
     if (out["ImageId"] == "").any():
         row = int(np.flatnonzero((out["ImageId"] == "").to_numpy())[0])
-        raise LabelError(f"{name}, {where} {row + first_row}: empty ImageId")
+        raise LabelError(f"{name}, {labels[row]}: empty ImageId")
     return out
 
 
