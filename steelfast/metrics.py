@@ -19,7 +19,7 @@ from steelfast.labels import read_labels
 from steelfast.rle import RLEError, failed_item
 from steelfast.severstal import CLASSES, SHAPE
 
-__all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "kaggle_score", "kaggle_score_report"]
+__all__ = ["dice", "dice_batch", "dice_rle", "dice_rle_batch", "expected_score", "kaggle_score", "kaggle_score_report"]
 
 
 def _same_bytes(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,3 +178,42 @@ def kaggle_score_report(
     report = pd.DataFrame(rows).T
     report.index.name = "ClassId"
     return report.astype({"pairs": int, "truth_defects": int, "pred_defects": int})
+
+
+def expected_score(truth_has: Any, dice: Any, prevalence: Any = None) -> dict[str, Any]:
+    """The Kaggle score the same predictions would get on images with other class rates.
+
+    A labelled sample is rarely as rich in defects as the folder a model will run on. For each
+    class c with prevalence π (the share of images holding it), the expected score of a pair is
+    π · (mean Dice over the sample's pairs with a class-c defect) + (1 − π) · (mean Dice over its
+    pairs without one): the sample's positives and negatives re-weighted to the target rates.
+
+    Args:
+        truth_has: bool (N, C): the pair's truth has a defect.
+        dice: float (N, C): Dice of each pair (1 when both masks are empty).
+        prevalence: C shares in (0, 1), or comma-separated text; None: the Kaggle train set's
+            :data:`steelfast.severstal.PREVALENCE`.
+
+    Returns:
+        ``{"per_class": {"1": score, ...}, "score", "all_empty", "prevalence", "missing"}``: a
+        class without both positive and negative pairs in the sample cannot be estimated; it is
+        listed in ``missing`` and then ``score`` is None.
+
+    Raises:
+        ValueError: Arrays of different or non-2-D shapes, or a bad ``prevalence`` (quoted).
+        TypeError: A ``prevalence`` that is not numbers.
+    """
+    from steelfast._validate import check_prevalence
+
+    t, d = np.asarray(truth_has, bool), np.asarray(dice, float)
+    if t.ndim != 2 or t.shape != d.shape:
+        raise ValueError(f"truth_has and dice must be equal (N, C) arrays, got {t.shape} and {d.shape}")
+    shares = check_prevalence(prevalence, t.shape[1])
+    per_class = {}
+    for c, pi in enumerate(shares):
+        pos, neg = t[:, c], ~t[:, c]
+        if pos.any() and neg.any():
+            per_class[str(c + 1)] = float(pi * d[pos, c].mean() + (1 - pi) * d[neg, c].mean())
+    missing = [c + 1 for c in range(len(shares)) if str(c + 1) not in per_class]
+    return {"per_class": per_class, "score": None if missing else float(np.mean(list(per_class.values()))),
+            "all_empty": float(np.mean([1 - p for p in shares])), "prevalence": list(shares), "missing": missing}

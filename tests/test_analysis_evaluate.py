@@ -97,6 +97,8 @@ def test_cli_evaluate(tmp_path: Path, folder: tuple[Path, Path]) -> None:
     assert res.exit_code == 0, res.output
     assert "Kaggle score 0.8333 (all-empty 0.8333, +0.0000) over 3 images" in res.output
     assert "dice_defects" in res.output
+    assert ("expected at the Kaggle train set's class rates (0.071/0.020/0.410/0.064): not estimable, no defect "
+            "(or no clean image) of class 2, 4 among these images (all-empty 0.8589)") in res.output
 
 
 @pytest.mark.parametrize("suffix", [".json", ".csv", ".png"])
@@ -177,6 +179,21 @@ def test_cli_evaluate_output_checked_before_anything_else(tmp_path: Path, name: 
                                   "-o", str(tmp_path / name), "--no-progress"])
     assert res.exit_code == 1
     assert re.search(match, res.output.splitlines()[0]), res.output
+
+
+def test_cli_evaluate_expected_score_at_given_rates(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, _ = folder
+    box = encode(np.pad(np.ones((50, 200), np.uint8), ((100, 106), (200, 1200))))
+    labels = _labels(tmp_path / "all4.csv", [("img0.jpg", c, box) for c in (1, 2, 3, 4)])
+    common = ["evaluate", "--images", str(images), "--labels", str(labels), "--no-progress",
+              "--model", str(_model(tmp_path, [2.0] * 4)), "--backend", "torch"]
+    res = runner.invoke(cli.app, [*common, "--prevalence", "0.1,0.2,0.4,0.3"])
+    assert res.exit_code == 0, res.output
+    # Nothing predicted: each class expects 1 - rate, as all-empty does.
+    assert "expected at the class rates 0.100/0.200/0.400/0.300: 0.7500 (all-empty 0.7500, +0.0000)" in res.output
+    bad = runner.invoke(cli.app, [*common, "--prevalence", "0.1,0.2"])
+    assert bad.exit_code == 1
+    assert bad.output.startswith("error: --prevalence: prevalence needs one share per class (4), got 2")
 
 
 def test_cli_evaluate_missing_labels(tmp_path: Path, folder: tuple[Path, Path]) -> None:
@@ -275,6 +292,17 @@ def test_save_refuses_other_suffixes(tmp_path: Path, folder: tuple[Path, Path], 
     with pytest.raises(error, match=match):
         result.save(tmp_path / name)
     assert not list(tmp_path.glob("e*"))
+
+
+def test_expected_score_re_weighs_defect_and_clean_pairs(tmp_path: Path, folder: tuple[Path, Path]) -> None:
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [2.0] * 4), backend="torch")  # predicts nothing
+    # Classes 1 and 3 have one defect image each (Dice 0) and clean images (Dice 1): 1 - rate.
+    # Classes 2 and 4 have no defect among the three images: not estimable.
+    est = result.expected_score((0.1, 0.2, 0.4, 0.3))
+    assert est["per_class"] == pytest.approx({"1": 0.9, "3": 0.6}) and est["missing"] == [2, 4]
+    assert est["score"] is None and est["all_empty"] == pytest.approx(0.75)
+    assert result.to_dict((0.1, 0.2, 0.4, 0.3))["expected"] == est
 
 
 def test_to_dict_matches_the_table(tmp_path: Path, folder: tuple[Path, Path]) -> None:

@@ -151,3 +151,42 @@ def test_real_labels_score_themselves_perfectly_and_empty_scores_the_defect_free
     empty = pd.DataFrame({"ImageId": [], "ClassId": [], "EncodedPixels": []})
     expected = 1 - len(frame) / (4 * len(images))
     assert metrics.kaggle_score(empty, truth, images=images) == pytest.approx(expected)
+
+
+def test_expected_score_by_hand() -> None:
+    # Two images, two classes. Class 1: one defect pair (Dice 0.5), one clean pair (1.0).
+    # Class 2: one defect pair (Dice 0.0), one clean pair with a false mask (0.0).
+    truth_has = np.array([[True, False], [False, True]])
+    dice = np.array([[0.5, 0.0], [1.0, 0.0]])
+    est = metrics.expected_score(truth_has, dice, (0.2, 0.5))
+    assert est["per_class"] == pytest.approx({"1": 0.2 * 0.5 + 0.8 * 1.0, "2": 0.0})
+    assert est["score"] == pytest.approx((0.9 + 0.0) / 2) and est["all_empty"] == pytest.approx((0.8 + 0.5) / 2)
+    assert est["missing"] == [] and est["prevalence"] == [0.2, 0.5]
+    assert metrics.expected_score(truth_has, dice, "0.2,0.5") == est
+
+
+def test_expected_score_without_a_class_is_not_estimable() -> None:
+    est = metrics.expected_score(np.array([[True, False], [False, False]]), np.ones((2, 2)), (0.5, 0.5))
+    assert est["score"] is None and est["missing"] == [2] and list(est["per_class"]) == ["1"]
+
+
+def test_expected_score_defaults_to_the_kaggle_rates() -> None:
+    from steelfast.severstal import PREVALENCE
+
+    est = metrics.expected_score(np.eye(4, dtype=bool), np.ones((4, 4)))
+    assert est["prevalence"] == pytest.approx(list(PREVALENCE)) and est["score"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("truth_has", "dice", "prevalence", "error", "match"),
+    [
+        (np.zeros((2, 4), bool), np.zeros((2, 3)), None, ValueError, r"equal \(N, C\) arrays, got \(2, 4\) and \(2, 3\)"),
+        (np.zeros(4, bool), np.zeros(4), None, ValueError, r"equal \(N, C\) arrays, got \(4,\) and \(4,\)"),
+        (np.zeros((2, 2), bool), np.zeros((2, 2)), (0.5, 1.5), ValueError, "strictly between 0 and 1"),
+        (np.zeros((2, 2), bool), np.zeros((2, 2)), "a,b", ValueError, "prevalence must be 2 comma-separated numbers"),
+        (np.zeros((2, 2), bool), np.zeros((2, 2)), 0.5, TypeError, "prevalence"),
+    ],
+)
+def test_expected_score_input_errors(truth_has, dice, prevalence, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        metrics.expected_score(truth_has, dice, prevalence)

@@ -31,7 +31,7 @@ from steelfast.images import read_gray
 from steelfast.inference.decode import list_folder
 from steelfast.inference.pipeline import segment_folder
 from steelfast.labels import read_labels
-from steelfast.metrics import dice_rle_batch
+from steelfast.metrics import dice_rle_batch, expected_score
 from steelfast.rle import decode_batch
 from steelfast.severstal import CLASSES, SHAPE
 
@@ -121,10 +121,19 @@ class EvaluationResult:
         """The score of predicting nothing on the same pairs."""
         return float(self.report.loc["all", "all_empty"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def expected_score(self, prevalence: Any = None) -> dict[str, Any]:
+        """The score expected on a folder with other class rates (:func:`steelfast.metrics.expected_score`):
+        ``prevalence`` is the share of images holding each class where the model will run (None: the
+        Kaggle train set's). A labelled sample richer in defects than production says little about
+        the score there; this re-weighs its defect and clean pairs to those rates."""
+        grid = (len(self.pairs) // len(CLASSES), len(CLASSES))
+        truth_has = (self.pairs["truth"] != "").to_numpy().reshape(grid)
+        return expected_score(truth_has, self.pairs["dice"].to_numpy().reshape(grid), prevalence)
+
+    def to_dict(self, prevalence: Any = None) -> dict[str, Any]:
         """The summary as JSON-ready values: ``score``, ``all_empty``, ``images``, ``classes`` (the
-        table's rows by ClassId, then ``"all"``; an undefined ratio is None), ``failures`` and
-        ``unmatched``."""
+        table's rows by ClassId, then ``"all"``; an undefined ratio is None), ``expected`` (the
+        score expected at ``prevalence``: :meth:`expected_score`), ``failures`` and ``unmatched``."""
         table = self.report.astype(object).where(self.report.notna(), None)
         return {
             "score": self.score,
@@ -132,14 +141,15 @@ class EvaluationResult:
             "images": len(self.pairs) // len(CLASSES),
             "classes": {str(k): {c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
                         for k, row in table.iterrows()},
+            "expected": self.expected_score(prevalence),
             "failures": dict(self.failures),
             "unmatched": list(self.unmatched),
         }
 
-    def save(self, path: PathLike) -> Path:
+    def save(self, path: PathLike, prevalence: Any = None) -> Path:
         """Write the result atomically: ``.json``, the summary (:meth:`to_dict`, strict JSON);
         ``.csv``, the pairs (``ImageId, ClassId, truth, pred, dice``, RLE texts as in the labels);
-        ``.png``, the chart of :func:`plot_report`.
+        ``.png``, the chart of :func:`plot_report`. ``prevalence`` is :meth:`to_dict`'s.
 
         Raises:
             ValueError: Another suffix.
@@ -160,7 +170,7 @@ class EvaluationResult:
                 figure.savefig(tmp, dpi=100, format="png")
             return out
         if kind == "summary":
-            data = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+            data = json.dumps(self.to_dict(prevalence), indent=2, allow_nan=False) + "\n"
         else:
             data = self.pairs[["ImageId", "ClassId", "truth", "pred", "dice"]].to_csv(index=False)
         return atomic_write_bytes(out, data.encode())

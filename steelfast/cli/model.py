@@ -256,14 +256,24 @@ def evaluate_cmd(
         help="Also write the result, by suffix: .json (the table, scores and failures), .csv (one row per image "
         "and class: truth, prediction, Dice) or .png (a chart of the table); written atomically; repeatable.",
     ),
+    prevalence: Optional[str] = typer.Option(
+        None, "--prevalence",
+        help="Share of images holding each class where the model will run, four numbers such as "
+        "0.07,0.02,0.41,0.06, for the score expected there (default: the Kaggle train set's).",
+    ),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip TTA (default: as the checkpoint says)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Score a model on labelled images: per-class Dice on defects, false positives on clean pairs,
     image-level precision and recall, and the Kaggle score next to the all-empty score."""
+    from steelfast._validate import check_prevalence
     from steelfast.analysis.evaluate import check_save_path, evaluate_folder, format_report
 
+    try:
+        shares = check_prevalence(prevalence, 4)
+    except ValueError as e:  # name the option: the message speaks of "prevalence"
+        raise ValueError(f"--prevalence: {e}") from None
     for k, path in enumerate(output or ()):  # before any image is segmented
         check_save_path(path)
         if path.exists() and labels.exists() and path.resolve() == labels.resolve():
@@ -275,6 +285,7 @@ def evaluate_cmd(
     typer.echo(format_report(result.report))
     typer.echo(f"Kaggle score {result.score:.4f} (all-empty {result.all_empty:.4f}, "
                f"{result.score - result.all_empty:+.4f}) over {len(result.pairs) // 4} images")
+    typer.echo(_expected_line(result.expected_score(shares), given=prevalence is not None))
     if result.failures:
         typer.echo(f"{len(result.failures)} images failed: " + "; ".join(f"{k}: {v}" for k, v in result.failures.items()), err=True)
     if result.unmatched:
@@ -282,4 +293,15 @@ def evaluate_cmd(
         typer.echo(f"note: {len(result.unmatched)} labelled images are not in {images} and were not scored: {first}",
                    err=True)
     for path in output or ():
-        typer.echo(f"wrote {result.save(path)}")
+        typer.echo(f"wrote {result.save(path, shares)}")
+
+
+def _expected_line(est: dict[str, Any], given: bool) -> str:
+    rates = "/".join(f"{p:.3f}" for p in est["prevalence"])
+    where = f"at the class rates {rates}" if given else f"at the Kaggle train set's class rates ({rates})"
+    if est["score"] is None:
+        missing = ", ".join(str(c) for c in est["missing"])
+        return (f"expected {where}: not estimable, no defect (or no clean image) of class {missing} among "
+                f"these images (all-empty {est['all_empty']:.4f})")
+    return (f"expected {where}: {est['score']:.4f} (all-empty {est['all_empty']:.4f}, "
+            f"{est['score'] - est['all_empty']:+.4f})")

@@ -22,6 +22,7 @@ from steelfast._validate import check_positive_int, check_prevalence
 from steelfast.analysis.evaluate import pair_report
 from steelfast.data.real import LabelledSet
 from steelfast.efficientnet import GatedUNet
+from steelfast.metrics import expected_score
 from steelfast.severstal import PREVALENCE
 from steelfast.training.gate_tuning import GateChoice, apply_choice, tune_gate
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
@@ -149,7 +150,7 @@ class CVResult:
         """
         if self.presence is None or self.dice is None:
             raise ValueError("this CVResult keeps no per-pair Dice (made by cross_validate, it would)")
-        return _expected(self.presence, self.dice, check_prevalence(prevalence, self.presence.shape[1]))
+        return expected_score(self.presence, self.dice, prevalence)
 
     def summary(self) -> dict:
         """JSON-ready figures: mean and standard deviation over folds, the pooled table. A figure
@@ -172,20 +173,6 @@ def _figure(value: float) -> float | None:
     """A float for JSON; None for a NaN (no data behind it)."""
     value = float(value)
     return None if np.isnan(value) else value
-
-
-def _expected(truth_has: np.ndarray, dice: np.ndarray, prevalence: Sequence[float]) -> dict:
-    per_class = {}
-    for c, pi in enumerate(prevalence):
-        pos, neg = truth_has[:, c], ~truth_has[:, c]
-        if not pos.any() or not neg.any():
-            continue
-        per_class[str(c + 1)] = float(pi * dice[pos, c].mean() + (1 - pi) * dice[neg, c].mean())
-    empty = float(np.mean([1 - p for p in prevalence]))
-    missing = [c + 1 for c in range(len(prevalence)) if str(c + 1) not in per_class]
-    score = None if missing else float(np.mean(list(per_class.values())))
-    return {"per_class": per_class, "score": score, "all_empty": empty, "prevalence": list(prevalence),
-            "missing": missing}
 
 
 def cross_validate(
@@ -221,7 +208,7 @@ def cross_validate(
     full = data.full
     report = pair_report(data.presence[full], pred_all[full], dice_all[full])
     presence, dice = data.presence[full], dice_all[full]
-    return CVResult(pd.DataFrame(rows), report, _expected(presence, dice, PREVALENCE), choices, presence, dice,
+    return CVResult(pd.DataFrame(rows), report, expected_score(presence, dice, PREVALENCE), choices, presence, dice,
                     prevalence)
 
 
