@@ -203,8 +203,6 @@ def _train_gated(
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
     prevalence: Optional[str],
 ) -> None:
-    from steelfast._validate import check_prevalence
-    from steelfast.severstal import PREVALENCE
     from steelfast.training.fit import fit_folder, training_folder
     from steelfast.training.gated import GatedTrainConfig
     from steelfast.training.mix import SynthMix
@@ -215,10 +213,7 @@ def _train_gated(
         if value is not None:
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
-    try:
-        shares = None if prevalence is None else check_prevalence(prevalence, len(PREVALENCE))
-    except ValueError as e:  # name the option: the message speaks of "prevalence"
-        raise ValueError(f"--prevalence: {e}") from None
+    shares = None if prevalence is None else _prevalence_option(prevalence)
     if pseudo_options is not None:
         folder, negative, positive = pseudo_options
         negative, positive = check_rule(negative, positive)
@@ -267,13 +262,9 @@ def evaluate_cmd(
 ) -> None:
     """Score a model on labelled images: per-class Dice on defects, false positives on clean pairs,
     image-level precision and recall, and the Kaggle score next to the all-empty score."""
-    from steelfast._validate import check_prevalence
     from steelfast.analysis.evaluate import check_save_path, evaluate_folder, format_report
 
-    try:
-        shares = check_prevalence(prevalence, 4)
-    except ValueError as e:  # name the option: the message speaks of "prevalence"
-        raise ValueError(f"--prevalence: {e}") from None
+    shares = _prevalence_option(prevalence)
     for k, path in enumerate(output or ()):  # before any image is segmented
         check_save_path(path)
         if path.exists() and labels.exists() and path.resolve() == labels.resolve():
@@ -294,6 +285,17 @@ def evaluate_cmd(
                    err=True)
     for path in output or ():
         typer.echo(f"wrote {result.save(path, shares)}")
+
+
+def _prevalence_option(text: Optional[str]) -> tuple[float, ...]:
+    """``--prevalence``, checked (None: the Kaggle train set's rates); the error names the option."""
+    from steelfast._validate import check_prevalence
+    from steelfast.severstal import PREVALENCE
+
+    try:
+        return check_prevalence(text, len(PREVALENCE))
+    except ValueError as e:  # the message speaks of "prevalence"
+        raise ValueError(f"--prevalence: {e}") from None
 
 
 def _expected_line(est: dict[str, Any], given: bool) -> str:
