@@ -97,6 +97,8 @@ def _with_synth(args, data, train):
     bank = load_shape_bank(shared_data_dir() / "train_partial.csv", exclude=data.ids)
     parts = RealParts.from_set(train, bank, sheets=args.synth_sheets)
     synth = synthesize(parts, args.synth, seed=args.seed * 100 + args.fold)
+    if args.synth_maps_only:  # their class presence stays out of the gate loss
+        synth.gate[:] = False
     return synth if args.synth_only else LabelledSet.concat([train, synth])
 
 
@@ -171,7 +173,7 @@ def _fold(args, data, cfg, pseudo) -> None:
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     save_oof(args.out, args.fold, folds, data, seg, gate, {
         **asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
-        "synth_sheets": args.synth_sheets, "unlabelled": None if pseudo is None else pseudo.describe(),
+        "synth_sheets": args.synth_sheets, "synth_maps_only": args.synth_maps_only, "unlabelled": None if pseudo is None else pseudo.describe(),
         "teacher": None if args.teacher is None else str(args.teacher)})
 
 
@@ -179,7 +181,7 @@ def save_oof(out: Path, fold: int, folds: np.ndarray, data, seg: np.ndarray, gat
              **extra) -> None:
     """Write ``oof_F.npz``: the fold's held-out predictions, the folds and ImageIds, and the run's
     settings (``config``: the trainer's plus ``arch``, ``synth``, ``synth_only``, ``synth_sheets``,
-    ``unlabelled``, ``teacher``), which :func:`load_run` checks to agree across the folds."""
+    ``synth_maps_only``, ``unlabelled``, ``teacher``), which :func:`load_run` checks to agree across the folds."""
     np.savez(out / f"oof_{fold}.npz", idx=np.flatnonzero(folds == fold), fold=folds, seg=seg, gate=gate,
              config=json.dumps(config), ids=np.array(data.ids), **extra)
 
@@ -251,7 +253,8 @@ def _report(args, data, cfg) -> None:
     synth, arch, unlabelled = {}, "effnet-lite0", None
     if configs:  # record the config the folds were really trained with
         recorded = json.loads(configs.pop())
-        synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets") if k in recorded}
+        synth = {k: recorded.pop(k) for k in ("synth", "synth_only", "synth_sheets", "synth_maps_only")
+                 if k in recorded}
         unlabelled = recorded.pop("unlabelled", None)
         arch = recorded.pop("arch", "effnet-lite0")
         if arch != "effnet-lite0" and args.save is not None:
@@ -303,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="add this many synthetic images made of each model's real training images "
                          "(steelfast.data.realsynth; shapes from train_partial.csv masks of other images)")
     ap.add_argument("--synth-only", action="store_true", help="train on the synthetic images alone")
+    ap.add_argument("--synth-maps-only", action="store_true",
+                    help="the synthetic images train the segmentation maps only; the gate learns from real images")
     ap.add_argument("--synth-sheets", choices=["all", "defect-free"], default="all",
                     help="sheets of the synthetic images: every real training image (its defects kept) "
                          "or only the defect-free ones (every defect pasted)")
@@ -329,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--arch {args.arch} is a comparison on the folds (steps 'fold' and 'report'); "
                          "the final model is effnet-lite0 only")
     cfg = _config(args)
+    if args.synth_maps_only and (not args.synth or args.synth_only):
+        raise SystemExit("--synth-maps-only needs --synth N and real images beside them (not --synth-only)")
     if args.unlabelled is None and (args.pseudo_negative is not None or args.pseudo_positive is not None):
         raise SystemExit("--pseudo-negative and --pseudo-positive need --unlabelled")
     if args.teacher is not None:

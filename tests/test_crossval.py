@@ -72,6 +72,34 @@ def test_trains_another_network_with_forward_both() -> None:
     assert seg.shape == (1, 4, 256, 1600) and seg.dtype == np.uint8 and gate.shape == (1, 4)
 
 
+def test_maps_only_images_do_not_train_the_gate() -> None:
+    data = gated_set(2, 0)
+    data.gate[:] = False  # e.g. the synthetic images of SynthMix(gate=False), here all of them
+    net = _TinyGated()
+    gate_before = [p.detach().clone() for p in net.gate.parameters()]
+    seg_before = [p.detach().clone() for p in net.seg.parameters()]
+    train_gated(data, GatedTrainConfig(epochs=1, batch_size=2, pretrained=False), model=net)
+    assert all(torch.equal(a, b) for a, b in zip(gate_before, net.gate.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(seg_before, net.seg.parameters()))
+
+
+@pytest.mark.parametrize("gated_rows", [[True, True, True], [True, False, True], [False, False, False]])
+def test_loss_takes_the_gate_term_over_the_gated_images(gated_rows: list[bool]) -> None:
+    import torch.nn.functional as F
+
+    import steelfast.training.gated as gated
+
+    g = torch.Generator().manual_seed(0)
+    seg, masks = torch.randn(3, 4, 8, 8, generator=g), (torch.rand(3, 4, 8, 8, generator=g) > 0.5).float()
+    gate, presence = torch.randn(3, 4, generator=g), (torch.rand(3, 4, generator=g) > 0.5).float()
+    full, weight = torch.tensor([False, False, False]), torch.ones(3, 4)  # no Dice term: the BCE parts alone
+    rows = torch.tensor(gated_rows)
+    got = gated._loss(seg, gate, masks, weight, presence, full, 0.5, rows)
+    pix = F.binary_cross_entropy_with_logits(seg, masks)
+    gate_term = F.binary_cross_entropy_with_logits(gate[rows], presence[rows]) if rows.any() else 0.0
+    assert float(got) == pytest.approx(float(pix + 0.5 * gate_term), rel=1e-6)
+
+
 def test_a_given_gated_unet_keeps_its_frozen_blocks() -> None:
     net = GatedUNet(scale=0.5)
     stem = [p.detach().clone() for p in net.encoder.stem.parameters()]

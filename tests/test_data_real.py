@@ -183,12 +183,47 @@ def _rename(s: LabelledSet) -> None:
     s.ids[1] = "z.jpg"
 
 
+def _maps_only(s: LabelledSet) -> None:
+    s.gate[1] = False
+
+
+def test_digest_of_a_set_that_all_trains_the_gate_is_unchanged() -> None:
+    """Fold models record the digest of what they trained on; it stays what it was before ``gate``."""
+    import hashlib
+
+    a = _tiny(["a.jpg", "b.jpg"], True)
+    h = hashlib.sha256("a.jpg\nb.jpg".encode())
+    for array in (a.images, a.presence, a.full):
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).data)
+    for m in a.masks:
+        h.update(m.data)
+    assert a.digest() == h.hexdigest()
+
+
+def test_gate_defaults_to_all_and_follows_subset_and_concat() -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["cc.jpg"], False)
+    assert a.gate.tolist() == [True, True]
+    b.gate[0] = False
+    both = LabelledSet.concat([a, b])
+    assert both.gate.tolist() == [True, True, False]
+    assert both.subset([2, 1]).gate.tolist() == [False, True]
+    assert both.summary()["maps_only"] == 1 and "maps_only" not in a.summary()
+
+
+@pytest.mark.parametrize("gate", [np.ones(3, bool), np.ones(2, np.uint8), [True, "x"]])
+def test_gate_of_the_wrong_shape_or_type(gate) -> None:
+    a = _tiny(["a.jpg", "b.jpg"], True)
+    with pytest.raises(ValueError, match=r"gate must be a bool array of shape \(2,\), got"):
+        LabelledSet(a.ids, a.images, a.presence, a.full, a.masks, gate=gate)
+
+
 def test_digest_is_the_same_for_an_equal_copy() -> None:
     a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
     assert a.digest() == b.digest() and len(a.digest()) == 64
 
 
-@pytest.mark.parametrize("change", [_change_image, _change_presence, _change_mask, _drop_mask, _rename])
+@pytest.mark.parametrize("change", [_change_image, _change_presence, _change_mask, _drop_mask, _rename, _maps_only])
 def test_digest_changes_with_any_image_label_mask_or_id(change) -> None:
     a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
     change(b)

@@ -163,3 +163,38 @@ def test_fold_models_record_the_precision_they_trained_in(tmp_path: Path) -> Non
     _, meta = load_checkpoint(tmp_path / "model_0.safetensors")
     assert (meta["training"]["device"], meta["training"]["autocast"]) == ("cpu", "bfloat16")
     assert meta["training"]["ids"] == list(data.ids) and meta["training"]["fold"] == 0
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["fold", "--synth-maps-only"], r"--synth-maps-only needs --synth N and real images beside them"),
+    (["fold", "--synth", "4", "--synth-only", "--synth-maps-only"], r"--synth-maps-only needs --synth N"),
+])
+def test_synth_maps_only_checked_before_any_data_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        argv: list[str], match: str) -> None:
+    monkeypatch.setenv("STEELFAST_SHARED_DATA", str(tmp_path / "no_data_here"))
+    with pytest.raises(SystemExit, match=match):
+        _script().main([*argv, "--out", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("maps_only", [False, True])
+def test_synth_maps_only_keeps_the_synthetic_images_out_of_the_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   maps_only: bool) -> None:
+    import argparse
+
+    import pandas as pd
+
+    from steelfast.rle import encode
+
+    data = small_labelled_set(8, weak=0)
+    data.images[:] = 100
+    for i in range(len(data)):  # the defects darker than the sheet, so that they have an appearance to copy
+        data.images[i][data.masks[i].any(axis=0)] = 40
+    rows = [(f"other_{i}.jpg", c + 1, encode(data.masks[i][c])) for i in range(len(data)) for c in range(4)
+            if data.masks[i][c].any()]  # the shape bank: masks of images outside the data
+    pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]).to_csv(tmp_path / "train_partial.csv",
+                                                                               index=False)
+    monkeypatch.setenv("STEELFAST_SHARED_DATA", str(tmp_path))
+    args = argparse.Namespace(synth=3, synth_only=False, synth_sheets="all", synth_maps_only=maps_only, seed=0, fold=0)
+    train = _script()._with_synth(args, data, data.subset(range(6)))
+    assert len(train) == 9 and train.gate[:6].all()
+    assert train.gate[6:].tolist() == [not maps_only] * 3

@@ -46,6 +46,17 @@ def test_adds_synthetic_images_at_the_ratio(ratio: float, n_synth: int) -> None:
     np.testing.assert_array_equal(out.images, again.images)  # seeded
 
 
+@pytest.mark.parametrize("gate", [True, False])
+def test_gate_marks_what_trains_the_gate(gate: bool) -> None:
+    data = _set(6)
+    mix = SynthMix(1.0, _shapes(data), gate=gate)
+    out = mix(data.subset([0, 1, 2, 3]), scored=data.ids[4:], seed=0)
+    assert out.gate[:4].all()  # the real images always train the gate
+    assert (out.gate[4:] == gate).all() and len(out) == 8
+    assert ("trains" in mix.describe()) == (not gate)
+    assert out.subset([5, 0]).gate.tolist() == [gate, True]
+
+
 def test_never_uses_a_scored_image_shape() -> None:
     data = _set(4)
     train = data.subset([0, 1])  # img0 has the class-3 example; the only shape left is a scored image's
@@ -62,6 +73,8 @@ def test_never_uses_a_scored_image_shape() -> None:
     ({"ratio": True}, TypeError, "synthetic ratio must be a number.*True"),
     ({"ratio": "1"}, TypeError, "synthetic ratio must be a number.*'1'"),
     ({"ratio": 1.0, "sheets": "clean"}, ValueError, "sheets must be one of 'all', 'defect-free', got 'clean'"),
+    ({"ratio": 1.0, "gate": "no"}, TypeError, "gate must be True or False, got 'no'"),
+    ({"ratio": 1.0, "gate": 0}, TypeError, "gate must be True or False, got 0"),
 ])
 def test_bad_settings(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):

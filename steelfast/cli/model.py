@@ -31,8 +31,8 @@ UNET_ONLY = ("crop_width", "only_defects", "class_balance", "lr_schedule", "dice
              "in_channels", "channels_last", "workers", "time_budget", "tune", "resume", "max_train_images",
              "max_val_images")
 #: ``train`` parameters only the gated trainer uses, refused with ``--arch unet``.
-GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "unlabelled", "pseudo_negative",
-              "pseudo_positive", "prevalence")
+GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "synth_gate", "unlabelled",
+              "pseudo_negative", "pseudo_positive", "prevalence")
 
 
 @app.command()
@@ -124,6 +124,11 @@ def train(
         "all", "--synth-sheets",
         help="gated-effnet-lite0 with --synth-ratio: all (every labelled image is a sheet) or defect-free.",
     ),
+    synth_gate: bool = typer.Option(
+        True, "--synth-gate/--synth-maps-only",
+        help="gated-effnet-lite0 with --synth-ratio: the synthetic images train the gate and the maps, "
+        "or the segmentation maps only (the gate learns from real images alone).",
+    ),
     unlabelled: Optional[Path] = typer.Option(
         None, "--unlabelled",
         help="gated-effnet-lite0: folder of unlabelled 256x1600 images that join each model's training "
@@ -153,13 +158,13 @@ def train(
         raise ValueError(f"--arch must be unet or gated-effnet-lite0, got {arch!r}")
     other = "unet" if arch == "gated-effnet-lite0" else "gated-effnet-lite0"
     refuse_options(ctx, UNET_ONLY if other == "unet" else GATED_ONLY, f"--arch {other}", f"--arch {arch}")
-    if not synth_ratio and (shapes is not None or synth_sheets != "all"):
-        raise ValueError("--shapes and --synth-sheets need --synth-ratio")
+    if not synth_ratio and (shapes is not None or synth_sheets != "all" or not synth_gate):
+        raise ValueError("--shapes, --synth-sheets and --synth-maps-only need --synth-ratio")
     if unlabelled is None and (pseudo_negative is not None or pseudo_positive is not None):
         raise ValueError("--pseudo-negative and --pseudo-positive need --unlabelled")
     if arch == "gated-effnet-lite0":
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, amp or "off",
-                     (synth_ratio, shapes or data_dir / "train.csv", synth_sheets) if synth_ratio else None,
+                     (synth_ratio, shapes or data_dir / "train.csv", synth_sheets, synth_gate) if synth_ratio else None,
                      (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None,
                      prevalence)
         return
@@ -199,7 +204,7 @@ def train(
 def _train_gated(
     data_dir: Path, out: Path, presence: Optional[Path], folds: int, epochs: Optional[int],
     batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str, amp: str,
-    synth: Optional[tuple[float, Path, str]],
+    synth: Optional[tuple[float, Path, str, bool]],
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
     prevalence: Optional[str],
 ) -> None:
@@ -219,8 +224,8 @@ def _train_gated(
         negative, positive = check_rule(negative, positive)
     mix = None
     if synth is not None:
-        ratio, shapes, sheets = synth
-        mix = SynthMix.from_labels(ratio, shapes, sheets=sheets)  # checks ratio and sheets before reading
+        ratio, shapes, sheets, gate = synth
+        mix = SynthMix.from_labels(ratio, shapes, sheets=sheets, gate=gate)  # checks ratio and sheets before reading
     pseudo = None
     if pseudo_options is not None:
         training_folder(data_dir)  # a bad training folder fails before the unlabelled images are read

@@ -39,6 +39,9 @@ class LabelledSet:
         full: bool (N,): masks known (True) or presence only (False).
         masks: For full images, uint8 (4, 256, 1600) 0/1 masks; None for weak ones.
         source: Free-form description for checkpoint metadata.
+        gate: bool (N,): the image's class presence trains the gate (False for synthetic images
+            that train the segmentation maps only, see :class:`~steelfast.training.mix.SynthMix`);
+            None (the default) means every image.
     """
 
     ids: list[str]
@@ -47,6 +50,16 @@ class LabelledSet:
     full: np.ndarray
     masks: list[np.ndarray | None]
     source: dict = field(default_factory=dict)
+    gate: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            self.gate = np.ones(len(self.ids), bool)
+        else:
+            self.gate = np.asarray(self.gate)
+            if self.gate.dtype != bool or self.gate.shape != (len(self.ids),):
+                raise ValueError(f"gate must be a bool array of shape ({len(self.ids)},), "
+                                 f"got {self.gate.dtype} {self.gate.shape}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,7 +69,7 @@ class LabelledSet:
         idx = np.asarray(index, dtype=np.int64)
         return LabelledSet(
             [self.ids[i] for i in idx], self.images[idx], self.presence[idx], self.full[idx],
-            [self.masks[i] for i in idx], dict(self.source),
+            [self.masks[i] for i in idx], dict(self.source), self.gate[idx],
         )
 
     def digest(self) -> str:
@@ -72,6 +85,8 @@ class LabelledSet:
             h.update(a.data)
         for m in self.masks:
             h.update(b"-" if m is None else np.ascontiguousarray(m, dtype=np.uint8).data)
+        if not self.gate.all():  # a set whose every image trains the gate keeps its digest of before
+            h.update(b"gate" + np.ascontiguousarray(self.gate).data)
         return h.hexdigest()
 
     @classmethod
@@ -84,7 +99,7 @@ class LabelledSet:
             raise ValueError("concat: an ImageId appears in more than one set")
         return cls(ids, np.concatenate([s.images for s in sets]), np.concatenate([s.presence for s in sets]),
                    np.concatenate([s.full for s in sets]), [m for s in sets for m in s.masks],
-                   {"parts": [s.source for s in sets]})
+                   {"parts": [s.source for s in sets]}, np.concatenate([s.gate for s in sets]))
 
     def summary(self) -> dict:
         """Counts for metadata and logs: images, full, weak, and images per class."""
@@ -94,6 +109,7 @@ class LabelledSet:
             "weak": int((~self.full).sum()),
             "defect_free": int((~self.presence.any(axis=1)).sum()),
             "images_per_class": {str(c): int(self.presence[:, c - 1].sum()) for c in CLASSES},
+            **({} if self.gate.all() else {"maps_only": int((~self.gate).sum())}),
         }
 
 

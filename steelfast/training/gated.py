@@ -10,7 +10,8 @@ The loss has three parts:
   weakly labelled image is known **not** to have (all pixels negative); the maps of the classes
   it does have are left out, since their pixels are unknown;
 * soft Dice per class over the fully labelled images of the batch;
-* BCE of the gate logits against class presence, on every image.
+* BCE of the gate logits against class presence, on every image whose presence trains the gate
+  (``LabelledSet.gate``: all real images; synthetic ones unless they train the maps only).
 """
 
 from __future__ import annotations
@@ -124,12 +125,18 @@ def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
 
 def _loss(
     seg: torch.Tensor, gate: torch.Tensor, masks: torch.Tensor, pixel_weight: torch.Tensor,
-    presence: torch.Tensor, full: torch.Tensor, gate_weight: float,
+    presence: torch.Tensor, full: torch.Tensor, gate_weight: float, gated: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The three-part loss of the module docstring; shapes (N, C, H, W), (N, C), (N,)."""
+    """The three-part loss of the module docstring; shapes (N, C, H, W), (N, C), (N,); ``gated``
+    (N,) bool marks the images whose presence trains the gate (None: all)."""
     bce = F.binary_cross_entropy_with_logits(seg, masks, reduction="none").mean(dim=(2, 3))
     pix = (bce * pixel_weight).sum() / pixel_weight.sum().clamp_min(1.0)
-    loss = pix + gate_weight * F.binary_cross_entropy_with_logits(gate, presence)
+    if gated is None or bool(gated.all()):
+        loss = pix + gate_weight * F.binary_cross_entropy_with_logits(gate, presence)
+    elif bool(gated.any()):
+        loss = pix + gate_weight * F.binary_cross_entropy_with_logits(gate[gated], presence[gated])
+    else:  # a batch of maps-only images: the gate head is not trained on it
+        loss = pix
     if bool(full.any()):
         p = torch.sigmoid(seg[full])
         t = masks[full]
@@ -221,6 +228,7 @@ def train_gated(
                 masks.append(np.ascontiguousarray(m))
             x = _batch_input(grays).to(device=device, memory_format=torch.channels_last)
             full = torch.from_numpy(data.full[idx]).to(device)
+            gated_rows = torch.from_numpy(data.gate[idx]).to(device)
             presence = torch.from_numpy(data.presence[idx].astype(np.float32)).to(device)
             pixel_weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
             target = torch.from_numpy(np.stack(masks)).to(device).float()
@@ -230,7 +238,8 @@ def train_gated(
                 g["lr"] = base * lr_factor
             with autocast(device, dtype):
                 seg, gate = model.forward_both(x)
-            loss = _loss(seg.float(), gate.float(), target, pixel_weight, presence, full, cfg.gate_weight)
+            loss = _loss(seg.float(), gate.float(), target, pixel_weight, presence, full, cfg.gate_weight,
+                         gated_rows)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

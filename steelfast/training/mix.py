@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from steelfast._io import PathLike
@@ -52,21 +53,28 @@ class SynthMix:
             ``train_partial.csv``).
         sheets: ``"all"`` (every fully labelled training image is a sheet, its defects kept) or
             ``"defect-free"`` (only clean sheets: every defect is pasted).
+        gate: The synthetic images train the gate too (True), or the segmentation maps only
+            (False: their class presence is left out of the gate loss, so the gate learns from
+            real images alone).
     """
 
     ratio: float
     shapes: pd.DataFrame
     sheets: str = "all"
+    gate: bool = True
 
     def __post_init__(self) -> None:
         self.ratio = _check_settings(self.ratio, self.sheets)
+        if not isinstance(self.gate, (bool, np.bool_)):
+            raise TypeError(f"gate must be True or False, got {self.gate!r}")
+        self.gate = bool(self.gate)
 
     @classmethod
-    def from_labels(cls, ratio: float, labels: PathLike, *, sheets: str = "all") -> SynthMix:
+    def from_labels(cls, ratio: float, labels: PathLike, *, sheets: str = "all", gate: bool = True) -> SynthMix:
         """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
         _check_settings(ratio, sheets)  # before the file is read
         frame = read_labels(labels)
-        return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets)
+        return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets, gate)
 
     def __call__(self, train: LabelledSet, scored: Sequence[str], seed: int) -> LabelledSet:
         """``train`` plus its synthetic images; no part comes from an image in ``scored``."""
@@ -76,9 +84,11 @@ class SynthMix:
         n = max(1, round(self.ratio * len(train)))
         bank = load_shape_bank(self.shapes, exclude=scored)
         synth = synthesize(RealParts.from_set(train, bank, sheets=self.sheets), n, seed=seed)
+        if not self.gate:
+            synth.gate[:] = False
         return LabelledSet.concat([train, synth])
 
     def describe(self) -> dict:
         """JSON-ready settings for checkpoint metadata."""
         return {"ratio": self.ratio, "sheets": self.sheets, "shape_rows": int(len(self.shapes)),
-                "generator": "steelfast.data.realsynth"}
+                "generator": "steelfast.data.realsynth", **({} if self.gate else {"trains": "maps only, not the gate"})}
