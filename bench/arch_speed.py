@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 
-from steelfast.checkpoint import bundled_checkpoint_path
 from steelfast.data.real import shared_data_dir
 from steelfast.images import list_images, read_gray
 from steelfast.inference.segmenter import Segmenter
+from steelfast.model_files import bundled_checkpoint_path
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ import pytest
 import torch
 from harness import _MEANS, _TIMES, make_timed, speedup
 
-from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
+from steelfast.checkpoint import load_checkpoint
 from steelfast.data.synth import make_dataset, synth_image
 from steelfast.images import to_model_input
 from steelfast.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -44,6 +44,7 @@ from steelfast.inference.backends.torch_backend import TorchBackend
 from steelfast.inference.export import export_onnx
 from steelfast.inference.pipeline import segment_folder
 from steelfast.inference.segmenter import Segmenter
+from steelfast.model_files import bundled_checkpoint_path
 
 BF16_MEAN_ATOL = 1e-3
 BF16_P999_ATOL = 0.05

@@ -59,8 +59,9 @@ def _stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 
 def _gate_off(dst: Path) -> Path:
     """The bundled default model exported with its gate thresholds set to 0 (every class map kept)."""
-    from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from steelfast.checkpoint import load_checkpoint
     from steelfast.inference.export import export_onnx
+    from steelfast.model_files import bundled_checkpoint_path
 
     model, meta = load_checkpoint(bundled_checkpoint_path("default"))
     model.set_gate_thresholds([0.0] * len(meta["classes"]))
@@ -80,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from steelfast.checkpoint import BUNDLED_MODELS, bundled_checkpoint_path
     from steelfast.data.real import shared_data_dir
     from steelfast.data.synth import synth_image
     from steelfast.images import read_gray, to_model_input
     from steelfast.inference.export import export_onnx
     from steelfast.inference.onnx_file import read_onnx_metadata
     from steelfast.inference.onnx_fp16 import fp16_converter_version, to_fp16_onnx
+    from steelfast.model_files import BUNDLED_MODELS, bundled_checkpoint_path
 
     torch.set_num_threads(args.threads)
     folder = (args.data or shared_data_dir()) / "images"

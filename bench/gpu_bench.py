@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steelfast.checkpoint import default_checkpoint_path, default_metadata, load_checkpoint
+from steelfast.checkpoint import default_metadata, load_checkpoint
 from steelfast.data.synth import synth_image
 from steelfast.images import to_model_input
 from steelfast.inference.backends.torch_backend import TorchBackend
+from steelfast.model_files import default_checkpoint_path
 from steelfast.models import UNet
 
 

@@ -50,7 +50,8 @@ def flips(out: Path, folds: int, data, device: str = "cpu") -> None:
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
     from steelfast._device import resolve_device
-    from steelfast.checkpoint import file_sha256, load_checkpoint
+    from steelfast.checkpoint import load_checkpoint
+    from steelfast.model_files import file_sha256
 
     fold = load_run(out, folds, data)[0].fold  # every fold's oof_F.npz there and consistent
     for f in range(folds):
@@ -73,7 +74,7 @@ def merged(runs: list[Path], folds: int, data, tta: str):
     """The OutOfFold of ``runs`` (same folds) with the ``tta`` flips, maps and gates averaged."""
     from real_cv import load_run  # bench/ is the script's folder, first on sys.path
 
-    from steelfast.checkpoint import file_sha256
+    from steelfast.model_files import file_sha256
     from steelfast.training.crossval import OutOfFold
 
     seg, gate, fold = None, None, None

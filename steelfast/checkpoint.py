@@ -11,11 +11,10 @@ crash or Ctrl-C never leaves a half-written file under the final name. Loading c
 architecture, built on the ``meta`` device (no storage), with the tensor shapes in the weights
 file's header before anything is allocated, and refuses weights holding NaN or infinity.
 
-:func:`resolve_model` turns a model argument (a path, a bundled model's name, or None for the
-shipped default) into a file, :func:`load_model` a checkpoint path or a module into
-``(model, metadata)``, and
-:func:`model_file_sha256` names the weights a run used. The resume state of a training run lives
-in :mod:`steelfast.training.state`.
+:func:`load_model` turns a checkpoint path or a module into ``(model, metadata)``. Which file a
+run uses (a path, a bundled model's name, or the shipped default) is
+:mod:`steelfast.model_files`'s job. The resume state of a training run lives in
+:mod:`steelfast.training.state`.
 """
 
 from __future__ import annotations
@@ -45,74 +44,14 @@ from steelfast.models import UNet, build_model, required_multiple
 from steelfast.severstal import DEFAULT_MEAN, DEFAULT_STD, SHAPE
 
 __all__ = [
-    "BUNDLED_MODELS",
-    "bundled_checkpoint_path",
-    "bundled_name",
     "checkpoint_files",
-    "default_checkpoint_path",
     "default_metadata",
-    "file_sha256",
     "load_checkpoint",
     "load_model",
-    "model_file_sha256",
     "read_metadata",
-    "resolve_model",
     "save_checkpoint",
     "unwrap_model",
 ]
-
-
-#: Models shipped in ``steelfast/weights/``: name -> what it is.
-BUNDLED_MODELS: dict[str, str] = {
-    "default": "gated EfficientNet-Lite0 U-Net trained on real Severstal images (the default)",
-    "synthetic-unet": "the seed's baseline U-Net (0.6 M parameters) trained on synthetic images only",
-}
-
-
-def bundled_checkpoint_path(name: str = "default") -> Path:
-    """Path of a model shipped with the package (see :data:`BUNDLED_MODELS`).
-
-    Raises:
-        ValueError: ``name`` is not a bundled model.
-    """
-    if name not in BUNDLED_MODELS:
-        raise ValueError(f"no bundled model {name!r} (bundled: {sorted(BUNDLED_MODELS)})")
-    return Path(__file__).resolve().parent / "weights" / f"{name}.safetensors"
-
-
-def default_checkpoint_path() -> Path:
-    """Path of the shipped default model, ``steelfast/weights/default.safetensors``."""
-    return bundled_checkpoint_path("default")
-
-
-def bundled_name(model: Any) -> Any:
-    """``model``, or the path of the bundled model it names (``"default"``, ``"synthetic-unet"``:
-    :data:`BUNDLED_MODELS`) when no file of that name exists; anything else is returned unchanged."""
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model) in BUNDLED_MODELS and not Path(model).is_file():
-        return bundled_checkpoint_path(os.fspath(model))
-    return model
-
-
-def resolve_model(model: PathLike | None) -> Path:
-    """The model file to use: ``model`` (a path, or the name of a bundled model: :func:`bundled_name`),
-    or the shipped default when None.
-
-    Raises:
-        FileNotFoundError: The file (or the shipped default model) does not exist; the message
-            says how to pass another one.
-    """
-    if model is not None:
-        path = Path(bundled_name(model))
-        if not path.is_file():
-            raise FileNotFoundError(f"model not found: {path} (pass a .safetensors checkpoint or an .onnx file)")
-        return path
-    path = default_checkpoint_path()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the default model {path} is missing (the package was installed without weights); "
-            "pass a checkpoint with model=... (CLI: --model CKPT)"
-        )
-    return path
 
 
 def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -141,22 +80,6 @@ def load_model(source: Any, metadata: Mapping[str, Any] | None = None) -> tuple[
             raise FileNotFoundError(f"model checkpoint not found: {path}")
         return load_checkpoint(path)
     raise TypeError(f"model must be a checkpoint path or a torch module, got {type(source).__name__}")
-
-
-def file_sha256(path: PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_file_sha256(path: PathLike) -> str:
-    """Hex SHA-256 of the file that holds a model's weights: the ``.safetensors`` file of a
-    checkpoint given by either of its files, or an ONNX file itself."""
-    p = Path(path)
-    return file_sha256(p.with_suffix(".safetensors") if p.suffix.lower() == ".json" else p)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 
-from steelfast.checkpoint import (
-    default_checkpoint_path,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
+from steelfast.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from steelfast.model_metadata import CHECKPOINT_FORMAT, CheckpointError
 from steelfast.models import UNet
 
@@ -153,28 +147,6 @@ def test_wrong_format_and_bad_json(tmp_path) -> None:
         read_metadata(tmp_path / "m.json")
 
 
-def test_default_checkpoint_path_is_in_the_package() -> None:
-    path = default_checkpoint_path()
-    assert path.name == "default.safetensors" and path.parent.name == "weights"
-
-
-@pytest.mark.parametrize(("name", "arch"), [("default", "gated-effnet-lite0"), ("synthetic-unet", "unet")])
-def test_bundled_models_load(name: str, arch: str) -> None:
-    from steelfast.checkpoint import bundled_checkpoint_path
-
-    model, meta = load_checkpoint(bundled_checkpoint_path(name))
-    assert meta["architecture"]["name"] == arch
-    trained_on = json.dumps(meta["training"])
-    assert ("real" in meta["training"].get("trained_on", "")) == (name == "default"), trained_on[:200]
-
-
-def test_bundled_model_unknown_name() -> None:
-    from steelfast.checkpoint import bundled_checkpoint_path
-
-    with pytest.raises(ValueError, match="no bundled model 'nope'"):
-        bundled_checkpoint_path("nope")
-
-
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad: float) -> None:
     model = _model()
@@ -249,25 +221,3 @@ def test_validate_metadata_is_public_and_names_the_source() -> None:
 
     with pytest.raises(CheckpointError, match="^model.onnx: unknown checkpoint format"):
         validate_metadata({"format": "x"}, "model.onnx")
-
-
-@pytest.mark.parametrize("name", ["default", "synthetic-unet"])
-def test_a_bundled_model_is_found_by_its_name(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from steelfast.checkpoint import bundled_checkpoint_path, bundled_name, resolve_model
-
-    monkeypatch.chdir(tmp_path)
-    assert resolve_model(name) == bundled_name(name) == bundled_checkpoint_path(name)
-    (tmp_path / name).mkdir()  # a folder of that name is no model: the bundled one is still found
-    assert resolve_model(name) == bundled_checkpoint_path(name)
-    (tmp_path / name).rmdir()
-    (tmp_path / name).write_bytes(b"a local file of that name wins")
-    assert resolve_model(name) == Path(name) and bundled_name(name) == name
-
-
-def test_a_name_that_is_no_bundled_model_stays_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from steelfast.checkpoint import bundled_name, resolve_model
-
-    monkeypatch.chdir(tmp_path)
-    assert bundled_name("other-unet") == "other-unet"
-    with pytest.raises(FileNotFoundError, match="model not found: other-unet"):
-        resolve_model("other-unet")

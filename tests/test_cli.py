@@ -68,7 +68,7 @@ def test_segment_end_to_end(checkpoint: Path, folder: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("model", ["synthetic-unet", "default"])
 def test_segment_takes_a_bundled_models_name(folder: Path, tmp_path: Path, model: str) -> None:
-    from steelfast.checkpoint import bundled_checkpoint_path, model_file_sha256
+    from steelfast.model_files import bundled_checkpoint_path, model_file_sha256
 
     out = tmp_path / "sub.csv"
     result = run(str(folder), "-o", str(out), "--model", model)
@@ -133,9 +133,9 @@ def test_segment_errors_are_one_line(checkpoint: Path, folder: Path, tmp_path: P
 
 
 def test_missing_default_model(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import steelfast.checkpoint
+    import steelfast.model_files
 
-    monkeypatch.setattr(steelfast.checkpoint, "default_checkpoint_path", lambda: tmp_path / "default.safetensors")
+    monkeypatch.setattr(steelfast.model_files, "default_checkpoint_path", lambda: tmp_path / "default.safetensors")
     result = runner.invoke(cli.app, ["segment", str(folder), "-o", str(tmp_path / "s.csv"), "--no-progress"])
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: the default model") and "--model" in result.output

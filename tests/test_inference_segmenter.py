@@ -111,9 +111,9 @@ def test_segmenter_takes_numpy_integers(backend: TorchBackend) -> None:
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import steelfast.checkpoint
+    import steelfast.model_files
 
-    monkeypatch.setattr(steelfast.checkpoint, "default_checkpoint_path", lambda: tmp_path / "default.safetensors")
+    monkeypatch.setattr(steelfast.model_files, "default_checkpoint_path", lambda: tmp_path / "default.safetensors")
     with pytest.raises(FileNotFoundError, match="default model .*default.safetensors is missing"):
         Segmenter()
 

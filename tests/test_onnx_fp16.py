@@ -21,11 +21,12 @@ from helpers import shared_data_dir
 from typer.testing import CliRunner
 
 from steelfast import cli
-from steelfast.checkpoint import bundled_checkpoint_path, load_checkpoint, save_checkpoint
+from steelfast.checkpoint import load_checkpoint, save_checkpoint
 from steelfast.data.synth import synth_image
 from steelfast.images import read_gray, to_model_input
 from steelfast.inference.export import export_onnx
 from steelfast.inference.onnx_file import read_onnx_metadata
+from steelfast.model_files import bundled_checkpoint_path
 from steelfast.models import UNet
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the FP16 parity tests")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import REPO, bench_script, small_labelled_set, write_fair_run
 
-from steelfast.checkpoint import file_sha256
+from steelfast.model_files import file_sha256
 
 N, FOLDS = 6, 2
 

@@ -66,9 +66,9 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX (and optionally a cached TensorRT engine)."""
     from steelfast._validate import check_choice, check_positive_int
-    from steelfast.checkpoint import resolve_model
     from steelfast.inference.backends.tensorrt_plan import HARDWARE_COMPATIBILITY
     from steelfast.inference.export import export_onnx
+    from steelfast.model_files import resolve_model
 
     engine_options = given_options(ctx, ("max_batch", "cache_dir", "hardware_compatibility", "version_compatible"))
     if engine_options and not tensorrt:
@@ -144,11 +144,11 @@ def segment(
 ) -> None:
     """Segment a folder of steel images into a Kaggle submission file (or defect records)."""
     from steelfast._validate import check_choice, check_positive_int
-    from steelfast.checkpoint import resolve_model
     from steelfast.inference.backends import resolve_backend
     from steelfast.inference.decode import OTHER_SIZES
     from steelfast.inference.run import segment_to_file
     from steelfast.inference.writer import journal_path
+    from steelfast.model_files import resolve_model
 
     resolve_backend(backend)  # an unknown name fails before any work
     if engine not in ("local", "ray"):

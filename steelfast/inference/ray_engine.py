@@ -276,9 +276,9 @@ def segment_with_ray(
     check_sizes(image_size, other_sizes, max_pixels)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r}")
-    from steelfast.checkpoint import resolve_model
     from steelfast.inference import resume as earlier
     from steelfast.inference import writer
+    from steelfast.model_files import resolve_model
 
     out = Path(output) if output is not None else None
     kind = check_ray_output(out, format, overwrite=overwrite) if out is not None else None
@@ -355,7 +355,7 @@ def _run(ray: Any, paths_or_dataset: Any, model: Any, actor_batch: int, concurre
 
 def _identity(model: Any, segmenter_options: dict[str, Any], image_size: Any, other_sizes: str) -> dict[str, Any]:
     """What decides the rows, for the run record: the model file's SHA-256 and the result-changing options."""
-    from steelfast.checkpoint import model_file_sha256
+    from steelfast.model_files import model_file_sha256
 
     sha = model_file_sha256(model) if isinstance(model, (str, os.PathLike)) else None
     chosen = {k: segmenter_options[k] for k in ("backend", "tta", "thresholds", "min_areas") if k in segmenter_options}

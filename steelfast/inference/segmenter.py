@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from steelfast._validate import check_positive_int, per_class
-from steelfast.checkpoint import bundled_name, model_file_sha256, resolve_model
 from steelfast.inference.backends import make_backend
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.decode import as_grays
 from steelfast.inference.onnx_file import INPUT_MULTIPLE
+from steelfast.model_files import bundled_name, model_file_sha256, resolve_model
 from steelfast.severstal import CLASSES
 
 __all__ = ["Segmenter", "submission_frame"]
@@ -58,7 +58,7 @@ class Segmenter:
     Args:
         model: Checkpoint path (``.safetensors``/``.json``), ONNX file (``onnxruntime``/``tensorrt``
             backends), a steelfast ``UNet``, the name of a bundled model (``"synthetic-unet"``:
-            :data:`steelfast.checkpoint.BUNDLED_MODELS`), or None for the shipped default model.
+            :data:`steelfast.model_files.BUNDLED_MODELS`), or None for the shipped default model.
         backend: ``"auto"``, ``"torch"``, ``"onnxruntime"``, ``"tensorrt"``, or a ready
             :class:`~steelfast.inference.backends.base.Backend` (then ``model`` is ignored).
         batch_size: Images per forward pass (default: the backend's preferred size: 1 on the

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from steelfast._io import PathLike
-from steelfast.checkpoint import file_sha256
 from steelfast.inference.backends.base import Backend
 from steelfast.inference.onnx_file import INPUT_NAME, OUTPUT_NAME, read_onnx_metadata
 from steelfast.inference.onnx_fp16 import onnx_precision
+from steelfast.model_files import file_sha256
 
 __all__ = ["OnnxRuntimeBackend"]
 

@@ -28,7 +28,6 @@ from typing import Any
 
 from steelfast._io import PathLike, atomic_path
 from steelfast._validate import check_bool, check_choice
-from steelfast.checkpoint import file_sha256
 from steelfast.inference.backends.tensorrt_plan import (
     HARDWARE_COMPATIBILITY,
     PRECISIONS,
@@ -38,6 +37,7 @@ from steelfast.inference.backends.tensorrt_plan import (
 )
 from steelfast.inference.errors import BackendUnavailableError
 from steelfast.inference.onnx_file import INPUT_MULTIPLE, INPUT_NAME, read_onnx_metadata
+from steelfast.model_files import file_sha256
 from steelfast.severstal import SHAPE
 
 __all__ = [
