@@ -41,3 +41,22 @@ def test_empty_folder_is_an_error(backend: TorchBackend, tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images in .*empty"):
         segment_folder(tmp_path / "empty", segmenter=Segmenter(backend=backend))
+
+
+def test_segment_folder_takes_a_list_of_files_in_its_order(backend: TorchBackend, folder: Path) -> None:
+    seg = Segmenter(backend=backend, batch_size=2)
+    files = [folder / "img04.jpg", str(folder / "img00.jpg"), folder / "img05.jpg"]
+    frame = segment_folder(files, segmenter=seg)
+    assert frame["ImageId"].tolist() == ["img04.jpg"] * 4 + ["img00.jpg"] * 4
+    assert set(frame.attrs["failures"]) == {"img05.jpg"}
+    whole = segment_folder(folder, segmenter=seg).set_index(["ImageId", "ClassId"])
+    assert frame.set_index(["ImageId", "ClassId"]).equals(whole.loc[frame.set_index(["ImageId", "ClassId"]).index])
+
+
+@pytest.mark.parametrize(("files", "exc", "match"), [
+    ([], ValueError, r"no image files given \(an empty list\)"),
+    (3, TypeError, "folder must be a path or a list of image paths, got int"),
+])
+def test_segment_folder_bad_file_lists(backend: TorchBackend, files: object, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        segment_folder(files, segmenter=Segmenter(backend=backend))

@@ -274,11 +274,12 @@ def evaluate_folder(
     shape = as_shape(shape)
     truth = read_labels(labels, shape=shape)
     # Listed, not refused: a folder of clean images shares no image with defect-only (new format) labels.
-    unmatched = sorted(set(truth["ImageId"]) - {f.name for f in list_folder(images)})
+    files = list_folder(images)  # listed once: the images scored are the images matched
+    unmatched = sorted(set(truth["ImageId"]) - {f.name for f in files})
     if overlays is not None:
         Path(overlays).mkdir(parents=True, exist_ok=True)
     options.setdefault("image_size", shape)
-    sub = segment_folder(images, model, progress=progress, **options)
+    sub = segment_folder(files, model, progress=progress, **options)
     failures = dict(sub.attrs.get("failures", {}))
     ids = sorted(set(sub["ImageId"]))
     if not ids:

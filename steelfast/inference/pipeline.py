@@ -175,7 +175,7 @@ def iter_segment_folder(
 
 
 def segment_folder(
-    folder: PathLike,
+    folder: PathLike | Sequence[PathLike],
     model: Any = None,
     *,
     progress: bool = False,
@@ -184,7 +184,7 @@ def segment_folder(
     """Segment every image of a folder into a submission DataFrame.
 
     Args:
-        folder: Image folder.
+        folder: Image folder, or a list of image files (rows in the list's order).
         model: As in :class:`Segmenter`.
         progress: Show a progress bar.
         **options: Keyword arguments of :func:`iter_segment_folder` (``segmenter``, ``backend``,
@@ -200,11 +200,19 @@ def segment_folder(
 
     Raises:
         FileNotFoundError: The folder or the model does not exist.
-        ValueError: The folder holds no images.
+        ValueError: The folder holds no images, or the list is empty.
+        TypeError: ``folder`` is neither a path nor a list of paths.
     """
     from tqdm.auto import tqdm
 
-    files = list_folder(folder)
+    if isinstance(folder, (str, os.PathLike)):
+        files = list_folder(folder)
+    elif isinstance(folder, Sequence):
+        files = [Path(f) for f in folder]
+        if not files:
+            raise ValueError("no image files given (an empty list)")
+    else:
+        raise TypeError(f"folder must be a path or a list of image paths, got {type(folder).__name__}")
     if "segmenter" not in options:
         options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
     rows: dict[str, list[str]] = {}
