@@ -140,6 +140,9 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         extra == "real")
     assert cv["pseudo_labels"] == meta["training"]["pseudo_labels"]
     assert "fold" in (tmp_path / "run" / "report.txt").read_text()
+    chart = cv2.imread(str(tmp_path / "run" / "report.png"))
+    assert chart is not None and chart.shape[1] == 1100 and chart.std() > 0  # the pooled table, drawn
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # written atomically: no temporary file left
 
 
 @pytest.mark.parametrize(("args", "match"), [

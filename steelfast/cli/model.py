@@ -44,7 +44,7 @@ def train(
     ),
     out: Path = typer.Option(
         ..., "--out", help="Run folder: unet: best.*, last.*, history.csv and history.png; gated-effnet-lite0: "
-        "model.safetensors/.json, cv.json and report.txt.",
+        "model.safetensors/.json, cv.json, report.txt and report.png.",
     ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: 30)."),
     batch_size: Optional[int] = typer.Option(

@@ -3,7 +3,7 @@
 Flow: a Kaggle-layout folder (``train.csv`` + ``train_images/``) and an optional presence table
 → :class:`~steelfast.data.real.LabelledSet` → k-fold out-of-fold predictions → cross-validation
 figures → final model with tuned gate → ``<out>/model.safetensors`` + ``model.json``,
-``cv.json`` and ``report.txt``.
+``cv.json``, ``report.txt`` and ``report.png`` (the pooled table as a chart).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from steelfast._io import PathLike
+from steelfast._io import PathLike, atomic_path, atomic_write_bytes
 from steelfast._validate import check_prevalence
-from steelfast.analysis.evaluate import format_report
+from steelfast.analysis.evaluate import format_report, plot_report
 from steelfast.checkpoint import save_checkpoint
 from steelfast.data.real import LabelledSet, load_labelled
 from steelfast.efficientnet import GatedUNet
@@ -154,7 +154,7 @@ def fit_folder(
 
     Args:
         data_dir: Folder with ``train.csv`` (either format) and ``train_images/``.
-        out: Run folder; gets ``model.safetensors``/``model.json``, ``cv.json``, ``report.txt``.
+        out: Run folder; gets ``model.safetensors``/``model.json``, ``cv.json``, ``report.txt``, ``report.png``.
         presence: Presence table of weakly labelled images (see :mod:`steelfast.data.real`);
             these may sit in ``train_images/`` without mask rows.
         folds: Folds of the cross-validation that tunes the gate (at least 2).
@@ -192,9 +192,13 @@ def fit_folder(
     summary = cv.summary()
     synthetic = None if mix is None else mix.describe()
     unlabelled = None if pseudo is None else pseudo.describe()
-    (run / "cv.json").write_text(json.dumps({**summary, "synthetic": synthetic, "pseudo_labels": unlabelled}, indent=2)
-                                 + "\n", encoding="utf-8")
-    (run / "report.txt").write_text(cv_text(data, cv), encoding="utf-8")
+    atomic_write_bytes(run / "cv.json", (json.dumps({**summary, "synthetic": synthetic, "pseudo_labels": unlabelled},
+                                                    indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(run / "report.txt", cv_text(data, cv).encode("utf-8"))
+    figure = plot_report(cv.report)
+    figure.suptitle(f"{len(cv.folds)}-fold CV out of fold, pooled over {int(data.full.sum())} fully labelled images")
+    with atomic_path(run / "report.png") as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo, prevalence=prevalence)
     return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic,
                       unlabelled, prevalence, cfg.resolved()), cv
