@@ -56,6 +56,7 @@ def test_segment_folder_takes_a_list_of_files_in_its_order(backend: TorchBackend
 @pytest.mark.parametrize(("files", "exc", "match"), [
     ([], ValueError, r"no image files given \(an empty list\)"),
     (3, TypeError, "folder must be a path or a list of image paths, got int"),
+    (["a/x.jpg", "b/x.jpg"], ValueError, r"two files are named 'x.jpg': \['a/x.jpg', 'b/x.jpg'\]"),
 ])
 def test_segment_folder_bad_file_lists(backend: TorchBackend, files: object, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):

@@ -200,7 +200,7 @@ def segment_folder(
 
     Raises:
         FileNotFoundError: The folder or the model does not exist.
-        ValueError: The folder holds no images, or the list is empty.
+        ValueError: The folder holds no images, or the list is empty or holds two files of one name.
         TypeError: ``folder`` is neither a path nor a list of paths.
     """
     from tqdm.auto import tqdm
@@ -211,6 +211,10 @@ def segment_folder(
         files = [Path(f) for f in folder]
         if not files:
             raise ValueError("no image files given (an empty list)")
+        counts = collections.Counter(f.name for f in files)
+        twice = next((n for n, k in counts.items() if k > 1), None)
+        if twice is not None:  # the rows are keyed by file name (the ImageId)
+            raise ValueError(f"two files are named {twice!r}: {[str(f) for f in files if f.name == twice][:2]}")
     else:
         raise TypeError(f"folder must be a path or a list of image paths, got {type(folder).__name__}")
     if "segmenter" not in options:
