@@ -173,15 +173,17 @@ def _fold(args, data, cfg, pseudo) -> None:
     seg, gate = predict_set(model.to(resolve_device(cfg.device)), data.images[test_idx])
     save_oof(args.out, args.fold, folds, data, seg, gate, {
         **asdict(cfg), "arch": args.arch, "synth": args.synth, "synth_only": args.synth_only,
-        "synth_sheets": args.synth_sheets, "synth_maps_only": args.synth_maps_only, "unlabelled": None if pseudo is None else pseudo.describe(),
-        "teacher": None if args.teacher is None else str(args.teacher)})
+        "synth_sheets": args.synth_sheets, "unlabelled": None if pseudo is None else pseudo.describe(),
+        "teacher": None if args.teacher is None else str(args.teacher),
+        # Recorded when set only: a fold re-run with this script then matches the folds of before.
+        **({"synth_maps_only": True} if args.synth_maps_only else {})})
 
 
 def save_oof(out: Path, fold: int, folds: np.ndarray, data, seg: np.ndarray, gate: np.ndarray, config: dict,
              **extra) -> None:
     """Write ``oof_F.npz``: the fold's held-out predictions, the folds and ImageIds, and the run's
     settings (``config``: the trainer's plus ``arch``, ``synth``, ``synth_only``, ``synth_sheets``,
-    ``synth_maps_only``, ``unlabelled``, ``teacher``), which :func:`load_run` checks to agree across the folds."""
+    ``synth_maps_only`` (when set), ``unlabelled``, ``teacher``), which :func:`load_run` checks to agree across the folds."""
     np.savez(out / f"oof_{fold}.npz", idx=np.flatnonzero(folds == fold), fold=folds, seg=seg, gate=gate,
              config=json.dumps(config), ids=np.array(data.ids), **extra)
 

@@ -43,7 +43,7 @@ def with_teacher_masks(train, seg: np.ndarray, threshold: float, min_area: int):
         if len(present) and all(m[c].sum() >= min_area for c in present):
             full[i], masks[i] = True, m
             converted += 1
-    return LabelledSet(train.ids, train.images, train.presence, full, masks, train.source), converted
+    return LabelledSet(train.ids, train.images, train.presence, full, masks, train.source, train.gate), converted
 
 
 def main(argv: list[str] | None = None) -> int:
