@@ -1,4 +1,4 @@
-"""Model files in, models out: checkpoints that cannot run code when loaded, and which model to run.
+"""Checkpoints in, models out: files that cannot run code when loaded.
 
 A checkpoint is two files with the same stem:
 

@@ -316,3 +316,22 @@ def test_to_dict_matches_the_table(tmp_path: Path, folder: tuple[Path, Path]) ->
             assert (got is None) if pd.isna(value) else got == pytest.approx(value), (key, column)
     again = json.loads(result.save(tmp_path / "e.json").read_text())
     assert again == json.loads(json.dumps(summary))
+
+
+def test_the_folder_is_listed_once(folder: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import steelfast.analysis.evaluate as evaluate_mod
+    import steelfast.inference.pipeline as pipeline_mod
+
+    listed: list[Path] = []
+
+    def counting(path):
+        listed.append(Path(path))
+        return real(path)
+
+    real = evaluate_mod.list_folder
+    monkeypatch.setattr(evaluate_mod, "list_folder", counting)
+    monkeypatch.setattr(pipeline_mod, "list_folder", counting)
+    images, labels = folder
+    result = evaluate_folder(images, labels, _model(tmp_path, [2.0] * 4), backend="torch")
+    assert listed == [images]  # the scored images are the ones matched against the labels
+    assert len(result.pairs) == 4 * len(real(images))

@@ -188,17 +188,17 @@ def _maps_only(s: LabelledSet) -> None:
 
 
 def test_digest_of_a_set_that_all_trains_the_gate_is_unchanged() -> None:
-    """Fold models record the digest of what they trained on; it stays what it was before ``gate``."""
-    import hashlib
-
-    a = _tiny(["a.jpg", "b.jpg"], True)
-    h = hashlib.sha256("a.jpg\nb.jpg".encode())
-    for array in (a.images, a.presence, a.full):
-        h.update(f"{array.dtype.str}{array.shape}".encode())
-        h.update(np.ascontiguousarray(array).data)
-    for m in a.masks:
-        h.update(m.data)
-    assert a.digest() == h.hexdigest()
+    """Fold models record the digest of what they trained on: a set whose every image trains the gate
+    keeps the digest steelfast gave it before ``gate`` existed (this literal, from commit 2b9f63e)."""
+    images = (np.arange(3 * 256 * 1600) % 251).astype(np.uint8).reshape(3, 256, 1600)
+    presence = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], bool)
+    box = np.zeros((4, 256, 1600), np.uint8)
+    box[0, 10:50, 100:300] = 1
+    data = LabelledSet(["a.jpg", "b.jpg", "c.jpg"], images, presence, np.array([True, False, True]),
+                       [box, None, np.zeros((4, 256, 1600), np.uint8)])  # full, weak, defect-free
+    assert data.digest() == "41d23e7ab7bbd6555d5aeed827667a3e33d2f62032e9ed7196c43e8a098e6a09"
+    data.gate[1] = False
+    assert data.digest() != "41d23e7ab7bbd6555d5aeed827667a3e33d2f62032e9ed7196c43e8a098e6a09"
 
 
 def test_gate_defaults_to_all_and_follows_subset_and_concat() -> None:
@@ -211,10 +211,15 @@ def test_gate_defaults_to_all_and_follows_subset_and_concat() -> None:
     assert both.summary()["maps_only"] == 1 and "maps_only" not in a.summary()
 
 
-@pytest.mark.parametrize("gate", [np.ones(3, bool), np.ones(2, np.uint8), [True, "x"]])
-def test_gate_of_the_wrong_shape_or_type(gate) -> None:
+@pytest.mark.parametrize(("gate", "exc", "match"), [
+    (np.ones(3, bool), ValueError, r"gate must have one mark per image, shape \(2,\), got array\(\[ True,  True,  True\]\)"),
+    (np.ones((2, 1000), bool), ValueError, r"one mark per image, shape \(2,\), got bool array of shape \(2, 1000\)"),
+    (np.ones(2, np.uint8), TypeError, r"gate must be a bool array \(one mark per image\), got array\(\[1, 1\], dtype=uint8\)"),
+    ([True, "x"], TypeError, r"gate must be a bool array .*got \[True, 'x'\]"),
+])
+def test_gate_of_the_wrong_shape_or_type(gate, exc: type, match: str) -> None:
     a = _tiny(["a.jpg", "b.jpg"], True)
-    with pytest.raises(ValueError, match=r"gate must be a bool array of shape \(2,\), got"):
+    with pytest.raises(exc, match=match):
         LabelledSet(a.ids, a.images, a.presence, a.full, a.masks, gate=gate)
 
 

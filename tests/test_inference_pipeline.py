@@ -46,7 +46,7 @@ def test_empty_folder_is_an_error(backend: TorchBackend, tmp_path: Path) -> None
 def test_segment_folder_takes_a_list_of_files_in_its_order(backend: TorchBackend, folder: Path) -> None:
     seg = Segmenter(backend=backend, batch_size=2)
     files = [folder / "img04.jpg", str(folder / "img00.jpg"), folder / "img05.jpg"]
-    frame = segment_folder(files, segmenter=seg)
+    frame = segment_folder(iter(files), segmenter=seg)  # any iterable of paths
     assert frame["ImageId"].tolist() == ["img04.jpg"] * 4 + ["img00.jpg"] * 4
     assert set(frame.attrs["failures"]) == {"img05.jpg"}
     whole = segment_folder(folder, segmenter=seg).set_index(["ImageId", "ClassId"])
@@ -55,7 +55,8 @@ def test_segment_folder_takes_a_list_of_files_in_its_order(backend: TorchBackend
 
 @pytest.mark.parametrize(("files", "exc", "match"), [
     ([], ValueError, r"no image files given \(an empty list\)"),
-    (3, TypeError, "folder must be a path or a list of image paths, got int"),
+    (3, TypeError, "folder must be a path or a list of image paths, got int 3"),
+    (b"x.jpg", TypeError, "folder must be a path or a list of image paths, got bytes b'x.jpg'"),
     (["a/x.jpg", "b/x.jpg"], ValueError, r"two files are named 'x.jpg': \['a/x.jpg', 'b/x.jpg'\]"),
 ])
 def test_segment_folder_bad_file_lists(backend: TorchBackend, files: object, exc: type, match: str) -> None:

@@ -56,10 +56,13 @@ class LabelledSet:
         if self.gate is None:
             self.gate = np.ones(len(self.ids), bool)
         else:
-            self.gate = np.asarray(self.gate)
-            if self.gate.dtype != bool or self.gate.shape != (len(self.ids),):
-                raise ValueError(f"gate must be a bool array of shape ({len(self.ids)},), "
-                                 f"got {self.gate.dtype} {self.gate.shape}")
+            given = self.gate
+            self.gate = np.asarray(given)
+            shown = repr(given) if len(repr(given)) <= 60 else f"{self.gate.dtype} array of shape {self.gate.shape}"
+            if self.gate.dtype != bool:
+                raise TypeError(f"gate must be a bool array (one mark per image), got {shown}")
+            if self.gate.shape != (len(self.ids),):
+                raise ValueError(f"gate must have one mark per image, shape ({len(self.ids)},), got {shown}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,8 +76,10 @@ class LabelledSet:
         )
 
     def digest(self) -> str:
-        """Hex SHA-256 of the ids, images, labels and masks, in order: two sets with the same digest
-        train a model identically (a saved model's metadata can record what it trained on)."""
+        """Hex SHA-256 of the ids, images, labels, masks and gate marks, in order: two sets with the
+        same digest train a model identically (a saved model's metadata can record what it trained
+        on). The marks count only where some image does not train the gate, so a set whose every
+        image does keeps the digest it had before the marks existed."""
         import hashlib
 
         h = hashlib.sha256()

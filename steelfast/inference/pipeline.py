@@ -175,7 +175,7 @@ def iter_segment_folder(
 
 
 def segment_folder(
-    folder: PathLike | Sequence[PathLike],
+    folder: PathLike | Iterable[PathLike],
     model: Any = None,
     *,
     progress: bool = False,
@@ -184,7 +184,7 @@ def segment_folder(
     """Segment every image of a folder into a submission DataFrame.
 
     Args:
-        folder: Image folder, or a list of image files (rows in the list's order).
+        folder: Image folder, or image files (a list or any iterable; rows in its order).
         model: As in :class:`Segmenter`.
         progress: Show a progress bar.
         **options: Keyword arguments of :func:`iter_segment_folder` (``segmenter``, ``backend``,
@@ -194,7 +194,7 @@ def segment_folder(
 
     Returns:
         DataFrame with columns ``ImageId`` (str), ``ClassId`` (int 1..4), ``EncodedPixels`` (str,
-        "" = no defect): four rows per image, images in file-name order. Files that failed are
+        "" = no defect): four rows per image, images in file-name order (a list's own order). Files that failed are
         left out and listed in ``df.attrs["failures"]`` (``{name: message}``); resized images are
         listed in ``df.attrs["notes"]`` (``{name: note}``).
 
@@ -207,7 +207,7 @@ def segment_folder(
 
     if isinstance(folder, (str, os.PathLike)):
         files = list_folder(folder)
-    elif isinstance(folder, Sequence):
+    elif isinstance(folder, Iterable) and not isinstance(folder, (bytes, bytearray)):
         files = [Path(f) for f in folder]
         if not files:
             raise ValueError("no image files given (an empty list)")
@@ -216,7 +216,7 @@ def segment_folder(
         if twice is not None:  # the rows are keyed by file name (the ImageId)
             raise ValueError(f"two files are named {twice!r}: {[str(f) for f in files if f.name == twice][:2]}")
     else:
-        raise TypeError(f"folder must be a path or a list of image paths, got {type(folder).__name__}")
+        raise TypeError(f"folder must be a path or a list of image paths, got {type(folder).__name__} {folder!r:.60}")
     if "segmenter" not in options:
         options.setdefault("compile", len(files) >= COMPILE_MIN_IMAGES)
     rows: dict[str, list[str]] = {}

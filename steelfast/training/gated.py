@@ -11,7 +11,9 @@ The loss has three parts:
   it does have are left out, since their pixels are unknown;
 * soft Dice per class over the fully labelled images of the batch;
 * BCE of the gate logits against class presence, on every image whose presence trains the gate
-  (``LabelledSet.gate``: all real images; synthetic ones unless they train the maps only).
+  (``LabelledSet.gate``: all real images; synthetic ones unless they train the maps only),
+  averaged over those images of the batch, so that ``gate_weight`` weighs the gate as it does in a
+  batch of real images.
 """
 
 from __future__ import annotations

@@ -28,17 +28,20 @@ from steelfast.labels import read_labels
 __all__ = ["SynthMix"]
 
 
-def _check_settings(ratio: float, sheets: str) -> float:
-    """Return ``ratio`` as a float if it is in (0, 100] and ``sheets`` is one of :data:`SHEETS`, else raise.
+def _check_settings(ratio: float, sheets: str, gate: bool) -> float:
+    """Return ``ratio`` as a float if it is in (0, 100], ``sheets`` is one of :data:`SHEETS` and
+    ``gate`` a bool, else raise.
 
     Raises:
-        TypeError: ``ratio`` is not a number.
+        TypeError: ``ratio`` is not a number, or ``gate`` not a bool.
         ValueError: ``ratio`` is 0 or out of range, or ``sheets`` is unknown; the message quotes it.
     """
     ratio = check_fraction("synthetic ratio", ratio, low=0.0, high=100.0)
     if ratio == 0:
         raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
     check_choice("sheets", sheets, SHEETS)
+    if not isinstance(gate, (bool, np.bool_)):
+        raise TypeError(f"gate must be True or False, got {gate!r}")
     return ratio
 
 
@@ -64,15 +67,13 @@ class SynthMix:
     gate: bool = True
 
     def __post_init__(self) -> None:
-        self.ratio = _check_settings(self.ratio, self.sheets)
-        if not isinstance(self.gate, (bool, np.bool_)):
-            raise TypeError(f"gate must be True or False, got {self.gate!r}")
+        self.ratio = _check_settings(self.ratio, self.sheets, self.gate)
         self.gate = bool(self.gate)
 
     @classmethod
     def from_labels(cls, ratio: float, labels: PathLike, *, sheets: str = "all", gate: bool = True) -> SynthMix:
         """A mix whose shapes come from a label CSV (either Kaggle format; defect rows are used)."""
-        _check_settings(ratio, sheets)  # before the file is read
+        _check_settings(ratio, sheets, gate)  # before the file is read
         frame = read_labels(labels)
         return cls(ratio, frame[frame["EncodedPixels"] != ""].reset_index(drop=True), sheets, gate)
 

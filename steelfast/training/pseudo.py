@@ -261,7 +261,8 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
                          f"{train.ids[at] if at < len(train.ids) else None!r}")
     digest = training.get("digest")
     if digest is not None and digest != (actual := train.digest()):
-        raise ValueError(f"{path} was trained on the same ImageIds but other images, labels or masks "
+        raise ValueError(f"{path} was trained on the same ImageIds but other images, labels, masks or "
+                         "gate marks (--synth-maps-only) "
                          f"(training.digest {str(digest)[:12]}… against {actual[:12]}…)")
     wanted = asdict(config)
     saved = {**LEGACY_CONFIG, **saved}
