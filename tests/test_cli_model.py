@@ -104,6 +104,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
                                        "--folds", "2", "--epochs", "1", "--no-progress", *synth])
     assert res.exit_code == 0, res.output
     assert "CV score" in res.output and "checkpoint:" in res.output
+    assert f"report: {tmp_path / 'run' / 'report.txt'} and {tmp_path / 'run' / 'report.png'}" in res.output
     model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert isinstance(model, GatedUNet)
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2

@@ -240,7 +240,7 @@ def _train_gated(
         raise typer.Exit(code=130) from None
     s = cv.summary()
     typer.echo(f"CV score {s['score_mean']:.4f} ± {s['score_std']:.4f} (all-empty {s['all_empty_mean']:.4f}); "
-               f"report: {out / 'report.txt'}")
+               f"report: {out / 'report.txt'} and {out / 'report.png'}")
     typer.echo(f"checkpoint: {path}")
 
 
