@@ -8,9 +8,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
-__all__ = ["PathLike", "atomic_path", "atomic_write_bytes", "naming"]
+__all__ = ["PathLike", "atomic_path", "atomic_save_png", "atomic_write_bytes", "naming"]
 
 #: A file or folder argument: a ``str`` or any ``os.PathLike`` (e.g. :class:`pathlib.Path`).
 PathLike = Union[str, "os.PathLike[str]"]
@@ -66,4 +66,11 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = False) -> P
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_save_png(figure: Any, path: PathLike, dpi: Any = "figure") -> Path:
+    """Save a matplotlib figure to ``path`` as PNG, atomically (``dpi`` as in ``Figure.savefig``)."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png")
     return Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steelfast._io import atomic_path, atomic_write_bytes, naming
+from steelfast._io import atomic_path, atomic_save_png, atomic_write_bytes, naming
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path: Path) -> None:
@@ -61,3 +61,25 @@ def test_a_journal_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     journal._fh = Full()
     with pytest.raises(OSError, match=rf"No space left on device: '{path}'"):
         journal.add("a.jpg", [""] * 4)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_atomic_save_png_writes_a_png_or_leaves_the_file_of_before(tmp_path: Path, fails: bool) -> None:
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "chart.png"
+    target.write_bytes(b"before")
+    fig = Figure(figsize=(2, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    if fails:
+        def broken(*args, **kwargs):
+            raise OSError("disk full")
+
+        fig.savefig = broken  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="disk full"):
+            atomic_save_png(fig, target, dpi=50)
+        assert target.read_bytes() == b"before"
+    else:
+        assert atomic_save_png(fig, target, dpi=50) == target
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chart.png"]

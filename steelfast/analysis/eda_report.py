@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steelfast._io import PathLike, atomic_path, atomic_write_bytes
+from steelfast._io import PathLike, atomic_save_png, atomic_write_bytes
 from steelfast._validate import check_int
 from steelfast.analysis.eda import (
     area_fraction_stats,
@@ -89,11 +89,6 @@ _STYLE = (
 
 def _write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _save_fig(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
 
 
 def eda_report(
@@ -184,7 +179,7 @@ def eda_report(
             if any(ax.images for ax in fig.axes):
                 figs["samples"] = fig
     for name, fig in figs.items():
-        _save_fig(fig, out / f"{name}.png")
+        atomic_save_png(fig, out / f"{name}.png", dpi=100)
 
     def table_html(df: pd.DataFrame) -> str:
         return df.to_html(float_format=lambda v: format(v, ".6g"), na_rep="", border=0, classes="t")

@@ -163,12 +163,9 @@ class EvaluationResult:
         out = check_save_path(path)
         kind = SAVE_FORMATS[out.suffix.lower()]
         if kind == "chart":
-            from steelfast._io import atomic_path
+            from steelfast._io import atomic_save_png
 
-            figure = plot_report(self.report)
-            with atomic_path(out) as tmp:
-                figure.savefig(tmp, dpi=100, format="png")
-            return out
+            return atomic_save_png(plot_report(self.report), out, dpi=100)
         if kind == "summary":
             data = json.dumps(self.to_dict(prevalence), indent=2, allow_nan=False) + "\n"
         else:

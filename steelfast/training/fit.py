@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from steelfast._io import PathLike, atomic_path, atomic_write_bytes
+from steelfast._io import PathLike, atomic_save_png, atomic_write_bytes
 from steelfast._validate import check_prevalence
 from steelfast.analysis.evaluate import format_report, plot_report
 from steelfast.checkpoint import save_checkpoint
@@ -70,8 +70,7 @@ def write_cv_files(run: Path, data: LabelledSet, cv: CVResult, extra: dict[str, 
     atomic_write_bytes(run / "report.txt", cv_text(data, cv).encode("utf-8"))
     figure = plot_report(cv.report)
     figure.suptitle(f"{len(cv.folds)}-fold CV out of fold, pooled over {int(data.full.sum())} fully labelled images")
-    with atomic_path(run / "report.png") as tmp:
-        figure.savefig(tmp, dpi=100, format="png")
+    atomic_save_png(figure, run / "report.png", dpi=100)
 
 
 def _expected_line(what: str, est: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from steelfast._io import atomic_path
+from steelfast._io import atomic_path, atomic_save_png
 from steelfast.severstal import CLASSES
 from steelfast.training.config import EvalResult
 
@@ -57,8 +57,7 @@ def plot_history(path: Path, frame: pd.DataFrame) -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("Dice per epoch")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_save_png(fig, path)
 
 
 def final_summary(ev: EvalResult, best_epoch: int) -> dict[str, Any]:
