@@ -73,8 +73,8 @@ def test_never_uses_a_scored_image_shape() -> None:
     ({"ratio": True}, TypeError, "synthetic ratio must be a number.*True"),
     ({"ratio": "1"}, TypeError, "synthetic ratio must be a number.*'1'"),
     ({"ratio": 1.0, "sheets": "clean"}, ValueError, "sheets must be one of 'all', 'defect-free', got 'clean'"),
-    ({"ratio": 1.0, "gate": "no"}, TypeError, "gate must be True or False, got 'no'"),
-    ({"ratio": 1.0, "gate": 0}, TypeError, "gate must be True or False, got 0"),
+    ({"ratio": 1.0, "gate": "no"}, TypeError, "gate must be True or False, got str: 'no'"),
+    ({"ratio": 1.0, "gate": 0}, TypeError, "gate must be True or False, got int: 0"),
 ])
 def test_bad_settings(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):

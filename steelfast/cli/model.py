@@ -218,7 +218,7 @@ def _train_gated(
         if value is not None:
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
-    shares = None if prevalence is None else _prevalence_option(prevalence)
+    shares = _prevalence_option(prevalence)  # None: the Kaggle train set's rates, as fit_folder's default
     if pseudo_options is not None:
         folder, negative, positive = pseudo_options
         negative, positive = check_rule(negative, positive)

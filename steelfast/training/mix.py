@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from steelfast._io import PathLike
-from steelfast._validate import check_choice, check_fraction
+from steelfast._validate import check_bool, check_choice, check_fraction
 from steelfast.data.real import LabelledSet
 from steelfast.data.realsynth import SHEETS, RealParts, load_shape_bank, synthesize
 from steelfast.labels import read_labels
@@ -40,8 +39,7 @@ def _check_settings(ratio: float, sheets: str, gate: bool) -> float:
     if ratio == 0:
         raise ValueError("synthetic ratio must be > 0, got 0 (leave the mix out for real images only)")
     check_choice("sheets", sheets, SHEETS)
-    if not isinstance(gate, (bool, np.bool_)):
-        raise TypeError(f"gate must be True or False, got {gate!r}")
+    check_bool("gate", gate)
     return ratio
 
 
