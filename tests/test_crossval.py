@@ -20,7 +20,7 @@ from steelfast.training.crossval import (
     out_of_fold,
     stratified_folds,
 )
-from steelfast.training.gate_tuning import CLASS_OFF
+from steelfast.training.gate_tuning import CLASS_OFF, GateChoice
 from steelfast.training.gated import GatedTrainConfig, predict_set, train_gated
 
 
@@ -241,6 +241,22 @@ def test_cross_validate_tunes_the_gate_for_the_given_prevalence(prevalence: tupl
     want = [1.0] * 4 if on else [1 - p for p in prevalence]
     assert list(est["per_class"].values()) == pytest.approx(want)
     assert cv.summary()["score_mean"] == pytest.approx(1.0 if on else 1 - data.presence.mean(), abs=0.05)
+
+
+def test_cross_validate_with_another_rule_tunes_on_the_other_folds_only() -> None:
+    data, oof = _perfect_oof()
+    seen = []
+
+    def all_off(seg, gate, masks, presence, prevalence):
+        seen.append((len(seg), len(gate), len(masks), len(presence), tuple(prevalence)))
+        return GateChoice([CLASS_OFF] * 4, [0.5] * 4, [0] * 4, [0.0] * 4)
+
+    cv = cross_validate(data, oof, prevalence=(0.9, 0.8, 0.9, 0.7), tune=all_off)
+    sizes = [int((oof.fold != f).sum()) for f in range(2)]
+    assert seen == [(n, n, n, n, (0.9, 0.8, 0.9, 0.7)) for n in sizes]
+    # Every class off: each fold scores exactly its all-empty score, where the default rule scores 1.
+    np.testing.assert_allclose(cv.folds["score"], cv.folds["all_empty"])
+    assert cross_validate(data, oof, prevalence=(0.9, 0.8, 0.9, 0.7)).folds["score"].tolist() == [1.0, 1.0]
 
 
 def test_expected_score_at_other_prevalences() -> None:

@@ -176,13 +176,17 @@ def _figure(value: float) -> float | None:
 
 
 def cross_validate(
-    data: LabelledSet, oof: OutOfFold, *, prevalence: Sequence[float] | str | None = None
+    data: LabelledSet, oof: OutOfFold, *, prevalence: Sequence[float] | str | None = None,
+    tune: Callable[..., GateChoice] = tune_gate,
 ) -> CVResult:
     """Score each fold with settings tuned on the other folds' out-of-fold predictions.
 
     ``prevalence`` is the share of images holding each class where the model will run (numbers,
     or comma-separated text; None: the Kaggle train set's :data:`~steelfast.severstal.PREVALENCE`).
     The gate is tuned for the score expected at those rates (:attr:`CVResult.tuned_estimate`).
+    ``tune`` is the rule that chooses the settings on the other folds, called as
+    :func:`~steelfast.training.gate_tuning.tune_gate` is (``seg, gate, masks, presence,
+    prevalence=...``); other rules are compared with it in ``bench/choice_rules.py``.
 
     Raises:
         ValueError: A ``prevalence`` of the wrong length or outside (0, 1).
@@ -195,8 +199,8 @@ def cross_validate(
     dice_all = np.full((len(data), 4), np.nan)
     for f in range(k):
         other, mine = np.flatnonzero(oof.fold != f), np.flatnonzero(oof.fold == f)
-        choice = tune_gate(oof.seg[other], oof.gate[other], [data.masks[i] for i in other], data.presence[other],
-                           prevalence=prevalence)
+        choice = tune(oof.seg[other], oof.gate[other], [data.masks[i] for i in other], data.presence[other],
+                      prevalence=prevalence)
         choices.append(choice)
         pred, dice = apply_choice(oof.seg[mine], oof.gate[mine], [data.masks[i] for i in mine], choice)
         pred_all[mine], dice_all[mine] = pred, dice
