@@ -25,6 +25,7 @@ It prints the same report as ``real_cv.py report`` for the chosen rule.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -120,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_shared()
     oof = load_run(args.out, args.folds, data)[0]
-    rule = tune_gate if args.rule == "shipped" else (
-        lambda seg, gate, masks, presence, prevalence: tune_bayes(seg, gate, masks, presence,
-                                                                  prevalence=prevalence, ridge=args.ridge))
+    rule = tune_gate if args.rule == "shipped" else partial(tune_bayes, ridge=args.ridge)
     cv = cross_validate(data, oof, prevalence=PREVALENCE, tune=rule)
     print(f"run: {args.out}; rule: {args.rule}" + (f" (ridge {args.ridge})" if args.rule == "bayes" else ""))
     print(cv_text(data, cv), end="")

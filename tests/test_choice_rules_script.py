@@ -92,10 +92,8 @@ def test_main_prints_the_cv_report_of_the_rule(script, tmp_path: Path, monkeypat
     assert script.main(["--out", str(tmp_path), "--folds", str(FOLDS), "--rule", rule]) == 0
     printed = capsys.readouterr().out
     oof = bench_script("real_cv").load_run(tmp_path, FOLDS, data)[0]
-    tune = None if rule == "shipped" else (
-        lambda seg, gate, masks, presence, prevalence: script.tune_bayes(seg, gate, masks, presence,
-                                                                         prevalence=prevalence))
-    cv = cross_validate(data, oof, prevalence=PREVALENCE, **({"tune": tune} if tune else {}))
+    tune = {} if rule == "shipped" else {"tune": script.tune_bayes}
+    cv = cross_validate(data, oof, prevalence=PREVALENCE, **tune)
     assert printed.startswith(f"run: {tmp_path}; rule: {rule}")
     assert cv_text(data, cv) in printed
     assert printed.count("\nfold ") >= FOLDS
