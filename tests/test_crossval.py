@@ -100,6 +100,68 @@ def test_loss_takes_the_gate_term_over_the_gated_images(gated_rows: list[bool]) 
     assert float(got) == pytest.approx(float(pix + 0.5 * gate_term), rel=1e-6)
 
 
+@pytest.mark.parametrize("area_weight", [0.0, 0.2, 3.0])
+def test_loss_adds_the_area_term_over_weak_present_classes_with_known_areas(area_weight: float) -> None:
+    import torch.nn.functional as F
+
+    import steelfast.training.gated as gated
+
+    g = torch.Generator().manual_seed(1)
+    seg, masks = torch.randn(4, 4, 8, 8, generator=g), torch.zeros(4, 4, 8, 8)
+    gate = torch.randn(4, 4, generator=g)
+    presence = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0]], dtype=torch.float32)
+    full = torch.tensor([True, False, False, False])  # no Dice term: the full image has no defect pixel
+    nan = float("nan")
+    areas = torch.tensor([[9.0, nan, 9.0, nan],  # full: its masks rule, never its areas
+                          [20.0, 5.0, 0.0, 0.0],  # weak: classes 1 and 2 count
+                          [nan, nan, nan, 40.0],  # weak: class 3 unknown, class 4 counts
+                          [0.0, 0.0, 0.0, 0.0]])  # weak with class 1 present but area 0 (flags): skipped
+    weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
+    got = gated._loss(seg, gate, masks, weight, presence, full, 0.5, None, areas, area_weight)
+    base = gated._loss(seg, gate, masks, weight, presence, full, 0.5)
+    soft = torch.sigmoid(seg).sum(dim=(2, 3))
+    pairs = [(1, 0), (1, 1), (2, 3)]
+    term = sum(abs(float(torch.log1p(soft[n, c])) - np.log1p(float(areas[n, c]))) for n, c in pairs) / len(pairs)
+    assert float(base) == pytest.approx(float((F.binary_cross_entropy_with_logits(seg, masks, reduction="none")
+                                                .mean(dim=(2, 3)) * weight).sum() / weight.sum()
+                                               + 0.5 * F.binary_cross_entropy_with_logits(gate, presence)), rel=1e-6)
+    assert float(got) == pytest.approx(float(base) + area_weight * term, rel=1e-6)
+
+
+def test_the_area_loss_pulls_a_weak_map_towards_its_known_area() -> None:
+    """A weak image whose class-3 box covers 24,000 px: trained with the area loss, its class-3 map's
+    soft area ends nearer that than the same training without it (same start, seed and batches),
+    and the maps of the other classes, whose areas are unknown, are exactly the same."""
+    import copy
+
+    from steelfast.images import to_model_input
+    from steelfast.training.gated import NORMALIZATION
+
+    data = gated_set(1, 2)  # image 2 is weak and holds the box
+    data.areas[2, 2] = 24000.0
+    torch.manual_seed(0)
+    start = _TinyGated()  # starts near p = 0.5 everywhere: soft areas near 200,000 px
+    x = torch.from_numpy(to_model_input(data.images[2:3], NORMALIZATION["mean"], NORMALIZATION["std"], 3))
+
+    def maps(area_weight: float) -> torch.Tensor:
+        net = copy.deepcopy(start)
+        train_gated(data, GatedTrainConfig(epochs=4, batch_size=3, lr=1e-2, pretrained=False,
+                                           area_weight=area_weight), model=net)
+        with torch.no_grad():
+            return torch.sigmoid(net.forward_both(x)[0][0])
+
+    without, with_area = maps(0.0), maps(1.0)
+    gap = [abs(float(torch.log1p(m[2].sum())) - np.log1p(24000.0)) for m in (without, with_area)]
+    assert gap[1] < gap[0] - 0.1
+    for c in (0, 1, 3):
+        assert torch.equal(without[c], with_area[c])
+
+
+def test_the_area_loss_needs_a_known_area() -> None:
+    with pytest.raises(ValueError, match=r"area_weight=0.2 needs weak images with known pixel areas .*none has one"):
+        train_gated(gated_set(2, 2), GatedTrainConfig(epochs=1, pretrained=False, area_weight=0.2))
+
+
 def test_a_given_gated_unet_keeps_its_frozen_blocks() -> None:
     net = GatedUNet(scale=0.5)
     stem = [p.detach().clone() for p in net.encoder.stem.parameters()]
@@ -120,6 +182,7 @@ def test_another_network_needs_forward_both() -> None:
     ("frozen_blocks", -1, ValueError, "frozen_blocks"), ("device", 0, TypeError, "device must be a str.*got 0"),
     ("device", "tpu", ValueError, "device must be.*'tpu'"),
     ("amp", "fp8", ValueError, "amp must be 'auto', 'bf16', 'fp16' or 'off', got 'fp8'"),
+    ("area_weight", -0.5, ValueError, "area_weight"),
 ])
 def test_bad_config(field: str, value: object, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):

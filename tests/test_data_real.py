@@ -46,6 +46,24 @@ def test_full_weak_and_png_stand_in(tmp_path: Path, rng: np.random.Generator) ->
     assert sub.ids == ["d.jpg", "a.jpg"] and sub.full.tolist() == [False, True]
     assert data.summary() == {"images": 4, "full": 2, "weak": 2, "defect_free": 1,
                               "images_per_class": {"1": 1, "2": 0, "3": 1, "4": 1}}
+    # The weak images' areas come from the area_class_* columns; full images' are NaN (masks hold them).
+    np.testing.assert_array_equal(data.areas, [[np.nan] * 4, [np.nan] * 4, [5, 0, 0, 0], [0, 0, 0, 120]])
+    np.testing.assert_array_equal(sub.areas, [[0, 0, 0, 120], [np.nan] * 4])
+
+
+@pytest.mark.parametrize(("columns", "kept"), [(["area_class_1", "area_class_2", "area_class_3", "area_class_4"], True),
+                                               (["class_1", "class_2", "class_3", "class_4"], False),
+                                               (["area_class_1", "class_2", "class_3", "class_4"], False)])
+def test_presence_keeps_areas_only_from_four_area_columns(tmp_path: Path, rng: np.random.Generator,
+                                                          columns: list[str], kept: bool) -> None:
+    images, labels, presence, _ = _write_folder(tmp_path, rng)
+    table = pd.read_csv(presence).set_axis(["ImageId", *columns], axis=1)
+    read = read_presence(table)
+    assert ("area_class_1" in read.columns) == kept
+    data = load_labelled(images, labels, presence=table)
+    assert np.isfinite(data.areas).any() == kept
+    if kept:  # a table read back reads the same areas again
+        np.testing.assert_array_equal(load_labelled(images, labels, presence=read).areas, data.areas)
 
 
 @pytest.mark.parametrize(
@@ -136,8 +154,12 @@ def test_shared_material(real_data: Path) -> None:
     for i, image_id in enumerate(data.ids):
         expected = [areas.loc[image_id, f"area_class_{c}"] > 0 for c in (1, 2, 3, 4)]
         assert data.presence[i].tolist() == expected, image_id
+        expected_areas = [int(areas.loc[image_id, f"area_class_{c}"]) for c in (1, 2, 3, 4)]
         if data.full[i]:
-            assert [int(data.masks[i][c].sum()) for c in range(4)] == [int(areas.loc[image_id, f"area_class_{c}"]) for c in (1, 2, 3, 4)]
+            assert [int(data.masks[i][c].sum()) for c in range(4)] == expected_areas
+            assert np.isnan(data.areas[i]).all()
+        else:
+            assert data.areas[i].tolist() == expected_areas, image_id
 
 
 def _tiny(ids: list[str], full: bool) -> LabelledSet:
@@ -187,6 +209,10 @@ def _maps_only(s: LabelledSet) -> None:
     s.gate[1] = False
 
 
+def _known_area(s: LabelledSet) -> None:
+    s.areas[1, 2] = 900.0
+
+
 def test_digest_of_a_set_that_all_trains_the_gate_is_unchanged() -> None:
     """Fold models record the digest of what they trained on: a set whose every image trains the gate
     keeps the digest steelfast gave it before ``gate`` existed (this literal, from commit 2b9f63e)."""
@@ -199,6 +225,24 @@ def test_digest_of_a_set_that_all_trains_the_gate_is_unchanged() -> None:
     assert data.digest() == "41d23e7ab7bbd6555d5aeed827667a3e33d2f62032e9ed7196c43e8a098e6a09"
     data.gate[1] = False
     assert data.digest() != "41d23e7ab7bbd6555d5aeed827667a3e33d2f62032e9ed7196c43e8a098e6a09"
+
+
+def test_areas_default_to_unknown_and_follow_subset_and_concat() -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["cc.jpg"], False)
+    assert a.areas.shape == (2, 4) and np.isnan(a.areas).all() and a.areas.dtype == np.float32
+    b.areas[0] = [0, 700, 0, 0]
+    both = LabelledSet.concat([a, b])
+    np.testing.assert_array_equal(both.subset([2, 0]).areas, [[0, 700, 0, 0], [np.nan] * 4])
+
+
+@pytest.mark.parametrize(("areas", "match"), [
+    (np.zeros((2, 3)), r"areas must have shape \(2, 4\), got \(2, 3\)"),
+    (np.array([[0, 0, 0, 0], [0, -5, 0, 0]]), r"areas must be >= 0 or NaN, got -5.0 for 'b.jpg', class 2"),
+])
+def test_areas_of_the_wrong_shape_or_sign(areas: np.ndarray, match: str) -> None:
+    a = _tiny(["a.jpg", "b.jpg"], False)
+    with pytest.raises(ValueError, match=match):
+        LabelledSet(a.ids, a.images, a.presence, a.full, a.masks, areas=areas)
 
 
 def test_gate_defaults_to_all_and_follows_subset_and_concat() -> None:
@@ -223,12 +267,19 @@ def test_gate_of_the_wrong_shape_or_type(gate, exc: type, match: str) -> None:
         LabelledSet(a.ids, a.images, a.presence, a.full, a.masks, gate=gate)
 
 
+def test_digest_counts_areas_unless_told_they_did_not_train() -> None:
+    a, b = _tiny(["a.jpg", "b.jpg"], False), _tiny(["a.jpg", "b.jpg"], False)
+    b.areas[1, 2] = 900.0
+    assert a.digest() != b.digest() and a.digest(areas=False) == b.digest(areas=False) == a.digest()
+
+
 def test_digest_is_the_same_for_an_equal_copy() -> None:
     a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
     assert a.digest() == b.digest() and len(a.digest()) == 64
 
 
-@pytest.mark.parametrize("change", [_change_image, _change_presence, _change_mask, _drop_mask, _rename, _maps_only])
+@pytest.mark.parametrize("change", [_change_image, _change_presence, _change_mask, _drop_mask, _rename, _maps_only,
+                                    _known_area])
 def test_digest_changes_with_any_image_label_mask_or_id(change) -> None:
     a, b = _tiny(["a.jpg", "b.jpg"], True), _tiny(["a.jpg", "b.jpg"], True)
     change(b)

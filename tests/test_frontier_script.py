@@ -132,6 +132,23 @@ def test_main_prints_the_frontier_and_plots_it(tmp_path: Path, monkeypatch: pyte
     front, all_empty, defect = _script().run_frontier(oof, data, real_rates)
     assert f"{defect} defect pairs" in out and f"all-empty {all_empty:.4f}" in out
     assert f"best score {front[0][0]:.4f} (Dice {front[0][1]:.3f})" in out
+    # The ungated segmenter's Dice per class over its defect pairs (NumPy oracle), with their counts.
+    per = []
+    for c in range(4):
+        ds = [2 * ((seg[i, c] > 127) & (truth[i, c] > 0)).sum() / ((seg[i, c] > 127).sum() + (truth[i, c] > 0).sum())
+              for i in range(len(truth)) if truth[i, c].any()]
+        per.append(f"{np.mean(ds):.3f} ({len(ds)})" if ds else "- (0)")
+    assert "per class " + " / ".join(per) in out
     reachable = any(s >= all_empty + 0.03 and d >= 0.35 for s, d, _ in front)
     assert out.rstrip().splitlines()[-2].endswith("yes" if reachable else "no")
     assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_break_even_is_the_rule_of_three_margin_per_fold() -> None:
+    presence = np.array([[1, 0], [0, 0], [0, 1], [0, 0], [1, 0]], bool)
+    fold = np.array([0, 0, 1, 1, 1])
+    got = _script().break_even(presence, fold, [0.25, 0.5])
+    # Fold 0 tunes on images 2-4 (negatives: 2 of class 1, 2 of class 2); fold 1 on images 0-1 (1 and 2).
+    np.testing.assert_allclose(got, [[0.75 * 3 / (0.25 * 2), 0.5 * 3 / (0.5 * 2)],
+                                     [0.75 * 3 / (0.25 * 1), 0.5 * 3 / (0.5 * 2)]])
+    assert np.isinf(_script().break_even(np.ones((2, 1), bool), np.array([0, 1]), [0.3])).all()  # no negative

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from steelfast.training.gate_tuning import CLASS_OFF, apply_choice, tune_gate
+from steelfast.training.gate_tuning import CLASS_OFF, SLACK, apply_choice, break_even, tune_gate
 
 T_GRID = (0.3, 0.5, 0.7)
 A_GRID = (0, 5, 20)
@@ -111,3 +111,29 @@ def test_stored_pixel_threshold_matches_the_tuned_uint8_test(t: float) -> None:
     p = np.linspace(0, 1, 200001)
     q = np.round(p * 255)
     np.testing.assert_array_equal(p > eff, q > np.floor(t * 255))
+
+
+@pytest.mark.parametrize(("pi", "negatives", "slack", "expected"), [
+    (0.25, 2, 3, 0.75 * 3 / 0.5), (0.5, 10, 1, 0.1), (0.064, 77, SLACK, 0.936 * 3 / (0.064 * 77)),
+    (0.3, 0, 3, float("inf")),
+])
+def test_break_even_formula(pi: float, negatives: int, slack: int, expected: float) -> None:
+    assert break_even(pi, negatives, slack) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("k", "on"), [(0.2, False), (0.4, True)])  # masks of Dice 2k / (1 + k): 0.33 and 0.57
+def test_a_class_goes_on_exactly_above_its_break_even(k: float, on: bool) -> None:
+    """Perfect gate, no false mask anywhere, every positive's mask of the same Dice d: tune_gate keeps the
+    class on exactly when d (its recall times mean Dice) exceeds break_even, which its details report."""
+    n_pos, n_neg, pi = 10, 40, 0.15
+    truth = np.zeros((n_pos + n_neg, 1, 20, 20), np.uint8)
+    truth[:n_pos, 0, :, :10] = 1  # 200 px
+    seg = np.zeros_like(truth)
+    seg[:n_pos, 0, :, : int(10 * k)] = 255  # a part of the truth: Dice 2k / (1 + k)
+    gate = np.r_[np.full(n_pos, 0.9), np.full(n_neg, 0.1)].astype(np.float32)[:, None]
+    presence = truth.any(axis=(2, 3))
+    choice = tune_gate(seg, gate, list(truth), presence, prevalence=[pi])
+    need = choice.details[0]["break_even"]
+    assert need == pytest.approx(break_even(pi, n_neg)) == pytest.approx(0.425)  # between the two Dice values
+    assert (2 * k / (1 + k) > need) == on
+    assert (choice.gate[0] != CLASS_OFF) == on

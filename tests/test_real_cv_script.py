@@ -44,8 +44,8 @@ def test_load_run_merges_the_folds(tmp_path: Path) -> None:
     for f in range(2):
         z = np.load(tmp_path / f"oof_{f}.npz")
         assert np.array_equal(oof.seg[z["idx"]], z["seg"]) and np.array_equal(oof.gate[z["idx"]], z["gate"])
-    # the teacher's folder is not a setting; a field recorded only since (amp) reads as its old value
-    assert configs == {json.dumps({"amp": "off", "epochs": 30}, sort_keys=True)}
+    # the teacher's folder is not a setting; fields recorded only since (amp, area_weight) read as their old values
+    assert configs == {json.dumps({"amp": "off", "area_weight": 0.0, "epochs": 30}, sort_keys=True)}
     assert teachers == {"t0", "t1"}
 
 
@@ -68,6 +68,8 @@ def test_load_run_refuses(tmp_path: Path, case: str, match: str) -> None:
     ({"epochs": 30, "amp": "bf16"}, "amp"),
     ({"epochs": 10, "amp": "bf16", "lr": 0.1}, "amp, epochs, lr"),
     ({"epochs": 30, "amp": "off"}, None),  # what a file from before the field means
+    ({"epochs": 30, "area_weight": 0.2}, "area_weight"),
+    ({"epochs": 30, "amp": "off", "area_weight": 0.0}, None),
 ])
 def test_load_run_refuses_mixed_configs(tmp_path: Path, config: dict, differ: str | None) -> None:
     _write_run(tmp_path)  # records {"epochs": 30} without amp

@@ -55,3 +55,24 @@ def test_a_failed_write_leaves_the_files_of_before(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "report.png").read_bytes() == b"before"
     assert ((tmp_path / "cv.json").read_bytes() == b"before") == (failing == "json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.json", "report.png", "report.txt"]  # no temporary file
+
+
+def test_text_names_the_classes_on_and_the_bar_of_the_gate_rule() -> None:
+    from steelfast.training.gate_tuning import CLASS_OFF, GateChoice, break_even
+
+    data, cv = _cv()
+    text = cv_text(data, cv)
+    on = " | ".join(",".join(str(c + 1) for c, g in enumerate(ch.gate) if g < CLASS_OFF) or "none" for ch in cv.choices)
+    assert f"classes on, per fold: {on}\n" in text
+    bars = []
+    for c in range(4):  # the mean over folds of each fold's tuning bar
+        details = [ch.details[c] for ch in cv.choices if "break_even" in ch.details[c]]
+        values = [d["break_even"] for d in details]
+        assert values == [break_even(d["prevalence"], d["negatives"]) for d in details]
+        bars.append(f"{c + 1}: {np.mean(values):.2f}" + (" (never)" if np.mean(values) > 1 else "") if values else f"{c + 1}: -")
+    assert "(mean over folds): " + ", ".join(bars) + "; more labelled images" in text
+    # A rule that reports no bar (another choice rule) gets the classes-on line only.
+    other = type(cv)(cv.folds, cv.report, cv.real_estimate,
+                     [GateChoice([CLASS_OFF, 0.5, CLASS_OFF, CLASS_OFF], [0.5] * 4, [0] * 4, [0.0] * 4, [{}] * 4)] * 2)
+    text = cv_text(data, other)
+    assert "classes on, per fold: 2 | 2\n" in text and "the gate rule" not in text

@@ -313,5 +313,21 @@ def test_load_teacher_checks_a_recorded_digest(tmp_path: Path, same_data: bool) 
         assert isinstance(load_teacher(path, train, config), GatedUNet)
     else:
         with pytest.raises(ValueError,
-                           match=r"trained on the same ImageIds but other images, labels, masks or gate marks \(--synth"):
+                           match=r"trained on the same ImageIds but other images, labels, masks, gate marks \(--synth"):
+            load_teacher(path, train, config)
+
+
+@pytest.mark.parametrize("area_weight", [0.0, 0.2])
+def test_load_teacher_counts_areas_only_where_they_train(tmp_path: Path, area_weight: float) -> None:
+    """A teacher recorded without areas (from before they existed, or trained without the area loss)
+    still teaches a set that has areas when the run does not use them; with the area loss it does not."""
+    from dataclasses import asdict
+
+    train, config = _labelled(4), GatedTrainConfig(epochs=3, area_weight=area_weight)
+    train.areas[0] = [0.0, 0.0, 500.0, 0.0]
+    path = _saved_teacher(tmp_path, list(train.ids), asdict(config), train.digest(areas=False))
+    if area_weight == 0:
+        assert isinstance(load_teacher(path, train, config), GatedUNet)
+    else:
+        with pytest.raises(ValueError, match=r"gate marks \(--synth-maps-only\) or areas \(--area-weight\)"):
             load_teacher(path, train, config)

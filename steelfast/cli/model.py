@@ -32,7 +32,7 @@ UNET_ONLY = ("crop_width", "only_defects", "class_balance", "lr_schedule", "dice
              "max_val_images")
 #: ``train`` parameters only the gated trainer uses, refused with ``--arch unet``.
 GATED_ONLY = ("presence", "folds", "synth_ratio", "shapes", "synth_sheets", "synth_gate", "unlabelled",
-              "pseudo_negative", "pseudo_positive", "prevalence")
+              "pseudo_negative", "pseudo_positive", "prevalence", "area_weight")
 
 
 @app.command()
@@ -149,6 +149,11 @@ def train(
         "such as 0.07,0.02,0.41,0.06; the gate is tuned for the score expected at those rates "
         "(default: the Kaggle train set's).",
     ),
+    area_weight: float = typer.Option(
+        0.0, "--area-weight",
+        help="gated-effnet-lite0: weight of a loss that fits each weak image's present-class maps to the pixel "
+        "areas of its --presence table (area_class_1..4 columns); 0 = those maps are not trained (the default).",
+    ),
     version: bool = version_option(),
 ) -> None:
     """Train a model: the U-Net (validated and tuned every epoch, one line per epoch), or the gated
@@ -166,7 +171,7 @@ def train(
         _train_gated(data_dir, out, presence, folds, epochs, batch_size, lr, seed, threads, device, amp or "off",
                      (synth_ratio, shapes or data_dir / "train.csv", synth_sheets, synth_gate) if synth_ratio else None,
                      (unlabelled, pseudo_negative, pseudo_positive) if unlabelled is not None else None,
-                     prevalence)
+                     prevalence, area_weight)
         return
     from steelfast.training.config import TrainConfig
     from steelfast.training.loop import train as run_training
@@ -206,19 +211,25 @@ def _train_gated(
     batch_size: Optional[int], lr: Optional[float], seed: int, threads: Optional[int], device: str, amp: str,
     synth: Optional[tuple[float, Path, str, bool]],
     pseudo_options: Optional[tuple[Path, Optional[float], Optional[float]]],
-    prevalence: Optional[str],
+    prevalence: Optional[str], area_weight: float,
 ) -> None:
     from steelfast.training.fit import fit_folder, training_folder
     from steelfast.training.gated import GatedTrainConfig
     from steelfast.training.mix import SynthMix
     from steelfast.training.pseudo import PseudoLabels, check_rule
 
-    config = GatedTrainConfig(seed=seed, threads=threads, device=device, amp=amp)
+    config = GatedTrainConfig(seed=seed, threads=threads, device=device, amp=amp, area_weight=area_weight)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(config, name, value)
     config.validate()  # every option is checked before any file is read
     shares = _prevalence_option(prevalence)  # None: the Kaggle train set's rates, as fit_folder's default
+    if area_weight > 0:  # before the images are read: the areas come from the presence table
+        from steelfast.data.real import read_presence
+
+        if presence is None or "area_class_1" not in read_presence(presence).columns:
+            raise ValueError(f"--area-weight needs a --presence table with pixel areas (columns area_class_1..4), "
+                             f"got {'no --presence' if presence is None else str(presence)}")
     if pseudo_options is not None:
         folder, negative, positive = pseudo_options
         negative, positive = check_rule(negative, positive)

@@ -42,6 +42,9 @@ class LabelledSet:
         gate: bool (N,): the image's class presence trains the gate (False for synthetic images
             that train the segmentation maps only, see :class:`~steelfast.training.mix.SynthMix`);
             None (the default) means every image.
+        areas: float32 (N, 4): the pixel area of each class of a weak image where its presence
+            table gives one (``area_class_*`` columns), else NaN; NaN for every full image (its
+            masks hold its areas). None (the default) means no areas known.
     """
 
     ids: list[str]
@@ -51,6 +54,7 @@ class LabelledSet:
     masks: list[np.ndarray | None]
     source: dict = field(default_factory=dict)
     gate: np.ndarray | None = None
+    areas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.gate is None:
@@ -63,6 +67,17 @@ class LabelledSet:
                 raise TypeError(f"gate must be a bool array (one mark per image), got {shown}")
             if self.gate.shape != (len(self.ids),):
                 raise ValueError(f"gate must have one mark per image, shape ({len(self.ids)},), got {shown}")
+        if self.areas is None:
+            self.areas = np.full((len(self.ids), len(CLASSES)), np.nan, np.float32)
+        else:
+            given = self.areas
+            self.areas = np.asarray(given, dtype=np.float32)
+            if self.areas.shape != (len(self.ids), len(CLASSES)):
+                raise ValueError(f"areas must have shape ({len(self.ids)}, {len(CLASSES)}), got {self.areas.shape}")
+            if (self.areas < 0).any():  # NaN compares False: unknown areas pass
+                bad = np.argwhere(self.areas < 0)[0]
+                raise ValueError(f"areas must be >= 0 or NaN, got {float(self.areas[tuple(bad)])!r} "
+                                 f"for {self.ids[bad[0]]!r}, class {bad[1] + 1}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -72,14 +87,15 @@ class LabelledSet:
         idx = np.asarray(index, dtype=np.int64)
         return LabelledSet(
             [self.ids[i] for i in idx], self.images[idx], self.presence[idx], self.full[idx],
-            [self.masks[i] for i in idx], dict(self.source), self.gate[idx],
+            [self.masks[i] for i in idx], dict(self.source), self.gate[idx], self.areas[idx],
         )
 
-    def digest(self) -> str:
-        """Hex SHA-256 of the ids, images, labels, masks and gate marks, in order: two sets with the
-        same digest train a model identically (a saved model's metadata can record what it trained
-        on). The marks count only where some image does not train the gate, so a set whose every
-        image does keeps the digest it had before the marks existed."""
+    def digest(self, *, areas: bool = True) -> str:
+        """Hex SHA-256 of the ids, images, labels, masks, gate marks and areas, in order: two sets with
+        the same digest train a model identically (a saved model's metadata can record what it trained
+        on). The marks count only where some image does not train the gate, and the areas only where
+        one is known and ``areas`` is True (a training without the area loss passes False: they do
+        not train it), so a set without them keeps the digest it had before they existed."""
         import hashlib
 
         h = hashlib.sha256()
@@ -92,6 +108,8 @@ class LabelledSet:
             h.update(b"-" if m is None else np.ascontiguousarray(m, dtype=np.uint8).data)
         if not self.gate.all():  # a set whose every image trains the gate keeps its digest of before
             h.update(b"gate" + np.ascontiguousarray(self.gate).data)
+        if areas and np.isfinite(self.areas).any():
+            h.update(b"areas" + np.ascontiguousarray(self.areas).data)
         return h.hexdigest()
 
     @classmethod
@@ -104,7 +122,8 @@ class LabelledSet:
             raise ValueError("concat: an ImageId appears in more than one set")
         return cls(ids, np.concatenate([s.images for s in sets]), np.concatenate([s.presence for s in sets]),
                    np.concatenate([s.full for s in sets]), [m for s in sets for m in s.masks],
-                   {"parts": [s.source for s in sets]}, np.concatenate([s.gate for s in sets]))
+                   {"parts": [s.source for s in sets]}, np.concatenate([s.gate for s in sets]),
+                   np.concatenate([s.areas for s in sets]))
 
     def summary(self) -> dict:
         """Counts for metadata and logs: images, full, weak, and images per class."""
@@ -123,6 +142,8 @@ def read_presence(source: PathLike | pd.DataFrame) -> pd.DataFrame:
 
     The class columns are named ``area_class_1`` …, ``class_1`` … or ``1`` … (the last as this
     function returns them, so its output reads again); a value > 0 means the class is present.
+    Where all four are ``area_class_*`` columns, their pixel areas are kept as float columns
+    ``area_class_1`` … beside the bool ones (and read again first).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -154,6 +175,7 @@ def read_presence(source: PathLike | pd.DataFrame) -> pd.DataFrame:
     if "ImageId" not in frame.columns:
         raise LabelError(f"{name}: a presence table needs an ImageId column, got {list(frame.columns)}")
     out = pd.DataFrame({"ImageId": frame["ImageId"].astype(str).to_numpy()})
+    areas: dict[str, np.ndarray] = {}
     for c in CLASSES:
         col = next((n for n in (f"area_class_{c}", f"class_{c}", str(c)) if n in frame.columns), None)
         if col is None:
@@ -165,9 +187,12 @@ def read_presence(source: PathLike | pd.DataFrame) -> pd.DataFrame:
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise LabelError(f"{name}, {labels[row]}: {col} must be a number >= 0, got {frame[col].iloc[row]!r}")
         out[c] = values.to_numpy() > 0
+        areas[col] = values.to_numpy(np.float32)
     if (out["ImageId"] == "").any():
         row = int(np.flatnonzero((out["ImageId"] == "").to_numpy())[0])
         raise LabelError(f"{name}, {labels[row]}: empty ImageId")
+    if all(col.startswith("area_") for col in areas):
+        out = out.assign(**areas)
     return out
 
 
@@ -236,6 +261,9 @@ def load_labelled(
         raise ValueError(f"no labelled images found in {dirs}")
     # A table may list an image twice (two copies of it); a class counts when any row has it.
     weak_rows = weak.groupby("ImageId")[list(CLASSES)].any() if weak is not None else None
+    area_cols = [f"area_class_{c}" for c in CLASSES]
+    weak_areas = weak.groupby("ImageId")[area_cols].max() if weak is not None and area_cols[0] in weak else None
+    areas = np.full((len(ids), len(CLASSES)), np.nan, np.float32)
     images = np.empty((len(ids), *SHAPE), np.uint8)
     pres = np.zeros((len(ids), 4), bool)
     is_full = np.zeros(len(ids), bool)
@@ -253,8 +281,10 @@ def load_labelled(
         else:
             masks.append(None)
             pres[n] = weak_rows.loc[image_id, list(CLASSES)].to_numpy(bool)  # type: ignore[union-attr]
+            if weak_areas is not None:
+                areas[n] = weak_areas.loc[image_id].to_numpy(np.float32)
     source = {"image_dirs": [str(d) for d in dirs], "labels": None if labels is None else str(labels)}
-    return LabelledSet(ids, images, pres, is_full, masks, source)
+    return LabelledSet(ids, images, pres, is_full, masks, source, areas=areas)
 
 
 def shared_data_dir() -> Path:

@@ -30,7 +30,7 @@ from steelfast.training.crossval import (
     out_of_fold,
     stratified_folds,
 )
-from steelfast.training.gate_tuning import GateChoice
+from steelfast.training.gate_tuning import CLASS_OFF, GateChoice
 from steelfast.training.gated import NORMALIZATION, GatedTrainConfig
 from steelfast.training.mix import SynthMix
 from steelfast.training.pseudo import PseudoLabels
@@ -59,7 +59,28 @@ def cv_text(data: LabelledSet, cv: CVResult) -> str:
         + "".join(_expected_line(what, e) for what, e in (
             ("the real class prevalences (Kaggle train set: ", est),
             ("the class prevalences the gate was tuned for (", tuned)) if e is not None)
+        + _gate_rule_lines(cv.choices)
     )
+
+
+def _gate_rule_lines(choices: Sequence[GateChoice]) -> str:
+    """Which classes each fold's gate switched on, and, where the rule reports it (``tune_gate``'s
+    ``break_even``), the bar a class had to clear."""
+    if not choices:
+        return ""
+    on = " | ".join(",".join(str(c + 1) for c, g in enumerate(ch.gate) if g < CLASS_OFF) or "none" for ch in choices)
+    text = f"classes on, per fold: {on}\n"
+    bars = [[d.get("break_even") for d in ch.details] for ch in choices]
+    if any(b is not None for row in bars for b in row):
+        means = []
+        for c in range(len(choices[0].gate)):
+            values = [row[c] for row in bars if c < len(row) and row[c] is not None]
+            means.append(f"{c + 1}: " + (f"{np.mean(values):.2f}" + (" (never)" if np.mean(values) > 1 else "")
+                                         if values else "-"))
+        text += ("the gate rule switches a class on only where the recall times the mean Dice of its predicted "
+                 "tuning positives exceeds, even without a false mask (mean over folds): " + ", ".join(means)
+                 + "; more labelled images without the class lower the bar\n")
+    return text
 
 
 def write_cv_files(run: Path, data: LabelledSet, cv: CVResult, extra: dict[str, Any]) -> None:

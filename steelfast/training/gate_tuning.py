@@ -20,7 +20,10 @@ The chosen setting must still gain after three more false positives than observe
 with no false positive among n negatives, 3/n is the "rule of three" 95 % upper bound of the
 false-positive rate. Otherwise the class is switched off, so small samples default to predicting
 nothing, which scores exactly the all-empty score. (On the shared 53-image cross-validation a
-slack of 1 let class 4 through with false positives on held-out folds; 2 and 3 agree.)
+slack of 1 let class 4 through with false positives on held-out folds; 2 and 3 agree.) So even a
+setting without any false positive switches a class on only where the recall times the mean Dice
+of its predicted positives exceeds ``(1 − π) · slack / (π · n_neg)`` (:func:`break_even`): a bar
+that only more labelled negatives lower.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ import numpy as np
 
 from steelfast.severstal import PREVALENCE
 
-__all__ = ["CLASS_OFF", "GateChoice", "apply_choice", "effective_threshold", "pixel_areas", "tune_gate"]
+__all__ = ["CLASS_OFF", "SLACK", "GateChoice", "apply_choice", "break_even", "effective_threshold", "pixel_areas",
+           "tune_gate"]
 
 #: Gate threshold that switches a class off (gate probabilities never exceed 1).
 CLASS_OFF = 2.0
 PIXEL_THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS: tuple[int, ...] = (0, 400, 1000, 2000, 4000, 8000)
+#: False positives a chosen setting must survive beyond those observed (the rule of three).
+SLACK = 3
 
 
 @dataclass
@@ -62,6 +68,21 @@ class GateChoice:
         """JSON-ready dict."""
         return {"gate": self.gate, "thresholds": self.thresholds, "min_areas": self.min_areas,
                 "gain": self.gain, "details": self.details}
+
+
+def break_even(prevalence: float, negatives: int, slack: int = SLACK) -> float:
+    """The recall × mean Dice a class's predicted positives must exceed before :func:`tune_gate`
+    switches it on, even with no false positive: ``(1 − π) · slack / (π · n_neg)``.
+
+    Args:
+        prevalence: The class's share of images where the model will run (π, in (0, 1)).
+        negatives: Tuning images without the class (n_neg).
+        slack: The extra false positives of the rule.
+
+    Returns:
+        The bar; above 1 the class can never be switched on; ``inf`` without negatives.
+    """
+    return (1 - prevalence) * slack / (prevalence * negatives) if negatives > 0 else float("inf")
 
 
 def effective_threshold(t: float) -> float:
@@ -104,7 +125,7 @@ def tune_gate(
     prevalence: Sequence[float] = PREVALENCE,
     thresholds: Sequence[float] = PIXEL_THRESHOLDS,
     min_areas: Sequence[int] = MIN_AREAS,
-    slack: int = 3,
+    slack: int = SLACK,
 ) -> GateChoice:
     """Choose per-class gate threshold, pixel threshold and minimum area (module docstring).
 
@@ -169,7 +190,7 @@ def tune_gate(
                     g = float(g_sorted[k] + g_sorted[k + 1]) / 2 if k + 1 < n else 0.0
                     best = (float(gains[k]), (g, effective_threshold(t), a, int(cum_fp[k]),
                                               int((known | weak_on)[: k + 1].sum()), float(mean_dice[k])))
-        detail = {"positives": n_pos, "negatives": n_neg, "prevalence": pi}
+        detail = {"positives": n_pos, "negatives": n_neg, "prevalence": pi, "break_even": break_even(pi, n_neg, slack)}
         if best[1] is not None:
             g, t, a, fps, tps, md = best[1]
             choice.gate[c], choice.thresholds[c], choice.min_areas[c] = g, t, a

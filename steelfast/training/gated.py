@@ -13,7 +13,10 @@ The loss has three parts:
 * BCE of the gate logits against class presence, on every image whose presence trains the gate
   (``LabelledSet.gate``: all real images; synthetic ones unless they train the maps only),
   averaged over those images of the batch, so that ``gate_weight`` weighs the gate as it does in a
-  batch of real images.
+  batch of real images;
+* with ``area_weight`` > 0, the weak labels' pixel areas (``LabelledSet.areas``) train the maps of
+  the classes a weak image has: ``|log(1 + Σ p) − log(1 + area)|`` per such (image, class), the
+  soft area of the map against the known one, averaged over the batch's known areas.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 NORMALIZATION = {"mean": 0.5, "std": 0.5}
 #: :class:`GatedTrainConfig` fields added since models and fold files were first saved, with the
 #: value those trained with (a recorded config without them means these values).
-LEGACY_CONFIG = {"amp": "off"}
+LEGACY_CONFIG = {"amp": "off", "area_weight": 0.0}
 
 
 @dataclass
@@ -72,6 +75,8 @@ class GatedTrainConfig:
             ``"auto"`` (float16 on CUDA, bfloat16 on CPUs with native bfloat16, else off),
             ``"bf16"`` or ``"fp16"`` (CUDA only, with loss scaling). The loss is computed in
             float32, and the weights stay float32 either way.
+        area_weight: Weight of the area loss of weak images with known areas (see the module
+            docstring; 0, the shipped model's recipe, leaves their present classes' maps untrained).
     """
 
     epochs: int = 30
@@ -88,6 +93,7 @@ class GatedTrainConfig:
     threads: int | None = None
     device: str = "auto"
     amp: str = "off"
+    area_weight: float = 0.0
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad field and its value."""
@@ -99,6 +105,7 @@ class GatedTrainConfig:
         check_fraction("encoder_lr_scale", self.encoder_lr_scale, low=0.0, high=10.0)
         check_fraction("weight_decay", self.weight_decay, low=0.0, high=1.0)
         check_fraction("gate_weight", self.gate_weight, low=0.0, high=100.0)
+        check_fraction("area_weight", self.area_weight, low=0.0, high=100.0)
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
         if not isinstance(self.amp, str):
@@ -128,9 +135,11 @@ def _batch_input(grays: list[np.ndarray]) -> torch.Tensor:
 def _loss(
     seg: torch.Tensor, gate: torch.Tensor, masks: torch.Tensor, pixel_weight: torch.Tensor,
     presence: torch.Tensor, full: torch.Tensor, gate_weight: float, gated: torch.Tensor | None = None,
+    areas: torch.Tensor | None = None, area_weight: float = 0.0,
 ) -> torch.Tensor:
-    """The three-part loss of the module docstring; shapes (N, C, H, W), (N, C), (N,); ``gated``
-    (N,) bool marks the images whose presence trains the gate (None: all)."""
+    """The loss of the module docstring; shapes (N, C, H, W), (N, C), (N,); ``gated`` (N,) bool
+    marks the images whose presence trains the gate (None: all); ``areas`` (N, C) holds the known
+    pixel areas of weak images' present classes (NaN elsewhere; None: none known)."""
     bce = F.binary_cross_entropy_with_logits(seg, masks, reduction="none").mean(dim=(2, 3))
     pix = (bce * pixel_weight).sum() / pixel_weight.sum().clamp_min(1.0)
     if gated is None or bool(gated.all()):
@@ -147,6 +156,11 @@ def _loss(
         has = t.sum(dim=(0, 2, 3)) > 0
         if bool(has.any()):
             loss = loss + (1 - (2 * inter[has] + 1) / (denom[has] + 1)).mean()
+    if area_weight > 0 and areas is not None:
+        known = torch.isfinite(areas) & (areas > 0) & presence.bool() & ~full[:, None]
+        if bool(known.any()):
+            soft = torch.sigmoid(seg).sum(dim=(2, 3))
+            loss = loss + area_weight * (torch.log1p(soft[known]) - torch.log1p(areas[known])).abs().mean()
     return loss
 
 
@@ -184,6 +198,9 @@ def train_gated(
     dtype = autocast_dtype(cfg.amp, device)  # None: float32
     if not data.full.any():
         raise ValueError("training needs at least one fully labelled image (masks known)")
+    if cfg.area_weight > 0 and not np.isfinite(data.areas[~data.full]).any():
+        raise ValueError(f"area_weight={cfg.area_weight} needs weak images with known pixel areas "
+                         "(LabelledSet.areas, from a presence table's area_class_* columns); none has one")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -234,6 +251,7 @@ def train_gated(
             presence = torch.from_numpy(data.presence[idx].astype(np.float32)).to(device)
             pixel_weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
             target = torch.from_numpy(np.stack(masks)).to(device).float()
+            areas = torch.from_numpy(data.areas[idx]).to(device)
             frac = step / total
             lr_factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
             for g, base in zip(opt.param_groups, base_lrs):
@@ -241,7 +259,7 @@ def train_gated(
             with autocast(device, dtype):
                 seg, gate = model.forward_both(x)
             loss = _loss(seg.float(), gate.float(), target, pixel_weight, presence, full, cfg.gate_weight,
-                         gated_rows)
+                         gated_rows, areas, cfg.area_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -260,9 +260,9 @@ def load_teacher(path: PathLike, train: LabelledSet, config: Any) -> Any:
                          f"difference at position {at}: {ids[at] if at < len(ids) else None!r} against "
                          f"{train.ids[at] if at < len(train.ids) else None!r}")
     digest = training.get("digest")
-    if digest is not None and digest != (actual := train.digest()):
-        raise ValueError(f"{path} was trained on the same ImageIds but other images, labels, masks or "
-                         "gate marks (--synth-maps-only) "
+    if digest is not None and digest != (actual := train.digest(areas=config.area_weight > 0)):
+        raise ValueError(f"{path} was trained on the same ImageIds but other images, labels, masks, "
+                         "gate marks (--synth-maps-only) or areas (--area-weight) "
                          f"(training.digest {str(digest)[:12]}… against {actual[:12]}…)")
     wanted = asdict(config)
     saved = {**LEGACY_CONFIG, **saved}
