@@ -75,8 +75,8 @@ def _gate_rule_lines(choices: Sequence[GateChoice]) -> str:
         means = []
         for c in range(len(choices[0].gate)):
             values = [row[c] for row in bars if c < len(row) and row[c] is not None]
-            means.append(f"{c + 1}: " + (f"{np.mean(values):.2f}" + (" (never)" if np.mean(values) > 1 else "")
-                                         if values else "-"))
+            bar = float(np.mean(values)) if values else None
+            means.append(f"{c + 1}: -" if bar is None else f"{c + 1}: {bar:.2f}" + (" (never)" if bar > 1 else ""))
         text += ("the gate rule switches a class on only where the recall times the mean Dice of its predicted "
                  "tuning positives exceeds, even without a false mask (mean over folds): " + ", ".join(means)
                  + "; more labelled images without the class lower the bar\n")

@@ -251,7 +251,7 @@ def train_gated(
             presence = torch.from_numpy(data.presence[idx].astype(np.float32)).to(device)
             pixel_weight = torch.where(full[:, None], torch.ones_like(presence), 1.0 - presence)
             target = torch.from_numpy(np.stack(masks)).to(device).float()
-            areas = torch.from_numpy(data.areas[idx]).to(device)
+            areas = torch.from_numpy(data.areas[idx]).to(device) if cfg.area_weight > 0 else None
             frac = step / total
             lr_factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
             for g, base in zip(opt.param_groups, base_lrs):
